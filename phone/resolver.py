@@ -1,0 +1,490 @@
+"""RFC 3263 server location for the bundled phone: ``sip_server.Y`` → ordered targets (SPEC §2).
+
+Two layers, in the project's sans-I/O style:
+
+- :class:`Resolution` is the plan for one lookup. It knows nothing of sockets or clocks: it
+  says which query to make next (:meth:`Resolution.next_query`), is fed the answer (records
+  or a :class:`Fault`), and when done exposes the ordered :class:`Target` list and a log of
+  every decision. Every rule of SPEC §2 lives here and is tested on canned answers.
+- :class:`Resolver` (in :mod:`phone.dnsclient`) puts it on the wire with ``twisted.names``
+  and keeps the TTL cache on the injected clock.
+
+Why written by hand: no Python library implements the *guide's* reading of RFC 3263. The
+guide orders equal-priority SRV records by weight, heaviest first, instead of RFC 2782's
+weighted random (both are offered, ``srv_select``), re-queries NAPTR on a record with empty
+flags, picks the fallback SRV names by ``naptr_build`` and treats DNS faults step by step
+([interp] rules of SPEC §2). dnspython's resolver does the wire only and twisted.names has no
+RFC 3263 logic at all.
+
+The plan is written as a generator (each ``yield`` is one query, the answer is sent back),
+so the order of the steps reads top to bottom like SPEC §2.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import random as _random
+import re
+from dataclasses import dataclass
+from typing import Any, Generator, NamedTuple, Sequence, Union
+
+__all__ = [
+    "Target",
+    "Naptr",
+    "Srv",
+    "Address",
+    "Fault",
+    "Query",
+    "Resolution",
+    "TRANSPORTS",
+    "NAPTR_LOOP_GUARD",
+    "is_ip_literal",
+]
+
+# account.X.transport → transport of the targets (3 = DNS-NAPTR decides). SPEC §1
+TRANSPORTS = {0: "udp", 1: "tcp", 2: "tls"}
+_SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}  # SPEC §2 [RFC]
+_DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}  # SPEC §2 [seed, RFC]
+_NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}  # SPEC §2 [seed]
+NAPTR_LOOP_GUARD = 8  # at most this many NAPTR queries in one lookup, SPEC §2
+SRV_SELECT = ("seed", "rfc2782")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One place to send SIP to: (IP address, port, transport), and how DNS gave it.
+
+    ``a_ttl`` / ``expires_at``: TTL of the A (AAAA) record that gave the address and the
+    phone time it runs out (None for an IP literal); failback mode DNSTTL (SPEC §5) goes back
+    to the primary at ``expires_at`` of the current target. ``source`` is the chain for the
+    log, e.g. ``NAPTR 90 50 SIP+D2T → SRV 0 2 5060 server2.example.com → A 62.10.1.20``.
+    """
+
+    host: str
+    port: int
+    transport: str  # "udp" | "tcp" | "tls"
+    a_ttl: int | None = None
+    expires_at: float | None = None
+    source: str = ""
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+    @property
+    def key(self) -> tuple[str, int, str]:
+        """(host, port, transport): what identifies the target regardless of TTL."""
+        return (self.host, self.port, self.transport)
+
+
+# --- answer records, as the planner is fed them -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Naptr:
+    order: int
+    preference: int
+    flags: str
+    service: str
+    regexp: str
+    replacement: str
+    ttl: int = 0
+
+
+@dataclass(frozen=True)
+class Srv:
+    priority: int
+    weight: int
+    port: int
+    target: str
+    ttl: int = 0
+
+
+@dataclass(frozen=True)
+class Address:
+    """An A or AAAA record's address (text form)."""
+
+    address: str
+    ttl: int = 0
+
+
+class Fault(enum.Enum):
+    """Why a query gave no answer (SPEC §2 [interp]); NXDOMAIN counts as an empty answer."""
+
+    SERVFAIL = "servfail"
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
+    NXDOMAIN = "nxdomain"
+    TRUNCATED = "truncated"  # truncated over UDP and the TCP retry failed too
+    ERROR = "error"  # anything else: FORMERR, NOTIMP, unparsable answer, socket error
+
+
+class Query(NamedTuple):
+    name: str
+    qtype: str  # "NAPTR" | "SRV" | "A" | "AAAA"
+
+
+Answer = Union[Sequence[Any], Fault]
+
+
+def is_ip_literal(address: str) -> bool:
+    """True for an IPv4 or IPv6 literal (IPv6 with or without brackets)."""
+    try:
+        ipaddress.ip_address(address.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
+_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def _hostname(name: Any) -> str | None:
+    """Normalised domain name (lower case, no trailing dot), '.' for the root, None if bad."""
+    if not isinstance(name, str):
+        return None
+    if name == ".":
+        return "."
+    n = name[:-1] if name.endswith(".") else name
+    if not n or len(n) > 253 or not all(_LABEL.match(label) for label in n.split(".")):
+        return None
+    return n.lower()
+
+
+def _u16(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
+
+
+def _ttl(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0x7FFFFFFF
+
+
+# --- the plan ------------------------------------------------------------------------------
+
+
+class _Chain(NamedTuple):
+    """How we got to an SRV name: text for Target.source and when each record of it expires."""
+
+    text: tuple[str, ...]
+    expiries: tuple[float, ...]
+
+
+class Resolution:
+    """The sans-I/O plan of one RFC 3263 lookup (SPEC §2).
+
+    ``address``/``port``/``transport``/``naptr_build`` are the account settings
+    (``transport``: 0 UDP, 1 TCP, 2 TLS, 3 DNS-NAPTR). ``srv_select``: ``"seed"`` (equal
+    priority → heavier weight first, then answer order) or ``"rfc2782"`` (weighted random,
+    drawn from ``rng``, a :class:`random.Random`). ``ipv6``: also query AAAA. ``now``: phone
+    time at the start; :meth:`feed` takes the time each answer arrived.
+
+    Loop: ``while (q := r.next_query()) is not None: r.feed(q.name, q.qtype, answer, now=t)``;
+    then :attr:`targets`, :attr:`log`, :attr:`expires_at` (when the result should be
+    re-resolved; None = never, for an IP literal) and :attr:`cacheable`.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        port: int = 0,
+        transport: int = 0,
+        naptr_build: int = 0,
+        *,
+        srv_select: str = "seed",
+        ipv6: bool = False,
+        now: float = 0.0,
+        rng: _random.Random | None = None,
+    ):
+        if not isinstance(address, str) or not address.strip():
+            raise ValueError(f"address: expected an IP literal or a domain name, got {address!r}")
+        if not _u16(port):
+            raise ValueError(f"port: expected 0..65535, got {port!r}")
+        if transport not in (0, 1, 2, 3):
+            raise ValueError(f"transport: expected 0 UDP, 1 TCP, 2 TLS or 3 DNS-NAPTR, got {transport!r}")
+        if naptr_build not in (0, 1):
+            raise ValueError(f"naptr_build: expected 0 (UDP SRV) or 1 (TCP/TLS SRV), got {naptr_build!r}")
+        if srv_select not in SRV_SELECT:
+            raise ValueError(f"srv_select: expected one of {SRV_SELECT}, got {srv_select!r}")
+        self.address = address.strip()
+        self.port = port
+        self.transport = transport
+        self.naptr_build = naptr_build
+        self.srv_select = srv_select
+        self.ipv6 = bool(ipv6)
+        self.now = float(now)
+        self.started_at = self.now
+        self.rng = rng if rng is not None else _random.Random()
+        self.targets: list[Target] = []
+        self.log: list[str] = []
+        self.queries: list[Query] = []  # every query made, in order
+        self.faults: list[tuple[Query, Fault]] = []
+        self._expiries: list[float] = []  # expiry of every record the result depends on
+        self._pending: Query | None = None
+        self.done = False
+        self._gen = self._plan()
+        self._advance(None)
+
+    # public driving interface
+    def next_query(self) -> Query | None:
+        """The query to make now, or None when done."""
+        return self._pending
+
+    def feed(self, name: str, qtype: str, answer: Answer, now: float | None = None) -> None:
+        """Give the answer (a list of records, or a :class:`Fault`) to the pending query."""
+        if self._pending is None:
+            raise RuntimeError(f"feed({name!r}, {qtype!r}): no query is pending (resolution done)")
+        if (_hostname(name) or name, qtype.upper()) != tuple(self._pending):
+            raise ValueError(f"feed({name!r}, {qtype!r}): the pending query is {self._pending.qtype} {self._pending.name}")
+        if now is not None:
+            self.now = float(now)
+        self._advance(answer)
+
+    @property
+    def cacheable(self) -> bool:
+        """A result is cached only if it has targets and no step met a fault (SPEC §2 [interp])."""
+        return bool(self.targets) and not self.faults
+
+    @property
+    def expires_at(self) -> float | None:
+        """Phone time the result must be re-resolved: the smallest TTL of the chain."""
+        if not self._expiries:
+            return None
+        return min(self._expiries)
+
+    # internals
+    def _advance(self, answer: Any) -> None:
+        try:
+            q = self._gen.send(answer)
+        except StopIteration:
+            self._pending = None
+            self.done = True
+            return
+        self._pending = q
+        self.queries.append(q)
+
+    def _note(self, text: str) -> None:
+        self.log.append(text)
+
+    def _ask(self, name: str, qtype: str) -> Generator[Query, Any, list[Any]]:
+        """One query; returns the valid records of the answer ([] on a fault, logged)."""
+        q = Query(name, qtype)
+        answer = yield q
+        if isinstance(answer, Fault):
+            if answer is Fault.NXDOMAIN:
+                self._note(f"{qtype} {name}: NXDOMAIN")
+            else:
+                self.faults.append((q, answer))
+                self._note(f"{qtype} {name}: {answer.value} → as empty")
+            return []
+        if answer is None or isinstance(answer, (str, bytes)):
+            self.faults.append((q, Fault.ERROR))
+            self._note(f"{qtype} {name}: unusable answer {answer!r} → as empty")
+            return []
+        good = []
+        for rec in answer:
+            why = _invalid(rec, qtype)
+            if why:
+                self._note(f"{qtype} {name}: bad record skipped ({why}): {rec!r}")
+            else:
+                good.append(rec)
+        self._note(f"{qtype} {name}: {len(good)} record(s)")
+        return good
+
+    def _plan(self) -> Generator[Query, Any, None]:
+        addr = self.address
+        # SPEC §2: an IP literal is one target, no DNS; port 0 → 5060 (5061 for TLS).
+        if is_ip_literal(addr):
+            host = str(ipaddress.ip_address(addr.strip("[]")))
+            transport = TRANSPORTS.get(self.transport, "udp")
+            port = self.port or _DEFAULT_PORT[transport]
+            self._note(f"{addr} is an IP literal: no DNS")
+            self.targets = [Target(host, port, transport, None, None, "IP literal")]
+            return
+        domain = _hostname(addr)
+        if domain is None or domain == ".":
+            raise ValueError(f"address: {addr!r} is neither an IP literal nor a valid domain name")
+
+        if self.port != 0:
+            # SPEC §2: explicit port → A query only (transport 3 with a port: UDP [interp, RFC 3263 §4.1]).
+            transport = TRANSPORTS.get(self.transport, "udp")
+            self._note(f"explicit port {self.port}: A query only on {domain}")
+            yield from self._resolve_host(domain, self.port, transport, _Chain((), ()))
+            return
+
+        srv_found = False
+        if self.transport == 3:
+            # SPEC §2: NAPTR, then SRV, then A.
+            found, srv_found = yield from self._naptr(domain)
+            if found:
+                return
+            if self.naptr_build == 0:
+                fallbacks = ["udp"]
+            else:
+                fallbacks = ["tcp", "tls"]
+            self._note(f"NAPTR gave no usable record: SRV by naptr_build {self.naptr_build}")
+            a_transport = fallbacks[0]
+        else:
+            fallbacks = [TRANSPORTS[self.transport]]
+            a_transport = fallbacks[0]
+        for transport in fallbacks:
+            name = f"{_SRV_PREFIX[transport]}.{domain}"
+            got, answered = yield from self._srv(name, transport, _Chain((), ()))
+            srv_found = srv_found or answered
+            if got:
+                return
+        if srv_found:
+            self._note("SRV said no service ('.') or gave no address: no A query on the domain")
+            return
+        # SPEC §2: no SRV and no NAPTR result → A on the domain, port 5060 (5061 for TLS, RFC 3263).
+        port = _DEFAULT_PORT[a_transport]
+        self._note(f"no SRV/NAPTR result: A on {domain}, port {port}")
+        yield from self._resolve_host(domain, port, a_transport, _Chain((), ()))
+
+    def _naptr(self, domain: str) -> Generator[Query, Any, tuple[bool, bool]]:
+        """NAPTR stage. Returns (targets found, some SRV answered with records)."""
+        steps = 0
+        srv_answered = False
+        # Depth-first: candidates of a re-query come before the rest of the outer list.
+        stack: list[tuple[Naptr, _Chain, float]] = []
+        pending_names: list[tuple[str, _Chain]] = [(domain, _Chain((), ()))]
+        while pending_names or stack:
+            if pending_names:
+                name, chain = pending_names.pop()
+                steps += 1
+                if steps > NAPTR_LOOP_GUARD:
+                    self._note(f"NAPTR loop guard: more than {NAPTR_LOOP_GUARD} NAPTR queries → no NAPTR result")
+                    return False, srv_answered
+                records = yield from self._ask(name, "NAPTR")
+                usable = []
+                for r in sorted(records, key=lambda r: (r.order, r.preference)):  # SPEC §2 [RFC 3403]
+                    flags = r.flags.lower()
+                    service = r.service.upper()
+                    if flags == "s" and service in _NAPTR_SERVICES:
+                        usable.append(r)
+                    elif flags == "" and (service == "" or service in _NAPTR_SERVICES):
+                        usable.append(r)
+                    else:
+                        self._note(f"NAPTR {r.order} {r.preference} {r.flags!r} {r.service!r} skipped")
+                stack[:0] = [(r, chain, self.now) for r in usable]
+                continue
+            rec, chain, received = stack.pop(0)
+            repl = _hostname(rec.replacement)
+            step = f"NAPTR {rec.order} {rec.preference} {rec.service or '(no service)'}"
+            link = _Chain(chain.text + (step,), chain.expiries + (received + rec.ttl,))
+            if rec.flags == "":
+                # SPEC §2 [seed]: empty flags → NAPTR query again on the replacement.
+                self._note(f"{step} flags empty → NAPTR again on {repl}")
+                pending_names.append((repl, link))
+                continue
+            transport = _NAPTR_SERVICES[rec.service.upper()]
+            self._note(f"{step} → SRV {repl} ({transport})")
+            got, answered = yield from self._srv(repl, transport, link)
+            srv_answered = srv_answered or answered
+            if got:
+                return True, srv_answered
+        return False, srv_answered
+
+    def _srv(self, name: str, transport: str, chain: _Chain) -> Generator[Query, Any, tuple[bool, bool]]:
+        """SRV on ``name`` then A per target. Returns (targets found, answered with records)."""
+        records = yield from self._ask(name, "SRV")
+        received = self.now
+        if not records:
+            return False, False
+        live = [r for r in records if _hostname(r.target) != "."]
+        if not live:
+            self._note(f"SRV {name}: target '.' → no service")  # SPEC §2 [RFC 2782]
+            return False, True
+        ordered = self._order_srv(live)
+        self._note("SRV order: " + ", ".join(f"{r.priority} {r.weight} {r.port} {_hostname(r.target)}" for r in ordered))
+        before = len(self.targets)
+        for r in ordered:
+            step = f"SRV {r.priority} {r.weight} {r.port} {_hostname(r.target)}"
+            link = _Chain(chain.text + (step,), chain.expiries + (received + r.ttl,))
+            yield from self._resolve_host(_hostname(r.target), r.port, transport, link)
+        return len(self.targets) > before, True
+
+    def _order_srv(self, records: list[Srv]) -> list[Srv]:
+        by_prio: dict[int, list[Srv]] = {}
+        for r in records:
+            by_prio.setdefault(r.priority, []).append(r)
+        out: list[Srv] = []
+        for prio in sorted(by_prio):  # SPEC §2: priority ascending
+            group = by_prio[prio]
+            if self.srv_select == "seed":
+                # SPEC §2 [seed]: equal priority → higher weight first; equal weight → answer order.
+                out.extend(sorted(group, key=lambda r: -r.weight))
+            else:
+                out.extend(_rfc2782_order(group, self.rng))
+        return out
+
+    def _resolve_host(self, host: str, port: int, transport: str, chain: _Chain) -> Generator[Query, Any, None]:
+        """A (and AAAA with ipv6) on ``host``: each address is a target, in answer order."""
+        qtypes = ["A", "AAAA"] if self.ipv6 else ["A"]
+        for qtype in qtypes:
+            records = yield from self._ask(host, qtype)
+            for r in records:
+                ip = str(ipaddress.ip_address(r.address))
+                step = f"{qtype} {ip}"
+                source = " → ".join(chain.text + (step,)) if chain.text else f"{qtype} {host} → {ip}"
+                t = Target(ip, port, transport, r.ttl, self.now + r.ttl, source)
+                if any(x.key == t.key for x in self.targets):
+                    self._note(f"{t} again (from {source}): kept once")
+                    continue
+                self._expiries.extend(chain.expiries + (self.now + r.ttl,))
+                self.targets.append(t)
+                self._note(f"target {t} ttl {r.ttl}")
+
+
+def _rfc2782_order(group: list[Srv], rng: _random.Random) -> list[Srv]:
+    """RFC 2782 weighted random order of one priority group (zero weights first in the list)."""
+    pool = [r for r in group if r.weight == 0] + [r for r in group if r.weight != 0]
+    out = []
+    while pool:
+        total = sum(r.weight for r in pool)
+        pick = rng.randint(0, total)
+        running = 0
+        for i, r in enumerate(pool):
+            running += r.weight
+            if running >= pick:
+                out.append(pool.pop(i))
+                break
+    return out
+
+
+def _invalid(rec: Any, qtype: str) -> str | None:
+    """Why ``rec`` is unusable for a ``qtype`` answer, or None if it is fine."""
+    if qtype == "NAPTR":
+        if not isinstance(rec, Naptr):
+            return "not a NAPTR record"
+        if not (_u16(rec.order) and _u16(rec.preference)):
+            return "order/preference out of range"
+        if not (isinstance(rec.flags, str) and isinstance(rec.service, str) and isinstance(rec.regexp, str)):
+            return "flags/service/regexp not text"
+        if _hostname(rec.replacement) is None:
+            return f"bad replacement {rec.replacement!r}"
+        if rec.flags.lower() in ("s", "") and _hostname(rec.replacement) == ".":
+            return "empty replacement ('.') with flags s or empty"
+    elif qtype == "SRV":
+        if not isinstance(rec, Srv):
+            return "not an SRV record"
+        if not (_u16(rec.priority) and _u16(rec.weight) and _u16(rec.port)):
+            return "priority/weight/port out of range"
+        if _hostname(rec.target) is None:
+            return f"bad target {rec.target!r}"
+        if rec.port == 0 and _hostname(rec.target) != ".":
+            return "port 0"
+    elif qtype in ("A", "AAAA"):
+        if not isinstance(rec, Address) or not isinstance(rec.address, str):
+            return f"not an {qtype} record"
+        try:
+            ip = ipaddress.ip_address(rec.address)
+        except ValueError:
+            return f"bad address {rec.address!r}"
+        if ip.version != (4 if qtype == "A" else 6):
+            return f"IPv{ip.version} address in an {qtype} answer"
+    else:
+        return f"unknown query type {qtype}"
+    if not _ttl(rec.ttl):
+        return f"bad TTL {rec.ttl!r}"
+    return None
