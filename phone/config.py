@@ -86,7 +86,7 @@ class ConfigIssue:
     def __str__(self) -> str:
         where = f"{self.filename}:{self.line}"
         if self.key:
-            value = self.value if len(self.value) <= 80 else self.value[:77] + "..."
+            value = self.value if len(self.value) <= 300 else self.value[:297] + "..."
             return f"{where}: {self.key} = {value}: {self.message}"
         return f"{where}: {self.message}"
 
