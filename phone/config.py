@@ -180,7 +180,8 @@ class PhoneConfig:
     def set(self, key: str, value: str | int | None) -> None:
         """Validate and apply one key as if it were a file line; raises :class:`ConfigError`.
 
-        ``value`` may be an int (written as decimal) or None (same as an empty value)."""
+        ``value`` may be an int (written as decimal) or None (same as an empty value). Issues
+        raised or warned here are located as ``<set>:0``."""
         if value is None:
             text = ""
         elif isinstance(value, bool) or not isinstance(value, (str, int)):

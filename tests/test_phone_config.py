@@ -392,6 +392,7 @@ def test_account_or_server_index_out_of_range_is_unknown_with_warning():
     assert len(cfg.warnings) == 4
     assert "account 7 outside 1..6" in cfg.warnings[0].message
     assert "server 3 outside 1..2" in cfg.warnings[1].message
+    assert loads_config(dumps_config(cfg)) == cfg
 
 
 # ------------------------------------------------------------------ dumping
