@@ -1,0 +1,103 @@
+"""Assertions in phone time over what the fakes recorded (SPEC §3, §8, §9).
+
+They read only the fakes' records, never the DUT, so they hold for any phone. Messages
+are written for the engineer reading a red test: what was expected, what was seen, and
+when ("expected 4 REGISTER sends to primary 127.0.0.10:40321 before the first to
+secondary; saw 2, then secondary at t = 1.500 s").
+
+*Attempts* (SPEC §3) are every send of a request to a target, retransmission or new
+transaction alike, so phones that count either way pass the same count.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from fakes.record import Record, Recorder
+
+from .timing import EXACT, Tolerance
+
+__all__ = ["attempts", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t"]
+
+
+def fmt_t(t: float) -> str:
+    return f"t = {t:.3f} s"
+
+
+def attempts(recorder: Recorder, method: str, server: str | None = None, *, since: int = 0,
+             until: float | None = None) -> list[Record]:
+    """Requests of ``method`` that reached ``server`` (all servers when None), dropped or not."""
+    return [r for r in recorder.entries(since=since)
+            if r.kind == "sip" and r.direction == "in" and r.status is None and r.method == method
+            and (server is None or r.server == server) and (until is None or r.time <= until)]
+
+
+def attempt_runs(recorder: Recorder, method: str, servers: Iterable[str], *, since: int = 0) -> list[tuple[str, list[Record]]]:
+    """Consecutive runs of attempts by server, in time order: [("primary", [4 records]), ("secondary", [1])]."""
+    names = set(servers)
+    runs: list[tuple[str, list[Record]]] = []
+    for r in attempts(recorder, method, since=since):
+        if r.server not in names:
+            continue
+        if runs and runs[-1][0] == r.server:
+            runs[-1][1].append(r)
+        else:
+            runs.append((r.server, [r]))
+    return runs
+
+
+def _where(recorder: Recorder, server: str) -> str:
+    for r in recorder.entries():
+        if r.kind == "sip" and r.server == server:
+            return f"{server} {r.local[0]}:{r.local[1]}"
+    return server
+
+
+def expect_attempts(recorder: Recorder, method: str, first: str, count: int, then: str | None = None, *,
+                    since: int = 0) -> list[Record]:
+    """``count`` attempts of ``method`` to ``first`` before the first one to ``then``.
+
+    Returns the attempts to ``first``. With ``then=None`` only the count to ``first`` is checked.
+    """
+    servers = [first] + ([then] if then else [])
+    runs = attempt_runs(recorder, method, servers, since=since)
+    seen = runs[0][1] if runs and runs[0][0] == first else []
+    nxt = runs[1][1][0] if len(runs) > 1 and runs[1][0] == then else None
+    if then is not None and not runs:
+        raise AssertionError(f"expected {count} {method} sends to {_where(recorder, first)} before the first to "
+                             f"{_where(recorder, then)}; saw no {method} at either")
+    if runs and runs[0][0] != first:
+        raise AssertionError(f"expected the first {method} to go to {_where(recorder, first)}; it went to "
+                             f"{_where(recorder, runs[0][0])} at {fmt_t(runs[0][1][0].time)}")
+    ok = len(seen) == count and (then is None or nxt is not None)
+    if not ok:
+        times = ", ".join(f"{r.time:.3f}" for r in seen)
+        msg = f"expected {count} {method} sends to {_where(recorder, first)}"
+        if then:
+            msg += f" before the first to {_where(recorder, then)}"
+        msg += f"; saw {len(seen)} (at t = {times or '-'} s)"
+        if then:
+            msg += (f", then {then} at {fmt_t(nxt.time)}" if nxt is not None else f", and none to {then}")
+        raise AssertionError(msg)
+    return seen
+
+
+def expect_times(records: Sequence[Record], expected: Sequence[float], *, origin: float | None = None,
+                 tolerance: Tolerance = EXACT, what: str = "sends") -> None:
+    """The records happened at ``expected`` phone times (relative to ``origin`` if given)."""
+    base = 0.0 if origin is None else origin
+    seen = [r.time - base for r in records]
+    bad = len(seen) != len(expected) or not all(tolerance.allows(e, s) for e, s in zip(expected, seen))
+    if bad:
+        exp = ", ".join(f"{e:.3f}" for e in expected)
+        got = ", ".join(f"{s:.3f}" for s in seen)
+        rel = f" after {fmt_t(base)}" if origin is not None else ""
+        raise AssertionError(f"expected {what} at [{exp}] s{rel} ({tolerance.describe(max(expected or [0]))}); "
+                             f"saw [{got}] s")
+
+
+def expect_no_request(recorder: Recorder, method: str, server: str, *, since: int = 0, why: str = "") -> None:
+    seen = attempts(recorder, method, server, since=since)
+    if seen:
+        raise AssertionError(f"expected no {method} to {_where(recorder, server)}{' (' + why + ')' if why else ''}; "
+                             f"saw {len(seen)}, the first at {fmt_t(seen[0].time)}")

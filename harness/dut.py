@@ -1,0 +1,183 @@
+"""The device under test (SPEC §10): one interface, whatever phone is behind it.
+
+The suites never know which phone they drive. They configure it with a ``.cfg`` text,
+start it, wait for its events and ask it to call, answer and hang up; everything they
+*assert* about the wire comes from the fakes' records, which see a real phone's traffic
+exactly as they see the bundled phone's. A DUT kind only has to map these few operations
+to its own means (the bundled phone's Python API here; a vendor phone's provisioning and
+Action URI, or a softphone's control socket, elsewhere).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+
+from sipcore.journal import Journal
+
+__all__ = ["DutEvent", "DeviceUnderTest", "BundledPhone", "DUT_KINDS", "register_dut_kind"]
+
+
+@dataclass(frozen=True)
+class DutEvent:
+    """What a DUT reports: the same fields for every kind of phone."""
+
+    time: float  # phone seconds on the harness's clock
+    kind: str  # registered | register_failed | unregistered | call_state | incoming_call | target | decision
+    account: int | None = None
+    server: int | None = None
+    target: str | None = None
+    state: str | None = None  # for call_state: calling, proceeding, ringing, established, terminated, failed
+    call_id: str | None = None
+    detail: str = ""
+
+
+class DeviceUnderTest:
+    """Base class of every DUT kind; subclasses fill the operations.
+
+    ``exact_time`` says whether the DUT's timers run on the harness's clock (the bundled
+    phone in this process on the virtual clock): only then are times asserted to the tick.
+    ``decision_log`` says whether the DUT explains its decisions (only the bundled phone).
+    """
+
+    kind = "abstract"
+    exact_time = False
+    decision_log = False
+    #: whether [interp] rules (SPEC: our reading where the guide is silent) are binding
+    interp_binding = False
+
+    def __init__(self, clock: IReactorTime):
+        self.clock = clock
+        self.events: Journal[DutEvent] = Journal(clock)
+        self.cfg_text: str | None = None
+
+    # configuration and life cycle
+    def apply_config(self, cfg_text: str) -> defer.Deferred:
+        raise NotImplementedError
+
+    def start(self) -> defer.Deferred:
+        raise NotImplementedError
+
+    def stop(self) -> defer.Deferred:
+        raise NotImplementedError
+
+    def restart(self) -> defer.Deferred:
+        return self.stop().addCallback(lambda _: self.start())
+
+    # calls
+    def call(self, uri: str, account: int = 1) -> Any:
+        raise NotImplementedError
+
+    def answer(self) -> Any:
+        raise NotImplementedError
+
+    def hangup(self) -> Any:
+        raise NotImplementedError
+
+    # observation
+    @property
+    def log(self) -> list[str]:
+        """The DUT's own account of its decisions, where it gives one (for failure reports)."""
+        return []
+
+    def wait_for(self, kind: str, timeout: float, *, count: int = 1, since: int | None = 0,
+                 **fields: Any) -> defer.Deferred:
+        """Wait for the ``count``-th event of ``kind`` whose fields equal ``fields``."""
+
+        def match(e: DutEvent) -> bool:
+            return e.kind == kind and all(getattr(e, k) == v for k, v in fields.items())
+
+        desc = kind + "".join(f" {k}={v}" for k, v in fields.items())
+        if count > 1:
+            desc = f"event #{count} {desc}"
+        return self.events.wait_for(match, timeout, count=count, since=since, what=f"{self.kind} DUT {desc}")
+
+    def wait_registered(self, account: int = 1, timeout: float = 60.0, server: int | None = None,
+                        **kw: Any) -> defer.Deferred:
+        fields: dict[str, Any] = {"account": account}
+        if server is not None:
+            fields["server"] = server
+        return self.wait_for("registered", timeout, **fields, **kw)
+
+
+class BundledPhone(DeviceUnderTest):
+    """The bundled phone (``phone.Phone``) in this process, on the harness's clock."""
+
+    kind = "bundled"
+    exact_time = True
+    decision_log = True
+    interp_binding = True
+
+    def __init__(self, clock: IReactorTime, *, reactor: Any = None, local_host: str = "127.0.0.1",
+                 tls_context: Any = None, dns_server: tuple[str, int] | None = None, name: str = "phone"):
+        super().__init__(clock)
+        self._reactor = reactor
+        self._local_host = local_host
+        self._tls_context = tls_context
+        self._dns_server = dns_server
+        self._name = name
+        self._config = None
+        self.phone = None
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def apply_config(self, cfg_text: str) -> defer.Deferred:
+        from phone.config import loads_config
+
+        self._config = loads_config(cfg_text, filename=f"<{self._name}.cfg>")
+        self.cfg_text = cfg_text
+        return defer.succeed(None)
+
+    def start(self) -> defer.Deferred:
+        from phone.phone import Phone
+
+        if self._config is None:
+            raise RuntimeError("BundledPhone.start(): apply_config() first")
+        self.phone = Phone(self._config, clock=self.clock, reactor=self._reactor, dns_server=self._dns_server,
+                           local_host=self._local_host, tls_context=self._tls_context, name=self._name)
+        self._unsubscribe = self.phone.events.subscribe(self._forward)
+        return defer.maybeDeferred(self.phone.start)
+
+    def _forward(self, e: Any) -> None:
+        self.events.append(DutEvent(time=e.time, kind=e.kind, account=e.account, server=e.server, target=e.target,
+                                    state=e.state, call_id=e.call_id, detail=e.detail))
+
+    def stop(self) -> defer.Deferred:
+        phone, self.phone = self.phone, None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if phone is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(phone.stop)
+
+    def call(self, uri: str, account: int = 1) -> Any:
+        return self._running().call(uri, account=account)
+
+    def answer(self) -> Any:
+        return self._running().answer()
+
+    def hangup(self) -> Any:
+        return self._running().hangup()
+
+    @property
+    def log(self) -> list[str]:
+        return list(self.phone.log) if self.phone is not None else []
+
+    def _running(self):
+        if self.phone is None:
+            raise RuntimeError("the bundled phone is not running: start() it first")
+        return self.phone
+
+
+#: ``--dut`` names → factory(clock, options) building a DeviceUnderTest; other kinds register here.
+DUT_KINDS: dict[str, Callable[..., DeviceUnderTest]] = {}
+
+
+def register_dut_kind(name: str, factory: Callable[..., DeviceUnderTest]) -> None:
+    DUT_KINDS[name] = factory
+
+
+register_dut_kind("bundled", lambda clock, **kw: BundledPhone(clock, **kw))
