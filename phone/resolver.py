@@ -220,6 +220,7 @@ class Resolution:
         self.queries: list[Query] = []  # every query made, in order
         self.faults: list[tuple[Query, Fault]] = []
         self._expiries: list[float] = []  # expiry of every record the result depends on
+        self._answered: dict[Query, list[Any]] = {}
         self._pending: Query | None = None
         self.done = False
         self._gen = self._plan()
@@ -269,6 +270,10 @@ class Resolution:
     def _ask(self, name: str, qtype: str) -> Generator[Query, Any, list[Any]]:
         """One query; returns the valid records of the answer ([] on a fault, logged)."""
         q = Query(name, qtype)
+        if q in self._answered:  # asked already in this lookup (e.g. NAPTR's UDP SRV, then naptr_build 0)
+            self._note(f"{qtype} {name}: answered earlier in this lookup")
+            return self._answered[q]
+        self._answered[q] = []
         answer = yield q
         if isinstance(answer, Fault):
             if answer is Fault.NXDOMAIN:
@@ -289,6 +294,7 @@ class Resolution:
             else:
                 good.append(rec)
         self._note(f"{qtype} {name}: {len(good)} record(s)")
+        self._answered[q] = good
         return good
 
     def _plan(self) -> Generator[Query, Any, None]:

@@ -150,13 +150,22 @@ def test_empty_flags_dead_end_continues_with_next_record():
 @pytest.mark.parametrize("naptr_build,expect", [(0, ["udp:62.10.1.30:5070"]), (1, ["tcp:62.10.1.20:5060", "tcp:62.10.1.10:5060"])])
 def test_naptr_loop_guard(naptr_build, expect):
     zone = guide_zone()
-    zone[(D, "NAPTR")] = [Naptr(10, 10, "", "", "", "loop.example.net.", 300)]
-    zone[("loop.example.net", "NAPTR")] = [Naptr(10, 10, "", "", "", "loop.example.net.", 300)]
+    zone[(D, "NAPTR")] = [Naptr(10, 10, "", "", "", "l1.example.net.", 300)]
+    for i in range(1, 20):  # a chain longer than the guard, each a new name
+        zone[(f"l{i}.example.net", "NAPTR")] = [Naptr(10, 10, "", "", "", f"l{i + 1}.example.net.", 300)]
     res = run(Resolution(D, 0, 3, naptr_build), zone)
     naptrs = [q for q in res.queries if q.qtype == "NAPTR"]
     assert len(naptrs) == NAPTR_LOOP_GUARD == 8
     assert any("loop guard" in line for line in res.log)
     assert addrs(res) == expect  # then as "NAPTR gave nothing": SRV by naptr_build
+
+
+def test_naptr_self_loop_stops_at_guard():
+    zone = guide_zone({(D, "NAPTR"): [Naptr(10, 10, "", "", "", D, 300)]})
+    res = run(Resolution(D, 0, 3, 0), zone)
+    assert [q for q in res.queries if q.qtype == "NAPTR"] == [Query(D, "NAPTR")]  # answered from this lookup
+    assert any("loop guard" in line for line in res.log)
+    assert addrs(res) == ["udp:62.10.1.30:5070"]
 
 
 def test_naptr_empty_naptr_build_0_udp_srv():
@@ -404,3 +413,11 @@ def test_feed_must_match_pending_query():
 def test_target_str_and_key():
     t = Target("127.0.0.10", 5060, "udp", 60, 61.0, "x")
     assert str(t) == "udp:127.0.0.10:5060" and t.key == ("127.0.0.10", 5060, "udp")
+
+
+def test_same_query_is_not_asked_twice_in_one_lookup():
+    # NAPTR's UDP SRV is empty; naptr_build 0 would ask it again: answered from this lookup
+    zone = guide_zone({("_sip._tcp." + D, "SRV"): Fault.TIMEOUT, ("_sip._udp." + D, "SRV"): [], (D, "A"): [Address("62.10.1.40", 60)]})
+    res = run(Resolution(D, 0, 3, 0), zone)
+    assert res.queries == [Query(D, "NAPTR"), Query("_sip._tcp." + D, "SRV"), Query("_sip._udp." + D, "SRV"), Query(D, "A")]
+    assert addrs(res) == ["udp:62.10.1.40:5060"]

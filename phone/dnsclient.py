@@ -1,0 +1,313 @@
+"""The phone's DNS on the wire: runs a :class:`phone.resolver.Resolution` with twisted.names (SPEC §2).
+
+The RFC 3263 logic is all in :mod:`phone.resolver`; this adapter only makes the queries it
+asks for, turns twisted.names answers and errors into records and :class:`Fault` values, and
+caches results for their TTL on the injected clock.
+
+Why twisted.names and what is added to it:
+
+- ``twisted.names.client.Resolver`` already does UDP with retries over a timeout sequence
+  (``(2, 2)``: two tries of 2 s, SPEC §2 [interp]) and retries a truncated UDP answer over
+  TCP (``filterAnswers``). It takes one ``reactor`` for I/O and time, so it is given
+  :func:`sipcore.reactor.clocked_reactor`: real sockets, phone time, and every reply noted
+  as activity for the virtual clock.
+- Its TCP factory builds ``DNSProtocol`` without a reactor (global wall-clock timeouts) and
+  its TCP timeout is a fixed 10 s: both are fixed here so TCP runs on phone time too.
+- Its message parser trusts each record's payload decoder and ignores RDLENGTH, so one
+  record of the wrong length (an A of 3 bytes) shifts every following record or loses the
+  whole answer. Here each record is decoded within its RDLENGTH and skipped when it does
+  not fit: "a DNS answer with bad records skips those records".
+"""
+
+from __future__ import annotations
+
+import random as _random
+import socket
+from typing import Any
+
+from twisted.internet import defer, error as _ierror
+from twisted.names import client, dns, error as dnserror
+from twisted.python import failure as _failure
+
+from phone.resolver import Address, Fault, Naptr, Query, Resolution, Srv, Target
+from sipcore.reactor import clocked_reactor
+
+__all__ = ["Resolver"]
+
+_QTYPE = {"NAPTR": dns.NAPTR, "SRV": dns.SRV, "A": dns.A, "AAAA": dns.AAAA}
+_RCODE_ERRORS = (
+    dnserror.DNSNameError,
+    dnserror.DNSServerError,
+    dnserror.DNSQueryRefusedError,
+    dnserror.DNSFormatError,
+    dnserror.DNSNotImplementedError,
+    dnserror.DNSUnknownError,
+)
+
+
+class _TcpRetryFailed(Exception):
+    """A truncated UDP answer whose TCP retry failed (no connection, timeout)."""
+
+
+class _LenientMessage(dns.Message):
+    """A DNS message that decodes each record within its RDLENGTH and skips bad ones."""
+
+    skipped = 0
+
+    def parseRecords(self, list: list, num: int, strio: Any) -> None:  # noqa: A002 (twisted's name)
+        for _ in range(num):
+            header = dns.RRHeader(auth=self.auth)
+            try:
+                header.decode(strio)
+            except EOFError:
+                return
+            start = strio.tell()
+            header.payload = self.lookupRecordType(header.type)(ttl=header.ttl)
+            try:
+                header.payload.decode(strio, header.rdlength)
+                ok = strio.tell() == start + header.rdlength
+            except Exception:
+                ok = False
+            strio.seek(start + header.rdlength)
+            if ok:
+                list.append(header)
+            else:
+                self.skipped += 1
+
+
+class _LenientMixin:
+    """``DNSMixin._handleResponse`` with :class:`_LenientMessage` (same logic otherwise)."""
+
+    def _handleResponse(self, data, messageSource, notifyController, validate=lambda m: True):
+        m = _LenientMessage()
+        try:
+            m.fromStr(data)
+        except (EOFError, ValueError):
+            return  # unparsable header/question: as if lost (the query times out)
+        if m.id in self.liveMessages:
+            if not validate(m):
+                return
+            d, canceller = self.liveMessages.pop(m.id)
+            canceller.cancel()
+            d.callback(m)
+        else:
+            notifyController(m)
+
+
+class _DatagramProtocol(_LenientMixin, dns.DNSDatagramProtocol):
+    pass
+
+
+class _StreamProtocol(_LenientMixin, dns.DNSProtocol):
+    pass
+
+
+class _TCPFactory(client.DNSClientFactory):
+    def buildProtocol(self, addr):
+        p = _StreamProtocol(self.controller, reactor=self.controller._reactor)  # phone-time timeouts
+        p.factory = self
+        return p
+
+
+class _Client(client.Resolver):
+    """twisted.names' client with the fixes of the module docstring."""
+
+    def __init__(self, servers, reactor, timeout):
+        super().__init__(servers=servers, reactor=reactor, timeout=timeout)
+        self.factory = _TCPFactory(self, timeout)
+        self.tcp_timeout = float(sum(timeout))
+        self.truncated = 0  # truncated UDP answers seen (retried over TCP)
+
+    def _connectedProtocol(self, interface=""):
+        proto = _DatagramProtocol(self, reactor=self._reactor)
+        for _ in range(100):
+            try:
+                self._reactor.listenUDP(0, proto, interface=interface)
+                return proto
+            except _ierror.CannotListenError:
+                continue
+        raise _ierror.CannotListenError(interface, 0, "no free UDP port for a DNS query")
+
+    def queryTCP(self, queries, timeout=None):
+        return super().queryTCP(queries, self.tcp_timeout if timeout is None else timeout)
+
+    def filterAnswers(self, message):
+        if message.trunc:
+            # SPEC §2 [RFC]: a truncated UDP answer is asked again over TCP.
+            self.truncated += 1
+            d = self.queryTCP(message.queries)
+            d.addCallbacks(self._filterTcp, self._tcpFailed)
+            return d
+        return super().filterAnswers(message)
+
+    def _filterTcp(self, message):
+        if message.trunc:  # truncated over TCP too: take what came
+            message.trunc = 0
+        return super().filterAnswers(message)
+
+    @staticmethod
+    def _tcpFailed(f):
+        if f.check(*_RCODE_ERRORS):
+            return f
+        raise _TcpRetryFailed(f"TCP retry failed: {f.getErrorMessage()}")
+
+    def close(self) -> None:
+        for p in list(self.connections):
+            if p.transport is not None:
+                p.transport.loseConnection()
+
+
+def _fault_of(f: _failure.Failure) -> Fault:
+    if f.check(dnserror.DNSNameError):
+        return Fault.NXDOMAIN
+    if f.check(dnserror.DNSServerError):
+        return Fault.SERVFAIL
+    if f.check(dnserror.DNSQueryRefusedError):
+        return Fault.REFUSED
+    if f.check(dnserror.DNSQueryTimeoutError, defer.TimeoutError):
+        return Fault.TIMEOUT
+    if f.check(_TcpRetryFailed):
+        return Fault.TRUNCATED
+    return Fault.ERROR
+
+
+def _records(qtype: str, answers: list) -> list:
+    """twisted.names RRs of ``qtype`` → planner records (others, e.g. CNAME, ignored)."""
+    out: list = []
+    code = _QTYPE[qtype]
+    for rr in answers:
+        if rr.type != code:
+            continue
+        p = rr.payload
+        ttl = rr.ttl
+        try:
+            if qtype == "NAPTR":
+                out.append(Naptr(p.order, p.preference, p.flags.string.decode("ascii"), p.service.string.decode("ascii"),
+                                 p.regexp.string.decode("utf-8"), p.replacement.name.decode("ascii") or ".", ttl))
+            elif qtype == "SRV":
+                out.append(Srv(p.priority, p.weight, p.port, p.target.name.decode("ascii") or ".", ttl))
+            elif qtype == "A":
+                out.append(Address(socket.inet_ntop(socket.AF_INET, p.address), ttl))
+            else:
+                out.append(Address(socket.inet_ntop(socket.AF_INET6, p.address), ttl))
+        except (UnicodeDecodeError, ValueError, OSError, AttributeError) as e:
+            out.append(f"undecodable {qtype} record ({e})")  # the planner logs and skips it
+    return out
+
+
+class Resolver:
+    """SPEC §2 resolution on the wire, with a TTL cache on ``clock``.
+
+    ``dns_server``: (host, port) of the one DNS server the phone asks. ``timeout``: seconds
+    per try, one entry per try (SPEC §2: two tries of 2 s). ``srv_select``, ``ipv6``, ``rng``:
+    as :class:`phone.resolver.Resolution`. ``reactor``: the real reactor for sockets (the
+    global one when None). Each finished :class:`Resolution` is appended to
+    :attr:`resolutions` (log lines, queries, faults) for the phone's structured log.
+    """
+
+    def __init__(
+        self,
+        dns_server: tuple[str, int],
+        *,
+        clock: Any,
+        reactor: Any = None,
+        timeout: tuple[float, ...] = (2, 2),
+        srv_select: str = "seed",
+        ipv6: bool = False,
+        rng: _random.Random | None = None,
+    ):
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        host, port = dns_server
+        if not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"dns_server: port must be 1..65535, got {port!r}")
+        if not timeout or any(t <= 0 for t in timeout):
+            raise ValueError(f"timeout: expected a non-empty sequence of seconds > 0, got {timeout!r}")
+        self.dns_server = (host, port)
+        self.clock = clock
+        self.timeout = tuple(timeout)
+        self.srv_select = srv_select
+        self.ipv6 = ipv6
+        self.rng = rng if rng is not None else _random.Random()
+        self._client = _Client([(host, port)], clocked_reactor(reactor, clock), self.timeout)
+        self._cache: dict[tuple, tuple[list[Target], float | None]] = {}
+        self._inflight: dict[tuple, list[defer.Deferred]] = {}
+        self.resolutions: list[Resolution] = []
+
+    def resolve(self, address: str, port: int = 0, transport: int = 0, naptr_build: int = 0) -> defer.Deferred:
+        """Deferred of the ordered ``list[Target]`` of a server (SPEC §2); [] when none.
+
+        A cached result is returned while its TTL lasts; the first call after expiry resolves
+        again (SPEC §2). An empty or faulted result is not cached, so the next attempt
+        resolves again. Bad arguments fail the Deferred with ValueError.
+        """
+        key = (address.strip().lower() if isinstance(address, str) else address, port, transport, naptr_build)
+        cached = self._cache.get(key)
+        if cached is not None:
+            targets, expires = cached
+            if expires is None or self.clock.seconds() < expires:
+                return defer.succeed(list(targets))
+            del self._cache[key]
+        d: defer.Deferred = defer.Deferred()
+        waiters = self._inflight.get(key)
+        if waiters is not None:  # same lookup already on the wire: share its answer
+            waiters.append(d)
+            return d
+        try:
+            res = Resolution(address, port, transport, naptr_build, srv_select=self.srv_select,
+                             ipv6=self.ipv6, now=self.clock.seconds(), rng=self.rng)
+        except ValueError:
+            return defer.fail()
+        self._inflight[key] = [d]
+        defer.Deferred.fromCoroutine(self._run(res)).addBoth(self._finish, key, res)
+        return d
+
+    def cached(self, address: str, port: int = 0, transport: int = 0, naptr_build: int = 0) -> list[Target] | None:
+        """The cached, unexpired targets of a server, or None (no DNS traffic)."""
+        hit = self._cache.get((address.strip().lower(), port, transport, naptr_build))
+        if hit is None or (hit[1] is not None and self.clock.seconds() >= hit[1]):
+            return None
+        return list(hit[0])
+
+    def forget(self) -> None:
+        """Empty the cache."""
+        self._cache.clear()
+
+    def close(self) -> None:
+        """Close the TCP connection to the DNS server, if one was opened."""
+        self._client.close()
+
+    @property
+    def truncated(self) -> int:
+        """How many truncated UDP answers were retried over TCP."""
+        return self._client.truncated
+
+    async def _run(self, res: Resolution) -> None:
+        while (q := res.next_query()) is not None:
+            answer = await self._ask(q)
+            res.feed(q.name, q.qtype, answer, now=self.clock.seconds())
+
+    async def _ask(self, q: Query) -> Any:
+        query = dns.Query(q.name, _QTYPE[q.qtype], dns.IN)
+        try:
+            answers, _authority, _additional = await self._client.queryUDP([query], self.timeout).addCallback(
+                self._client.filterAnswers
+            )
+        except Exception:
+            return _fault_of(_failure.Failure())
+        return _records(q.qtype, answers)
+
+    def _finish(self, result: Any, key: tuple, res: Resolution) -> None:
+        waiters = self._inflight.pop(key, [])
+        if isinstance(result, _failure.Failure):
+            for d in waiters:
+                d.errback(result)
+            return None
+        self.resolutions.append(res)
+        if res.cacheable:
+            self._cache[key] = (list(res.targets), res.expires_at)
+        for d in waiters:
+            d.callback(list(res.targets))
+        return None
