@@ -21,6 +21,7 @@ Why twisted.names and what is added to it:
 
 from __future__ import annotations
 
+import collections
 import random as _random
 import socket
 from typing import Any
@@ -201,7 +202,7 @@ class Resolver:
     ``dns_server``: (host, port) of the one DNS server the phone asks. ``timeout``: seconds
     per try, one entry per try (SPEC §2: two tries of 2 s). ``srv_select``, ``ipv6``, ``rng``:
     as :class:`phone.resolver.Resolution`. ``reactor``: the real reactor for sockets (the
-    global one when None). Each finished :class:`Resolution` is appended to
+    global one when None). The last 64 finished :class:`Resolution` objects are kept in
     :attr:`resolutions` (log lines, queries, faults) for the phone's structured log.
     """
 
@@ -234,7 +235,7 @@ class Resolver:
         self._client = _Client([(host, port)], clocked_reactor(reactor, clock), self.timeout)
         self._cache: dict[tuple, tuple[list[Target], float | None]] = {}
         self._inflight: dict[tuple, list[defer.Deferred]] = {}
-        self.resolutions: list[Resolution] = []
+        self.resolutions: collections.deque[Resolution] = collections.deque(maxlen=64)
 
     def resolve(self, address: str, port: int = 0, transport: int = 0, naptr_build: int = 0) -> defer.Deferred:
         """Deferred of the ordered ``list[Target]`` of a server (SPEC §2); [] when none.

@@ -86,7 +86,9 @@ class MiniDNS:
         for rr in self.rrs:
             if str(rr.rname).rstrip(".").lower() == name and QTYPE[rr.rtype] == qtype:
                 reply.add_answer(rr)
-        if fault == "truncate" and transport == "udp":
+        if fault == "truncate_hang_tcp" and transport == "tcp":
+            return None
+        if fault in ("truncate", "truncate_hang_tcp") and transport == "udp":
             reply.rr = []
             reply.header.tc = 1
         return reply.pack()
@@ -148,6 +150,27 @@ async def test_truncated_udp_answer_is_asked_again_over_tcp(dns, vclock):
     assert hosts(targets) == ["tcp:62.10.1.20:5060", "tcp:62.10.1.10:5060"]
     assert dns.queries("tcp") == [("_sip._tcp." + D, "SRV")]
     assert r.truncated == 1
+    r.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_truncated_answer_whose_tcp_retry_is_refused_skips_the_target(dns, vclock):
+    await dns.tcp.stopListening()
+    dns.faults[("server2." + D, "A")] = "truncate"
+    r = make_resolver(dns, vclock)
+    assert hosts(await r.resolve(D, 0, 3, 0)) == ["tcp:62.10.1.10:5060"]
+    assert "A server2.yealink.pbx.com: truncated → as empty" in r.resolutions[-1].log
+    assert vclock.seconds() == 0.0
+
+
+@pytest_twisted.ensureDeferred
+async def test_truncated_answer_whose_tcp_retry_hangs_times_out_on_phone_time(dns, vclock):
+    dns.faults[("server2." + D, "A")] = "truncate_hang_tcp"
+    r = make_resolver(dns, vclock)
+    assert hosts(await r.resolve(D, 0, 3, 0)) == ["tcp:62.10.1.10:5060"]
+    assert dns.queries("tcp") == [("server2." + D, "A")]
+    assert vclock.seconds() == 4.0  # the TCP retry gets the same 2 × 2 s as the UDP tries
+    assert r.resolutions[-1].faults[0][1].value == "truncated"
     r.close()
 
 
