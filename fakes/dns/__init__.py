@@ -1,0 +1,11 @@
+"""A fake authoritative DNS server for phone tests (UDP + TCP, scripted faults, query log).
+
+``FakeDNS`` (server.py) wires the sans-I/O parts to sockets: ``Zone`` (zone.py: master files
+and a mutation API), ``Authority`` (authority.py: answers like BIND for the records a SIP
+phone asks for), ``Faults`` (faults.py: drop, delay, SERVFAIL, ... per name/type).
+"""
+
+from fakes.dns.server import FakeDNS
+from fakes.dns.zone import Zone, ZoneError
+
+__all__ = ["FakeDNS", "Zone", "ZoneError"]

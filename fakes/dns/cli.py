@@ -1,0 +1,107 @@
+"""``sipharness dns``: the fake DNS as a process, for a phone or tool outside the test process.
+
+Prints ``listening udp+tcp HOST:PORT`` as its first line (port 0 = ephemeral, so a caller
+reads the port from there), then one JSON line per recorded query and answer
+(``Record.to_json()``), and exits 0 on SIGINT/SIGTERM. A zone file with an error is refused
+with ``FILE:LINE: reason`` on stderr and exit status 2 before anything listens.
+
+The process keeps no query history (a long-running server would grow without bound):
+its recorder streams each record to stdout and forgets it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from fakes.record import Record, Recorder
+
+__all__ = ["main"]
+
+
+class _StreamingRecorder(Recorder):
+    """A Recorder that passes records to its listeners and keeps none."""
+
+    def append(self, entry: Record) -> Record:
+        for listener in list(self._listeners):
+            listener(entry)
+        return entry
+
+
+def _parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:0 or [::1]:5353")
+    return host, int(port)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sipharness dns", description="fake authoritative DNS server (UDP+TCP)")
+    parser.add_argument("--zone", action="append", required=True, metavar="FILE",
+                        help="RFC 1035 master file (repeat for several zones)")
+    parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="address for UDP and TCP (default 127.0.0.1:0, an ephemeral port)")
+    parser.add_argument("--quiet", action="store_true", help="do not print the query log")
+    parser.add_argument("--clock", default="real", help="virtual | real | scaled:FACTOR (default real)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+
+    from fakes.dns.zone import Zone, ZoneError
+
+    zones = []
+    try:
+        host, port = _parse_listen(args.listen)
+        for path in args.zone:
+            zones.append(Zone.from_file(path))
+    except (ZoneError, ValueError) as e:
+        print(f"sipharness dns: {e}", file=sys.stderr)
+        return 2
+
+    from twisted.internet import reactor
+    from twisted.internet.error import CannotListenError
+
+    from fakes.dns.server import FakeDNS
+    from sipcore.clock import make_clock
+
+    try:
+        clock = make_clock(args.clock, reactor)
+    except ValueError as e:
+        print(f"sipharness dns: {e}", file=sys.stderr)
+        return 2
+    recorder = _StreamingRecorder(clock)
+    fake = FakeDNS(zones, clock=clock, recorder=recorder, host=host, port=port, reactor=reactor)
+    try:
+        fake.start()
+    except CannotListenError as e:
+        print(f"sipharness dns: cannot listen on {args.listen}: {e}", file=sys.stderr)
+        return 1
+    out = sys.stdout
+    print(f"listening udp+tcp {fake.address[0]}:{fake.address[1]}", file=out, flush=True)
+    if not args.quiet:
+        def emit(record: Record) -> None:
+            line = record.to_json()
+            if record.status is not None:
+                line["status"] = record.status  # to_json drops a falsy 0 (NOERROR)
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+        recorder.subscribe(emit)
+    stopping = []
+
+    def stop_once(signum, _frame) -> None:  # a second signal while stopping is harmless
+        if not stopping:
+            stopping.append(signum)
+            reactor.callFromThread(reactor.stop)
+
+    signal.signal(signal.SIGINT, stop_once)
+    signal.signal(signal.SIGTERM, stop_once)
+    reactor.run(installSignalHandlers=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
