@@ -142,8 +142,8 @@ class _Client(client.Resolver):
         return super().filterAnswers(message)
 
     def _filterTcp(self, message):
-        if message.trunc:  # truncated over TCP too: take what came
-            message.trunc = 0
+        if message.trunc:  # truncated over TCP too: a broken server, as if no answer
+            raise _TcpRetryFailed("answer truncated over TCP too")
         return super().filterAnswers(message)
 
     @staticmethod
