@@ -26,7 +26,8 @@ class MiniDNS:
     """A tiny in-test authoritative DNS (UDP + TCP) over dnslib: answers from zone text,
     with per-(name, qtype) faults: drop, servfail, refused, nxdomain, truncate, raw.
 
-    Stand-in for fakes.dns.FakeDNS, which was not available when these tests were written.
+    Written before fakes.dns.FakeDNS existed (tests/test_phone_resolver_fakedns.py uses that);
+    kept for what FakeDNS does not script: raw malformed records and a TCP retry that hangs.
     """
 
     def __init__(self, zone_text: str, clock):
@@ -227,8 +228,6 @@ async def test_bad_record_in_answer_is_skipped(dns, vclock):
 
 @pytest_twisted.ensureDeferred
 async def test_cache_until_ttl_then_resolve_again(dns):
-    from twisted.internet import reactor
-
     clock = task.Clock()
     dns.clock = clock
     dns.rrs = RR.fromZone(SEED_ZONE.replace("server2    IN A", "server2 30 IN A"))
@@ -245,7 +244,6 @@ async def test_cache_until_ttl_then_resolve_again(dns):
     again = await r.resolve(D, 0, 3, 0)
     assert len(dns.seen) == n + 4
     assert [t.expires_at for t in again] == [60.0, 3630.0]
-    del reactor
 
 
 @pytest_twisted.ensureDeferred
