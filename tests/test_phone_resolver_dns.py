@@ -12,6 +12,7 @@ import pytest
 import pytest_twisted
 from dnslib import QTYPE, RCODE, RR, DNSRecord
 from twisted.internet import defer, protocol, task
+from twisted.internet.error import CannotListenError
 from twisted.protocols.basic import Int16StringReceiver
 
 from phone.dnsclient import Resolver
@@ -54,9 +55,16 @@ class MiniDNS:
                 if out is not None:
                     self.sendString(out)
 
-        self.udp = reactor.listenUDP(0, UDP(), interface="127.0.0.1")
-        port = self.udp.getHost().port
-        self.tcp = reactor.listenTCP(port, protocol.Factory.forProtocol(TCP), interface="127.0.0.1")
+        for _ in range(10):  # UDP and TCP on the same port number; retry if TCP's is taken
+            self.udp = reactor.listenUDP(0, UDP(), interface="127.0.0.1")
+            port = self.udp.getHost().port
+            try:
+                self.tcp = reactor.listenTCP(port, protocol.Factory.forProtocol(TCP), interface="127.0.0.1")
+                break
+            except CannotListenError:
+                self.udp.stopListening()
+        else:
+            raise CannotListenError("127.0.0.1", 0, "no port free for both UDP and TCP")
         self.address = ("127.0.0.1", port)
         return self
 
