@@ -1,0 +1,662 @@
+"""Thin Twisted adapters that move SIP messages over UDP, TCP and TLS, for fakes and phone alike.
+
+The protocol logic lives elsewhere (sans-I/O: :mod:`sipcore.message`, :mod:`sipcore.framing`,
+:mod:`sipcore.transaction`); this module only turns sockets into calls on a duck-typed
+*handler* and back. It decides no policy: a malformed packet is reported, never answered.
+
+Handler (any object with these methods):
+
+- ``sip_received(message, source)`` — a parsed :class:`~sipcore.message.Request` or
+  ``Response``; ``source.send(message)`` replies on the same socket / connection.
+- ``sip_bad_input(raw, error, source)`` — bytes that do not parse (``error`` is a
+  ``SipParseError``). The handler may answer 400 through ``source`` when it can form one.
+  On TCP/TLS the connection is closed right after (RFC 3261 §18.3: framing is lost).
+- ``sip_transport_error(peer, transport, reason)`` — a send or connection failed:
+  ``"ICMP port unreachable"``, ``"connection refused"``, ``"connection reset by peer"``,
+  ``"connection closed by peer"``, ``"TLS handshake failed: certificate verify failed"``.
+- optional ``sip_connection_closed(source, reason)`` — a TCP/TLS connection accepted by a
+  listener went away (fakes record it; nothing else needs it).
+
+Every datagram and every TCP segment received calls :func:`sipcore.clock.note_activity`
+first, so the SPEC §9 virtual clock does not jump while a reply is being handled.
+
+Server side: :func:`listen_udp`, :func:`listen_tcp`, :func:`listen_tls` return a
+:class:`Listener` (``address``, ``send(message, peer)``, ``stop()``, and ``close_refusing()``
+/ ``reopen()`` so a fake can go down as *refused* and come back on the same port: UDP closes
+its socket, so the kernel answers ICMP port unreachable; TCP/TLS stop listening and reset the
+open connections, so a connect gets RST).
+
+Client side (the phone): :func:`connect_udp` makes a **connected** UDP socket. Linux reports
+an ICMP port unreachable to user space only on a connected socket (or with ``IP_RECVERR``,
+which Twisted does not read); Twisted's connected UDP port then calls ``connectionRefused()``,
+surfaced here as ``sip_transport_error(peer, "udp", "ICMP port unreachable")`` (SPEC §3:
+ICMP gives the target up at once). Such a socket only receives from that peer, which is all a
+phone needs per server (the server's INVITE to the phone's Contact comes from the same
+address). :func:`connect_tcp` / :func:`connect_tls` return a ``Deferred`` firing with a
+:class:`Connection` once connected (TLS: once the handshake completed). A failure is reported
+to **both** ``handler.sip_transport_error`` (the one place failover logic needs to look) and
+the Deferred's errback (a :class:`SipTransportError`, for callers sequencing on it; add an
+errback). Requests the server sends over that connection reach ``sip_received`` with a
+``Source`` that replies on it.
+
+Connect timeouts are not on the injected clock: on loopback a connect is answered (accepted
+or refused) at once, and "a connection that never answers" (SPEC §3) is a silent server,
+timed by the transaction's window on the injected clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import errno
+import socket
+
+from twisted.internet import defer, error, protocol, udp
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from sipcore.clock import note_activity
+from sipcore.framing import StreamFramer
+from sipcore.message import MAX_SIZE, SipParseError, is_keepalive, parse
+
+__all__ = [
+    "Source",
+    "Listener",
+    "Connection",
+    "UdpConnection",
+    "SipTransportError",
+    "listen_udp",
+    "listen_tcp",
+    "listen_tls",
+    "connect_udp",
+    "connect_tcp",
+    "connect_tls",
+    "describe_failure",
+]
+
+_log = Logger(namespace="sipcore.transport")
+
+Address = tuple[str, int]
+
+
+class SipTransportError(Exception):
+    """A connection could not be made or was lost; ``str`` is the human-readable reason."""
+
+    def __init__(self, peer: Address, transport: str, reason: str):
+        self.peer, self.transport, self.reason = peer, transport, reason
+        super().__init__(f"{transport.upper()} {peer[0]}:{peer[1]}: {reason}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a message came from, and the way back on the same socket / connection."""
+
+    transport: str  # 'udp' | 'tcp' | 'tls'
+    local: Address
+    peer: Address
+    _reply: Callable[[bytes], None] = field(repr=False, compare=False)
+
+    def send(self, message: Any) -> None:
+        """Reply with ``message`` (a Request or Response) the way this one came."""
+        self._reply(message.to_bytes())
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are (fakes sending garbage or keep-alives on purpose)."""
+        self._reply(bytes(data))
+
+
+def _reactor(reactor: Any) -> Any:
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        return global_reactor
+    return reactor
+
+
+def _addr(a: Any) -> Address:
+    return (a.host, a.port)
+
+
+def describe_failure(reason: Any) -> str:
+    """A short human-readable text for a connection failure (a Failure or an exception)."""
+    exc = getattr(reason, "value", reason)
+    try:
+        from OpenSSL import SSL
+
+        if isinstance(exc, SSL.Error):
+            parts = []
+            for item in exc.args[0] if exc.args and isinstance(exc.args[0], list) else []:
+                if isinstance(item, tuple) and item:
+                    parts.append(str(item[-1]))
+            return "TLS handshake failed: " + (", ".join(p for p in parts if p) or str(exc) or "TLS error")
+    except ImportError:  # pragma: no cover - twisted[tls] is a dependency
+        pass
+    if isinstance(exc, error.ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, error.ConnectionDone):
+        return "connection closed by peer"
+    if isinstance(exc, (error.ConnectionLost, ConnectionResetError)):
+        return "connection reset by peer"
+    if isinstance(exc, error.TimeoutError):
+        return "connect timed out"
+    if isinstance(exc, error.DNSLookupError):
+        return f"cannot resolve host: {exc}"
+    return str(exc) or type(exc).__name__
+
+
+def _call(handler: Any, name: str, *args: Any) -> None:
+    """Call a handler method; a bug in a handler is logged, the transport keeps serving."""
+    method = getattr(handler, name, None)
+    if method is None:
+        return
+    try:
+        method(*args)
+    except Exception:
+        _log.failure("SIP handler {handler!r}.{name} raised", handler=handler, name=name)
+
+
+# --------------------------------------------------------------------------- UDP
+
+
+class _UdpProtocol(protocol.DatagramProtocol):
+    def __init__(self, handler: Any, clock: Any, max_size: int, name: str = "udp"):
+        self.handler, self.clock, self.max_size = handler, clock, max_size
+        self.connected_peer: Address | None = None
+        self.closing = False
+
+    def _source(self, peer: Address) -> Source:
+        local = _addr(self.transport.getHost())
+        if self.connected_peer is not None:
+            return Source("udp", local, peer, self._write_connected)
+        return Source("udp", local, peer, lambda data: self._write_to(data, peer))
+
+    def _write_connected(self, data: bytes) -> None:
+        if self.transport is None or self.closing:
+            return
+        self.transport.write(data)
+
+    def _write_to(self, data: bytes, peer: Address) -> None:
+        if self.transport is None or self.closing:
+            return
+        try:
+            self.transport.write(data, peer)
+        except OSError as e:  # e.g. EMSGSIZE, network unreachable
+            _call(self.handler, "sip_transport_error", peer, "udp", f"send failed: {e}")
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        note_activity(self.clock)
+        peer = (addr[0], addr[1])
+        if is_keepalive(data):
+            return  # RFC 5626 keep-alive: nothing to parse, nothing to answer on UDP
+        source = self._source(peer)
+        try:
+            message = parse(data, max_size=self.max_size)
+        except SipParseError as e:
+            _call(self.handler, "sip_bad_input", data, e, source)
+            return
+        _call(self.handler, "sip_received", message, source)
+
+    def connectionRefused(self) -> None:
+        # connected UDP socket only: the kernel saw ICMP port unreachable for our peer
+        note_activity(self.clock)
+        if self.connected_peer is not None and not self.closing:
+            _call(self.handler, "sip_transport_error", self.connected_peer, "udp", "ICMP port unreachable")
+
+    def icmpError(self, code: int) -> None:
+        note_activity(self.clock)
+        if self.connected_peer is not None and not self.closing:
+            text = "ICMP host unreachable" if code == errno.EHOSTUNREACH else "ICMP network unreachable"
+            _call(self.handler, "sip_transport_error", self.connected_peer, "udp", text)
+
+
+class _ConnectedUdpPort(udp.Port):
+    """A connected UDP port that survives an ICMP port unreachable on poll-style reactors.
+
+    On Linux a pending ICMP error makes epoll report EPOLLERR without EPOLLIN; Twisted's
+    epoll/poll reactors then treat the UDP port as disconnected and close it instead of
+    calling ``doRead`` (where ``recvfrom`` would raise ECONNREFUSED and Twisted would call
+    ``connectionRefused()``). Here an unrequested ``connectionLost`` with SO_ERROR =
+    ECONNREFUSED is turned back into ``connectionRefused()`` and the port keeps reading.
+    """
+
+    _stopping = False
+
+    def stopListening(self):
+        self._stopping = True
+        return super().stopListening()
+
+    def connectionLost(self, reason=None):
+        sock = getattr(self, "socket", None)
+        if not self._stopping and sock is not None:
+            try:
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)  # reading clears it
+            except OSError:
+                code = 0
+            if code in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                self.reactor.addReader(self)
+                if code == errno.ECONNREFUSED:
+                    self.protocol.connectionRefused()
+                else:
+                    self.protocol.icmpError(code)
+                return
+        super().connectionLost(reason)
+
+
+# --------------------------------------------------------------------------- TCP / TLS
+
+
+@implementer(IHandshakeListener)
+class _StreamProtocol(protocol.Protocol):
+    """One TCP or TLS connection: framing, keep-alive pongs, errors to the handler."""
+
+    def __init__(self, owner: Any, name: str, outbound: bool):
+        self.owner = owner  # a Listener or a _ClientFactory
+        self.name = name
+        self.outbound = outbound
+        self.framer = StreamFramer(owner.max_size)
+        self.ready = False  # connected (and TLS handshake done)
+        self.closing = False  # we closed it on purpose
+        self.failed_reason: str | None = None
+        self.peer: Address | None = None
+        self.local: Address | None = None
+        self._pending: list[bytes] = []
+        self.closed: defer.Deferred = defer.Deferred()
+
+    # -- connection life
+    def connectionMade(self) -> None:
+        self.peer = _addr(self.transport.getPeer())
+        self.local = _addr(self.transport.getHost())
+        if self.name == "tcp":
+            self._ready()
+
+    def handshakeCompleted(self) -> None:
+        self._ready()
+
+    def _ready(self) -> None:
+        self.ready = True
+        pending, self._pending = self._pending, []
+        for data in pending:
+            self.transport.write(data)
+        self.owner._connection_ready(self)
+
+    def connectionLost(self, reason: Any = protocol.connectionDone) -> None:
+        note_activity(self.owner.clock)
+        text = self.failed_reason or describe_failure(reason)
+        self.owner._connection_lost(self, text)
+        if not self.closed.called:
+            self.closed.callback(text)
+
+    # -- I/O
+    def write(self, data: bytes) -> None:
+        if self.closing or self.transport is None:
+            return
+        if not self.ready:
+            self._pending.append(data)
+        else:
+            self.transport.write(data)
+
+    def source(self) -> Source:
+        return Source(self.name, self.local, self.peer, self.owner._reply_path(self))
+
+    def dataReceived(self, data: bytes) -> None:
+        note_activity(self.owner.clock)
+        if self.closing:
+            return
+        try:
+            messages = self.framer.feed(data)
+        except SipParseError as e:
+            self.closing = True
+            _call(self.owner.handler, "sip_bad_input", data, e, self.source())
+            self.failed_reason = f"closed after bad input: {e}"
+            self.transport.loseConnection()
+            return
+        for _ in range(self.framer.take_pings()):
+            self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        for message in messages:
+            if self.closing:
+                break
+            _call(self.owner.handler, "sip_received", message, self.source())
+
+    def close(self, abort: bool = False) -> None:
+        self.closing = True
+        if self.transport is not None:
+            if abort:
+                self.transport.abortConnection()
+            else:
+                self.transport.loseConnection()
+
+
+class _ListenerFactory(protocol.Factory):
+    def __init__(self, listener: "Listener"):
+        self.listener = listener
+
+    def buildProtocol(self, addr: Any) -> _StreamProtocol:
+        return _StreamProtocol(self.listener, self.listener.transport, outbound=False)
+
+
+class _OutboundFactory(protocol.ClientFactory):
+    """Connection attempts; the owner is told of failure before the protocol exists."""
+
+    def __init__(self, owner: Any, name: str, peer: Address):
+        self.owner, self.name, self.peer = owner, name, peer
+        self.protocol_instance: _StreamProtocol | None = None
+
+    def buildProtocol(self, addr: Any) -> _StreamProtocol:
+        self.protocol_instance = _StreamProtocol(self.owner, self.name, outbound=True)
+        return self.protocol_instance
+
+    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+        note_activity(self.owner.clock)
+        self.owner._connect_failed(self, describe_failure(reason))
+
+
+# --------------------------------------------------------------------------- Listener
+
+
+class Listener:
+    """A listening UDP socket or TCP/TLS port serving one handler (fakes; the phone's Contact).
+
+    ``send(message, peer)``: UDP to ``peer``; TCP/TLS over a connection from/to that peer if
+    one is open, else over a new one (failures go to ``handler.sip_transport_error``).
+    """
+
+    def __init__(self, transport: str, handler: Any, host: str, port: int, clock: Any, reactor: Any,
+                 max_size: int, context_factory: Any = None, client_context: Any = None):
+        if transport not in ("udp", "tcp", "tls"):
+            raise ValueError(f"transport must be 'udp', 'tcp' or 'tls', got {transport!r}")
+        if transport == "tls" and context_factory is None:
+            raise ValueError("listen_tls needs context_factory (e.g. sipcore.tls.TestPKI().server_context())")
+        self.transport = transport
+        self.handler = handler
+        self.clock = clock
+        self.max_size = max_size
+        self._reactor = _reactor(reactor)
+        self._context_factory = context_factory
+        self._client_context = client_context  # TLS: for connections this listener opens
+        self._host = host
+        self._port_obj: Any = None
+        self._udp: _UdpProtocol | None = None
+        self.connections: dict[Address, _StreamProtocol] = {}  # by peer, open or opening
+        self._open(port)
+        self.address: Address = _addr(self._port_obj.getHost())
+
+    # -- listening
+    def _open(self, port: int) -> None:
+        r = self._reactor
+        if self.transport == "udp":
+            self._udp = _UdpProtocol(self.handler, self.clock, self.max_size)
+            self._port_obj = r.listenUDP(port, self._udp, interface=self._host, maxPacketSize=self.max_size + 1)
+        elif self.transport == "tcp":
+            self._port_obj = r.listenTCP(port, _ListenerFactory(self), interface=self._host)
+        else:
+            self._port_obj = r.listenSSL(port, _ListenerFactory(self), self._context_factory, interface=self._host)
+
+    @property
+    def listening(self) -> bool:
+        return self._port_obj is not None
+
+    def close_refusing(self) -> defer.Deferred:
+        """Go down as *refused*: UDP → ICMP port unreachable, TCP/TLS → RST on connect.
+
+        Open TCP/TLS connections are reset too (a crashed server). ``reopen()`` comes back up on
+        the same port.
+        """
+        for conn in list(self.connections.values()):
+            conn.close(abort=True)
+        return self._stop_port()
+
+    def reopen(self) -> None:
+        """Listen again on the same address after :meth:`close_refusing`."""
+        if self._port_obj is not None:
+            raise ValueError(f"{self.transport.upper()} listener {self.address[0]}:{self.address[1]} is already up")
+        self._open(self.address[1])
+
+    def stop(self) -> defer.Deferred:
+        """Stop for good: close connections gracefully and the socket."""
+        closing = []
+        for conn in list(self.connections.values()):
+            closing.append(conn.closed)
+            conn.close()
+        return defer.gatherResults(closing + [self._stop_port()], consumeErrors=True)
+
+    def _stop_port(self) -> defer.Deferred:
+        port, self._port_obj = self._port_obj, None
+        if self._udp is not None:
+            self._udp.closing = True
+        if port is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(port.stopListening)
+
+    # -- sending
+    def send(self, message: Any, peer: Address) -> None:
+        self.send_raw(message.to_bytes(), peer)
+
+    def send_raw(self, data: bytes, peer: Address) -> None:
+        peer = (peer[0], int(peer[1]))
+        if self.transport == "udp":
+            if self._udp is None or self._port_obj is None:
+                raise ValueError(f"UDP listener {self.address[0]}:{self.address[1]} is down: cannot send to {peer}")
+            self._udp._write_to(data, peer)
+            return
+        conn = self.connections.get(peer)
+        if conn is None or conn.closing:
+            conn = self._connect(peer)
+        conn.write(data)
+
+    def _connect(self, peer: Address) -> _StreamProtocol:
+        factory = _OutboundFactory(self, self.transport, peer)
+        proto = factory.buildProtocol(None)
+        factory.buildProtocol = lambda addr: proto  # the protocol exists before the connect
+        proto._factory = factory
+        proto.peer = peer
+        self.connections[peer] = proto
+        if self.transport == "tcp":
+            self._reactor.connectTCP(peer[0], peer[1], factory, bindAddress=(self._host, 0))
+        else:
+            from twisted.internet.ssl import CertificateOptions
+
+            creator = self._client_context or CertificateOptions()
+            self._reactor.connectSSL(peer[0], peer[1], factory, creator, bindAddress=(self._host, 0))
+        return proto
+
+    # -- callbacks from protocols
+    def _reply_path(self, conn: _StreamProtocol) -> Callable[[bytes], None]:
+        peer = conn.peer
+
+        def reply(data: bytes) -> None:
+            # RFC 3261 §18.2.2: if the connection is gone, open a new one to the peer
+            if conn.closing or conn.transport is None or not conn.transport.connected:
+                self.send_raw(data, peer)
+            else:
+                conn.write(data)
+
+        return reply
+
+    def _connection_ready(self, conn: _StreamProtocol) -> None:
+        self.connections[conn.peer] = conn
+
+    def _connection_lost(self, conn: _StreamProtocol, reason: str) -> None:
+        if self.connections.get(conn.peer) is conn:
+            del self.connections[conn.peer]
+        if conn.ready:
+            _call(self.handler, "sip_connection_closed", conn.source(), reason)
+        elif conn.outbound and not conn.closing:
+            _call(self.handler, "sip_transport_error", conn.peer, self.transport, reason)
+
+    def _connect_failed(self, factory: _OutboundFactory, reason: str) -> None:
+        proto = factory.protocol_instance
+        if proto is not None and self.connections.get(factory.peer) is proto:
+            del self.connections[factory.peer]
+        _call(self.handler, "sip_transport_error", factory.peer, self.transport, reason)
+
+    def __repr__(self) -> str:
+        state = "up" if self.listening else "down"
+        return f"<Listener {self.transport} {self.address[0]}:{self.address[1]} {state}>"
+
+
+def listen_udp(handler: Any, *, host: str = "127.0.0.1", port: int = 0, clock: Any, reactor: Any = None,
+               max_size: int = MAX_SIZE) -> Listener:
+    """Serve SIP over UDP on ``host:port`` (0 = any free port; see ``.address``)."""
+    return Listener("udp", handler, host, port, clock, reactor, max_size)
+
+
+def listen_tcp(handler: Any, *, host: str = "127.0.0.1", port: int = 0, clock: Any, reactor: Any = None,
+               max_size: int = MAX_SIZE) -> Listener:
+    """Serve SIP over TCP on ``host:port``."""
+    return Listener("tcp", handler, host, port, clock, reactor, max_size)
+
+
+def listen_tls(handler: Any, *, context_factory: Any, host: str = "127.0.0.1", port: int = 0, clock: Any,
+               reactor: Any = None, max_size: int = MAX_SIZE, client_context: Any = None) -> Listener:
+    """Serve SIP over TLS on ``host:port`` with ``context_factory`` (e.g. ``TestPKI().server_context()``).
+
+    ``client_context`` is used when ``send`` must open a connection itself (no connection from
+    that peer is open); without it such a connection does not verify the peer.
+    """
+    return Listener("tls", handler, host, port, clock, reactor, max_size, context_factory, client_context)
+
+
+# --------------------------------------------------------------------------- client side
+
+
+class UdpConnection:
+    """A connected UDP socket to one peer (the phone's side); see the module docstring."""
+
+    transport = "udp"
+
+    def __init__(self, handler: Any, peer: Address, local_host: str, clock: Any, reactor: Any,
+                 max_size: int, local_port: int = 0):
+        self.handler = handler
+        self.peer: Address = (peer[0], int(peer[1]))
+        self.clock = clock
+        self._proto = _UdpProtocol(handler, clock, max_size)
+        r = _reactor(reactor)
+        if hasattr(r, "addReader"):  # a real posix reactor: use the ICMP-surviving port
+            self._port = _ConnectedUdpPort(local_port, self._proto, local_host, max_size + 1, r)
+            self._port.startListening()
+        else:
+            self._port = r.listenUDP(local_port, self._proto, interface=local_host, maxPacketSize=max_size + 1)
+        self._proto.connected_peer = self.peer
+        self._port.connect(self.peer[0], self.peer[1])
+        self.local: Address = _addr(self._port.getHost())
+
+    @property
+    def closed(self) -> bool:
+        return self._proto.closing
+
+    def send(self, message: Any) -> None:
+        self.send_raw(message.to_bytes())
+
+    def send_raw(self, data: bytes) -> None:
+        if self._proto.closing:
+            raise ValueError(f"UDP connection {self.local} → {self.peer} is closed")
+        try:
+            self._port.write(data)
+        except OSError as e:
+            _call(self.handler, "sip_transport_error", self.peer, "udp", f"send failed: {e}")
+
+    def close(self) -> defer.Deferred:
+        if self._proto.closing:
+            return defer.succeed(None)
+        self._proto.closing = True
+        return defer.maybeDeferred(self._port.stopListening)
+
+    def __repr__(self) -> str:
+        return f"<UdpConnection {self.local[0]}:{self.local[1]} → {self.peer[0]}:{self.peer[1]}>"
+
+
+class Connection:
+    """A TCP or TLS connection the phone opened to a server (``send``, ``close``, ``local``)."""
+
+    def __init__(self, proto: _StreamProtocol, transport: str):
+        self._proto = proto
+        self.transport = transport
+        self.peer: Address = proto.peer
+        self.local: Address = proto.local
+
+    @property
+    def closed(self) -> bool:
+        return self._proto.closing or self._proto.closed.called
+
+    def send(self, message: Any) -> None:
+        self.send_raw(message.to_bytes())
+
+    def send_raw(self, data: bytes) -> None:
+        if self.closed:
+            raise ValueError(f"{self.transport.upper()} connection {self.local} → {self.peer} is closed")
+        self._proto.write(data)
+
+    def close(self) -> defer.Deferred:
+        """Close gracefully; the Deferred fires when the connection is gone."""
+        if not self._proto.closed.called:
+            self._proto.close()
+        done: defer.Deferred = defer.Deferred()
+        self._proto.closed.addBoth(lambda result: (done.callback(None), result)[1])
+        return done
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.transport} {self.local[0]}:{self.local[1]} → {self.peer[0]}:{self.peer[1]}>"
+
+
+class _Dialer:
+    """Owner of one outbound client connection: reports to the handler and the Deferred."""
+
+    def __init__(self, handler: Any, peer: Address, name: str, clock: Any, max_size: int):
+        self.handler, self.peer, self.name, self.clock, self.max_size = handler, peer, name, clock, max_size
+        self.deferred: defer.Deferred = defer.Deferred()
+        self.connection: Connection | None = None
+
+    def _reply_path(self, conn: _StreamProtocol) -> Callable[[bytes], None]:
+        return conn.write
+
+    def _connection_ready(self, conn: _StreamProtocol) -> None:
+        self.connection = Connection(conn, self.name)
+        if not self.deferred.called:
+            self.deferred.callback(self.connection)
+
+    def _fail(self, reason: str) -> None:
+        _call(self.handler, "sip_transport_error", self.peer, self.name, reason)
+        if not self.deferred.called:
+            self.deferred.errback(SipTransportError(self.peer, self.name, reason))
+
+    def _connection_lost(self, conn: _StreamProtocol, reason: str) -> None:
+        if conn.closing and conn.failed_reason is None:
+            return  # closed on purpose by Connection.close()
+        self._fail(reason)
+
+    def _connect_failed(self, factory: _OutboundFactory, reason: str) -> None:
+        self._fail(reason)
+
+
+def connect_udp(handler: Any, peer: Address, *, local_host: str = "127.0.0.1", local_port: int = 0, clock: Any,
+                reactor: Any = None, max_size: int = MAX_SIZE) -> UdpConnection:
+    """A connected UDP socket to ``peer`` (an IP literal); ICMP unreachable → handler error."""
+    return UdpConnection(handler, peer, local_host, clock, reactor, max_size, local_port)
+
+
+def connect_tcp(handler: Any, peer: Address, *, local_host: str | None = None, clock: Any, reactor: Any = None,
+                max_size: int = MAX_SIZE) -> defer.Deferred:
+    """Open TCP to ``peer``; Deferred[Connection]; failures also go to the handler."""
+    peer = (peer[0], int(peer[1]))
+    dialer = _Dialer(handler, peer, "tcp", clock, max_size)
+    factory = _OutboundFactory(dialer, "tcp", peer)
+    bind = (local_host, 0) if local_host else None
+    _reactor(reactor).connectTCP(peer[0], peer[1], factory, bindAddress=bind)
+    return dialer.deferred
+
+
+def connect_tls(handler: Any, peer: Address, *, context: Any, local_host: str | None = None, clock: Any,
+                reactor: Any = None, max_size: int = MAX_SIZE) -> defer.Deferred:
+    """Open TLS to ``peer`` with ``context`` (e.g. ``TestPKI().client_context()``).
+
+    The Deferred fires once the handshake completed; a refused connect or a failed handshake
+    (untrusted certificate, wrong name) errbacks it and goes to ``handler.sip_transport_error``.
+    """
+    peer = (peer[0], int(peer[1]))
+    dialer = _Dialer(handler, peer, "tls", clock, max_size)
+    factory = _OutboundFactory(dialer, "tls", peer)
+    bind = (local_host, 0) if local_host else None
+    _reactor(reactor).connectSSL(peer[0], peer[1], factory, context, bindAddress=bind)
+    return dialer.deferred
