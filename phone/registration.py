@@ -151,6 +151,8 @@ class Registration:
         was = self.state
         self.state = "failed"
         self.target = None
+        if self.on_failed:
+            self.on_failed(self.server, now)  # fallback decides first (successive: probes replace retries)
         interval = self.ua.account_cfg(self.account).reg_fail_retry_interval
         retry = self.wanted and self.retry_on_failure() and interval > 0
         detail = reason + (f"; retry in {interval} s" if retry else "")
@@ -159,8 +161,6 @@ class Registration:
             self.ua.emit("unregistered", account=self.account, server=self.server, detail="refresh failed")
         if retry:
             self._timer = self.ua.call_later(interval, self.start)  # SPEC §4: from the top of the list
-        if self.on_failed:
-            self.on_failed(self.server, now)
 
     def register_at(self, target: Any, done: Callable[[bool, str], Any]) -> None:
         """register_on_enable (SPEC §5): one REGISTER to ``target`` only, no failover."""

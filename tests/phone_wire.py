@@ -26,7 +26,8 @@ class Flow:
         responder = self.wire.responders.get(self.target.host)
         if responder is None or not message.is_request:
             return
-        for delay, resp in responder(message) or []:
+        args = (message, self.target) if responder.__code__.co_argcount >= 2 else (message,)
+        for delay, resp in responder(*args) or []:
             self.wire.clock.callLater(delay, self.wire.ua.sip_received, resp, self)
 
 
@@ -57,12 +58,13 @@ def ok(req, status=200, reason=None, delay=0.0, headers=None, **kw):
 
 
 def registrar(status=200):
-    def respond(req):
+    def respond(req, target=None):
         if req.method == "REGISTER":
             exp = req.headers.get("Expires")
             return ok(req, status, headers=[("Contact", f"{req.contacts[0]};expires={exp}")])
         if req.method == "INVITE":
-            contact = [("Contact", f"<sip:uas@{req.uri.host}>")]
+            where = f"{target.host}:{target.port}" if target is not None else req.uri.host
+            contact = [("Contact", f"<sip:uas@{where}>")]
             return [(0.0, make_response(req, 100))] + ok(req, 180, headers=contact) + ok(req, 200, headers=contact)
         if req.method in ("BYE", "CANCEL"):
             return ok(req)
