@@ -51,10 +51,10 @@ class Query:
     ``record`` parses the raw bytes with dnslib on demand (kept off the hot path).
     """
 
-    __slots__ = ("id", "flags", "qname", "key", "qtype", "qclass", "payload", "raw", "_question", "_record")
+    __slots__ = ("id", "flags", "qname", "key", "qtype", "qclass", "payload", "raw", "labels", "_question", "_record")
 
-    def __init__(self, id, flags, qname, key, qtype, qclass, payload, raw, question):
-        self.id, self.flags, self.qname, self.key = id, flags, qname, key
+    def __init__(self, id, flags, qname, key, qtype, qclass, payload, raw, question, labels):
+        self.id, self.flags, self.qname, self.key, self.labels = id, flags, qname, key, tuple(labels)
         self.qtype, self.qclass, self.payload, self.raw = qtype, qclass, payload, raw
         self._question = question  # the question's wire bytes (name, type, class) as sent
         self._record = None
@@ -89,7 +89,7 @@ class Query:
         name = str(q.qname)
         question = _encode_name(q.qname) + struct.pack("!HH", q.qtype, q.qclass)
         query = cls(rec.header.id, flags, name, name.lower() if name.endswith(".") else name.lower() + ".",
-                    q.qtype, q.qclass, payload, raw, question)
+                    q.qtype, q.qclass, payload, raw, question, q.qname.label)
         query._record = rec
         return query
 
@@ -191,7 +191,7 @@ def decode(data: bytes) -> Query | Bad:
         text = "."
     if qtype in (251, 252):
         return Bad(f"id {id}: zone transfer ({_qtype_name(qtype)}) not offered", _error_wire(id, flags, NOTIMP), id)
-    return Query(id, flags, text, text.lower(), qtype, qclass, payload, data, question)
+    return Query(id, flags, text, text.lower(), qtype, qclass, payload, data, question, labels)
 
 
 def _decode_slow(data: bytes, id: int, flags: int) -> Query | Bad:
@@ -292,7 +292,7 @@ class Authority:
     # ---- building ----
     def _header(self, q: Query) -> DNSRecord:
         rec = DNSRecord(DNSHeader(id=q.id, qr=1, aa=0, rd=1 if q.rd else 0, ra=0))
-        rec.add_question(DNSQuestion(DNSLabel(q.qname), q.qtype, q.qclass))
+        rec.add_question(DNSQuestion(DNSLabel(list(q.labels)), q.qtype, q.qclass))  # the bytes as asked
         return rec
 
     def _add_opt(self, q: Query, rec: DNSRecord) -> None:
