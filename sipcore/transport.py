@@ -290,11 +290,11 @@ class _StreamProtocol(protocol.Protocol):
 
     # -- I/O
     def write(self, data: bytes) -> None:
-        if self.closing or self.transport is None:
+        if self.closing:
             return
         if not self.ready:
-            self._pending.append(data)
-        else:
+            self._pending.append(data)  # sent once connected (and the TLS handshake is done)
+        elif self.transport is not None:
             self.transport.write(data)
 
     def source(self) -> Source:
@@ -307,8 +307,9 @@ class _StreamProtocol(protocol.Protocol):
         try:
             messages = self.framer.feed(data)
         except SipParseError as e:
-            self.closing = True
+            # the handler may still answer 400 on this connection; then it is closed (§18.3)
             _call(self.owner.handler, "sip_bad_input", data, e, self.source())
+            self.closing = True
             self.failed_reason = f"closed after bad input: {e}"
             self.transport.loseConnection()
             return

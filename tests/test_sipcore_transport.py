@@ -26,9 +26,10 @@ WAIT = 5.0  # seconds of the (real) clock a wait may take before the test fails
 class Recorder:
     """A handler that records everything; ``echo`` answers every request with 200."""
 
-    def __init__(self, clock, echo=False):
+    def __init__(self, clock, echo=False, reply_bad=False):
         self.journal = Journal(clock)
         self.echo = echo
+        self.reply_bad = reply_bad
 
     def sip_received(self, message, source):
         self.journal.append(("msg", message, source))
@@ -37,6 +38,8 @@ class Recorder:
 
     def sip_bad_input(self, raw, error, source):
         self.journal.append(("bad", raw, error, source))
+        if self.reply_bad:
+            source.send_raw(b"SIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
     def sip_transport_error(self, peer, transport, reason):
         self.journal.append(("error", peer, transport, reason))
@@ -207,7 +210,7 @@ class _RawClient(protocol.Protocol):
 
 @pytest_twisted.inlineCallbacks
 def test_tcp_garbage_closes_connection_listener_keeps_serving_and_crlf_keepalive(clock):
-    server, phone = Recorder(clock, echo=True), Recorder(clock)
+    server, phone = Recorder(clock, echo=True, reply_bad=True), Recorder(clock)
     listener = listen_tcp(server, clock=clock)
     raw = Journal(clock)
     try:
@@ -220,6 +223,8 @@ def test_tcp_garbage_closes_connection_listener_keeps_serving_and_crlf_keepalive
         _, data, err, src = yield server.wait("bad")
         assert b"GARBAGE" in data and src.transport == "tcp"
         yield raw.wait_for(lambda e: e[0] == "lost", WAIT, what="connection closed by the listener")
+        received = b"".join(e[1] for e in raw if e[0] == "data")
+        assert received == b"\r\nSIP/2.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n"  # the 400 got out first
         assert server.journal.entries(lambda e: e[0] == "closed")[0][2].startswith("closed after bad input")
         conn = yield connect_tcp(phone, listener.address, clock=clock)
         conn.send(options("TCP"))
@@ -304,3 +309,18 @@ def test_tls_refused(clock, pki):
 def test_listener_parameters_are_checked(clock):
     with pytest.raises(ValueError, match="context_factory"):
         listen_tls(Recorder(clock), clock=clock, context_factory=None)
+
+
+@pytest_twisted.inlineCallbacks
+def test_tls_listener_opens_a_verified_connection_to_a_peer(clock, pki):
+    a_rec, b_rec = Recorder(clock), Recorder(clock, echo=True)
+    a = listen_tls(a_rec, clock=clock, context_factory=pki.server_context(), client_context=pki.client_context())
+    b = listen_tls(b_rec, clock=clock, context_factory=pki.server_context())
+    try:
+        a.send(options("TLS", method="NOTIFY"), b.address)
+        _, resp, src = yield a_rec.wait("msg")
+        assert resp.status == 200 and src.transport == "tls" and src.peer == b.address
+        assert b_rec.journal[0][1].method == "NOTIFY"
+    finally:
+        yield a.stop()
+        yield b.stop()
