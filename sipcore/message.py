@@ -261,9 +261,12 @@ class NameAddr:
         return (self.display, self.uri, self.params) == (other.display, other.uri, other.params)
 
 
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~ \t")
+
+
 def _is_utf8_tokens(d: str) -> bool:
-    # display names made of tokens may carry UTF8-NONASCII in the wild; refuse controls, <>"
-    return not any(c in d for c in '<>"') and all(c >= " " or c == "\t" for c in d)
+    # token display names may carry UTF8-NONASCII in the wild; anything else ASCII is refused
+    return all(c in _TOKEN_CHARS or c >= "\x80" for c in d)
 
 
 # -- messages --------------------------------------------------------------------------------
