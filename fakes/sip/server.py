@@ -1,0 +1,608 @@
+"""``FakeSipServer``: the Twisted adapter of a scriptable fake SIP server.
+
+The decisions live elsewhere, sans-I/O: what to answer in :mod:`fakes.sip.pbx` (registrar,
+proxy, UAS), which faults to play in :mod:`fakes.sip.script`, retransmissions in sipcore's
+server transactions. This module only moves bytes: it listens on UDP/TCP/TLS, feeds each
+message with its origin and the clock's time, carries out the actions, records every
+message in and out (``fakes.record``), and plays the socket-level faults a script cannot:
+going down as a blackhole (sockets open, everything dropped) or as refused (sockets
+closed: the kernel answers ICMP port unreachable for UDP and RST for TCP), coming back on
+the same port, flapping.
+
+The sockets are this module's own small protocols rather than sipcore's transports because
+a fake must see what a transport hides: the raw bytes of garbage (to answer 400 from the
+readable headers, or to record and drop them), closing a listener under a test's feet
+with RST, and dropping a message after it has been read.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+from typing import Any
+
+from twisted.internet import defer, error, protocol
+
+from sipcore.clock import note_activity
+from sipcore.framing import StreamFramer
+from sipcore.message import SipParseError, is_keepalive, make_response, new_tag, parse
+from sipcore.transaction import (Send, ServerTransaction, Terminated, TimerDriver, TransactionTable,
+                                 TwoXXRetransmitter, server_key)
+
+from fakes.record import Record, Recorder
+from fakes.sip.actions import Origin, Relay, Respond
+from fakes.sip.pbx import Pbx
+from fakes.sip.script import DELAY, DROP, RESPOND, Script
+
+__all__ = ["FakeSipServer"]
+
+Address = tuple[str, int]
+_TRANSPORTS = ("udp", "tcp", "tls")
+MAX_MESSAGE = 65535
+
+
+# --------------------------------------------------------------------------- flows (reply paths)
+
+
+class _UdpFlow:
+    def __init__(self, listener: "_Listener", peer: Address):
+        self.listener, self.peer, self.transport = listener, peer, "udp"
+
+    @property
+    def local(self) -> Address:
+        return self.listener.address
+
+    @property
+    def connected(self) -> bool:
+        return self.listener.port is not None
+
+    def send(self, data: bytes) -> None:
+        if self.listener.port is not None:
+            try:
+                self.listener.protocol.transport.write(data, self.peer)
+            except (OSError, error.MessageLengthError):
+                pass  # ICMP unreachable from a previous send etc.: a fake does not care
+
+
+class _Stream(protocol.Protocol):
+    """One TCP/TLS connection: frames messages, hands them to the server; also the flow to reply on."""
+
+    def __init__(self, server: "FakeSipServer", kind: str):
+        self.server, self.transport_name = server, kind
+        self.framer = StreamFramer(max_size=MAX_MESSAGE)
+        self.peer: Address = ("", 0)
+        self.local: Address = ("", 0)
+        self.connected = False
+        self._queue: list[bytes] = []
+
+    @property
+    def flow_transport(self) -> str:
+        return self.transport_name
+
+    def connectionMade(self) -> None:
+        p, h = self.transport.getPeer(), self.transport.getHost()
+        self.peer, self.local = (p.host, p.port), (h.host, h.port)
+        self.connected = True
+        self.server._streams.append(self)
+        for data in self._queue:
+            self.transport.write(data)
+        self._queue = []
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.connected = False
+        if self in self.server._streams:
+            self.server._streams.remove(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        note_activity(self.server.clock)
+        try:
+            messages = self.framer.feed(data)
+        except SipParseError as e:
+            self.server._bad_stream(self, data, e)
+            return
+        for m in messages:
+            self.server._message(m, m.to_bytes(), Origin(self.transport_name, self.peer, self.local, self))
+
+    def send(self, data: bytes) -> None:
+        if self.connected:
+            self.transport.write(data)
+        else:
+            self._queue.append(data)
+
+    def reset(self) -> None:
+        """Close with RST (SO_LINGER 0), as a crashed server's kernel would."""
+        try:
+            sock = self.transport.getHandle()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except Exception:
+            pass
+        self.transport.abortConnection()
+
+
+class _StreamFactory(protocol.Factory):
+    def __init__(self, server: "FakeSipServer", kind: str):
+        self.server, self.kind = server, kind
+
+    def buildProtocol(self, addr: Any) -> _Stream:
+        p = _Stream(self.server, self.kind)
+        p.factory = self
+        return p
+
+
+class _Datagrams(protocol.DatagramProtocol):
+    def __init__(self, server: "FakeSipServer", listener: "_Listener"):
+        self.server, self.listener = server, listener
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        note_activity(self.server.clock)
+        self.server._datagram(data, (addr[0], addr[1]), self.listener)
+
+
+class _Listener:
+    def __init__(self, kind: str, port_number: int, context: Any):
+        self.kind, self.port_number, self.context = kind, port_number, context
+        self.port: Any = None
+        self.protocol: Any = None
+        self.address: Address = ("", 0)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+_HEADER_LINE = re.compile(r"^([A-Za-z\-]+)[ \t]*:[ \t]*(.*)$")
+_NEEDED = {"via": "Via", "v": "Via", "from": "From", "f": "From", "to": "To", "t": "To",
+           "call-id": "Call-ID", "i": "Call-ID", "cseq": "CSeq"}
+
+
+def _lenient_400(raw: bytes, what: str) -> bytes | None:
+    """A 400 built from the readable headers of a request the parser refused; None if it cannot be formed."""
+    text = raw.decode("latin-1")
+    head = text.split("\r\n\r\n", 1)[0].split("\r\n")
+    if len(head) < 2 or head[0].startswith("SIP/") or not re.match(r"^[A-Za-z]+ \S+ SIP/2\.0$", head[0]):
+        return None
+    found: dict[str, list[str]] = {}
+    for line in head[1:]:
+        m = _HEADER_LINE.match(line)
+        if m and m.group(1).lower() in _NEEDED and all(32 <= ord(c) < 127 or c == "\t" for c in m.group(2)):
+            found.setdefault(_NEEDED[m.group(1).lower()], []).append(m.group(2).strip())
+    if any(k not in found or not found[k][0] for k in ("Via", "From", "To", "Call-ID", "CSeq")):
+        return None
+    if not re.match(r"^\d{1,10}[ \t]+[A-Za-z]+$", found["CSeq"][0]) or not found["Via"][0].upper().startswith("SIP/2.0/"):
+        return None
+    to = found["To"][0]
+    if ";tag=" not in to.replace(" ", "").lower():
+        to += f";tag={new_tag()}"
+    reason = re.sub(r"[^ -~]", "?", what)[:80]
+    lines = ["SIP/2.0 400 Bad Request"] + [f"Via: {v}" for v in found["Via"]] + [
+        f"From: {found['From'][0]}", f"To: {to}", f"Call-ID: {found['Call-ID'][0]}", f"CSeq: {found['CSeq'][0]}",
+        f"Warning: 399 fake \"{reason.replace(chr(34), chr(39))}\"", "Content-Length: 0"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class FakeSipServer:
+    """A scriptable fake SIP server (registrar, proxy, UAS or all three) on the injected clock.
+
+    ``clock`` (IReactorTime, default ``reactor``) gives all times; ``reactor`` does the I/O
+    (default: the global reactor); ``recorder`` is the shared :class:`fakes.record.Recorder`
+    (one is made when None). ``users`` (name → password) turns digest on for REGISTER.
+    """
+
+    def __init__(self, name: str = "sip", *, role: str = "pbx", clock: Any = None, recorder: Recorder | None = None,
+                 reactor: Any = None, host: str = "127.0.0.1", domain: str | None = None,
+                 users: dict[str, str] | None = None, min_expires: int | None = None, answer_delay: float = 0.0,
+                 unknown_user: str = "uas"):
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+            reactor = _reactor
+        self.name = name
+        self.reactor = reactor
+        self.clock = clock if clock is not None else reactor
+        self.recorder = recorder if recorder is not None else Recorder(self.clock)
+        self.host = host
+        self.addresses: dict[str, Address] = {}
+        self.logic = Pbx(role, addresses=self.addresses, domain=domain, users=users, min_expires=min_expires,
+                         answer_delay=answer_delay, unknown_user=unknown_user)
+        self.script = Script()
+        self.state = "up"  # "up" | "blackhole" | "refused"
+        self._listeners: dict[str, _Listener] = {}
+        self._streams: list[_Stream] = []
+        self._table = TransactionTable()
+        self._driver = TimerDriver(self.clock)
+        self._origins: dict[tuple, Origin] = {}  # server transaction key → where its request came from
+        self._twoxx: list[tuple[TwoXXRetransmitter, Origin]] = []
+        self._counts: dict[str, int] = {}
+        self._seen: set[tuple] = set()
+        self._calls: list[Any] = []  # delayed calls to cancel at stop()
+        self._flap: Any = None
+        self.stopped = False
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def role(self) -> str:
+        return self.logic.role
+
+    @property
+    def address(self) -> Address:
+        """The first listener's (host, port)."""
+        if not self.addresses:
+            raise RuntimeError(f"fake SIP server {self.name!r} is not listening yet: call listen() first")
+        return next(iter(self.addresses.values()))
+
+    @property
+    def records(self) -> list[Record]:
+        return self.recorder.entries(lambda r: r.kind == "sip" and r.server == self.name)
+
+    def listen(self, transport: str = "udp", port: int = 0, *, context: Any = None) -> "defer.Deferred[Address]":
+        """Listen on ``transport`` ("udp", "tcp", "tls"; tls needs ``context``, an OpenSSL context factory)."""
+        transport = transport.lower()
+        if transport not in _TRANSPORTS:
+            raise ValueError(f"listen(transport={transport!r}): expected one of {', '.join(_TRANSPORTS)}")
+        if transport in self._listeners:
+            raise ValueError(f"fake SIP server {self.name!r} already listens on {transport}")
+        if transport == "tls" and context is None:
+            raise ValueError("listen('tls') needs context= (a server context factory, e.g. from sipcore.tls)")
+        listener = _Listener(transport, port, context)
+        self._open(listener)
+        self._listeners[transport] = listener
+        self.addresses[transport] = listener.address
+        return defer.succeed(listener.address)
+
+    def bindings(self, aor: str) -> list[tuple[str, float]]:
+        """Live bindings of ``aor`` ("sip:alice@host", "alice@host" or "alice") as (contact, expires_at)."""
+        return self.logic.registrar.bindings(aor, self.clock.seconds())
+
+    def wait_for(self, method: str | None = None, direction: str | None = "in", status: int | None = None,
+                 count: int = 1, timeout: float = 60.0, *, since: int | None = 0) -> "defer.Deferred[Record]":
+        """Deferred of the ``count``-th record of this server matching; fails with WaitTimeout after
+        ``timeout`` phone seconds."""
+        def match(r: Record) -> bool:
+            return (r.kind == "sip" and r.server == self.name and (method is None or r.method == method)
+                    and (direction is None or r.direction == direction) and (status is None or r.status == status))
+        what = (f"{self.name}: {count} × {direction or 'any'} {method or 'message'}"
+                + (f" {status}" if status is not None else ""))
+        return self.recorder.wait_for(match, timeout, count=count, since=since, what=what)
+
+    def down(self, mode: str = "blackhole") -> "defer.Deferred[None]":
+        """Go down: ``blackhole`` drops everything with sockets open; ``refused`` closes them (ICMP/RST)."""
+        if mode not in ("blackhole", "refused"):
+            raise ValueError(f"down(mode={mode!r}): expected 'blackhole' or 'refused'")
+        if self.state == mode:
+            return defer.succeed(None)
+        ds = []
+        if mode == "refused":
+            for lst in self._listeners.values():
+                ds.append(self._close(lst))
+            for s in list(self._streams):
+                s.reset()
+        elif self.state == "refused":
+            for lst in self._listeners.values():
+                self._open(lst)
+        self.state = mode
+        return defer.DeferredList(ds).addCallback(lambda _: None)
+
+    def up(self) -> "defer.Deferred[None]":
+        """Come up again on the same addresses (also stops a flap)."""
+        self._stop_flap()
+        return self._up()
+
+    def flap(self, down_for: float, up_for: float, *, mode: str = "blackhole", cycles: int | None = None) -> None:
+        """Go down now for ``down_for`` phone seconds, up for ``up_for``, repeat (``cycles`` times, or until up()/stop())."""
+        if down_for <= 0 or up_for <= 0:
+            raise ValueError(f"flap: down_for and up_for must be > 0 phone seconds, got {down_for!r}, {up_for!r}")
+        self._stop_flap()
+        state = {"left": cycles, "at": self.clock.seconds()}
+
+        def schedule(after: float, fn: Any) -> None:
+            # absolute times, so a big jump of the clock does not make the schedule drift
+            state["at"] += after
+            self._flap = self.clock.callLater(max(0.0, state["at"] - self.clock.seconds()), fn)
+
+        def go_down() -> None:
+            if state["left"] is not None:
+                if state["left"] <= 0:
+                    self._flap = None
+                    return
+                state["left"] -= 1
+            self.down(mode)
+            schedule(down_for, go_up)
+
+        def go_up() -> None:
+            self._up()
+            schedule(up_for, go_down)
+
+        go_down()
+
+    def stop(self) -> "defer.Deferred[None]":
+        """Close every socket and cancel every timer of this server."""
+        self.stopped = True
+        self._stop_flap()
+        for c in self._calls:
+            if c.active():
+                c.cancel()
+        self._calls = []
+        for tx in list(self._table):
+            self._driver.unwatch(tx)
+        for r, _ in self._twoxx:
+            self._driver.unwatch(r)
+        self._twoxx = []
+        ds = [self._close(lst) for lst in self._listeners.values()]
+        for s in list(self._streams):
+            s.transport.abortConnection()
+        return defer.DeferredList(ds).addCallback(lambda _: None)
+
+    # ------------------------------------------------------------------ sockets
+    def _open(self, lst: _Listener) -> None:
+        iface = self.host
+        if lst.kind == "udp":
+            lst.protocol = _Datagrams(self, lst)
+            lst.port = self.reactor.listenUDP(lst.port_number, lst.protocol, interface=iface, maxPacketSize=MAX_MESSAGE)
+        elif lst.kind == "tcp":
+            lst.port = self.reactor.listenTCP(lst.port_number, _StreamFactory(self, "tcp"), interface=iface)
+        else:
+            lst.port = self.reactor.listenSSL(lst.port_number, _StreamFactory(self, "tls"), lst.context, interface=iface)
+        h = lst.port.getHost()
+        lst.address = (h.host, h.port)
+        lst.port_number = h.port  # come back on the same port
+
+    def _close(self, lst: _Listener) -> "defer.Deferred":
+        port, lst.port = lst.port, None
+        if port is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(port.stopListening)
+
+    def _up(self) -> "defer.Deferred[None]":
+        if self.state == "refused":
+            for lst in self._listeners.values():
+                if lst.port is None:
+                    self._open(lst)
+        self.state = "up"
+        return defer.succeed(None)
+
+    def _stop_flap(self) -> None:
+        if self._flap is not None and self._flap.active():
+            self._flap.cancel()
+        self._flap = None
+
+    def _later(self, delay: float, fn: Any, *args: Any) -> None:
+        self._calls = [c for c in self._calls if c.active()]
+        self._calls.append(self.clock.callLater(delay, fn, *args))
+
+    # ------------------------------------------------------------------ receiving
+    def _datagram(self, data: bytes, peer: Address, lst: _Listener) -> None:
+        origin = Origin("udp", peer, lst.address, _UdpFlow(lst, peer))
+        if is_keepalive(data):
+            return
+        try:
+            msg = parse(data, max_size=MAX_MESSAGE)
+        except SipParseError as e:
+            self._bad_datagram(data, e, origin)
+            return
+        except Exception as e:  # the parser must not take the server down, whatever it raises
+            self._bad_datagram(data, e, origin)
+            return
+        self._message(msg, data, origin)
+
+    def _bad_datagram(self, data: bytes, e: Exception, origin: Origin) -> None:
+        if self.state == "blackhole":
+            self._record("in", None, data, origin, note="dropped: down (blackhole)", summary=f"garbage ({len(data)} bytes)")
+            return
+        reply = _lenient_400(data, str(e))
+        note = f"bad input: {e}" + ("" if reply else "; dropped (no response can be formed)")
+        self._record("in", None, data, origin, note=note, summary=f"bad input ({len(data)} bytes)")
+        if reply is not None:
+            origin.flow.send(reply)
+            try:
+                resp = parse(reply)
+            except SipParseError:
+                resp = None
+            self._record("out", resp, reply, origin, summary="400 Bad Request")
+
+    def _bad_stream(self, stream: _Stream, data: bytes, e: Exception) -> None:
+        origin = Origin(stream.transport_name, stream.peer, stream.local, stream)
+        self._record("in", None, data[:2048], origin, note=f"bad input: {e}; connection closed",
+                     summary=f"bad input ({len(data)} bytes)")
+        stream.transport.abortConnection()
+
+    def _message(self, msg: Any, raw: bytes, origin: Origin) -> None:
+        if self.stopped:
+            return
+        try:
+            if msg.is_request:
+                self._request(msg, raw, origin)
+            else:
+                if self.state == "blackhole":
+                    self._record("in", msg, raw, origin, note="dropped: down (blackhole)")
+                    return
+                self._record("in", msg, raw, origin)
+                self._run(self.logic.handle_response(msg, origin, self.clock.seconds()), None, origin)
+        except SipParseError as e:  # a header the logic needed was unreadable
+            self._record("in", None, raw, origin, note=f"bad input: {e}", summary=f"bad input ({len(raw)} bytes)")
+
+    def _request(self, request: Any, raw: bytes, origin: Origin) -> None:
+        method = request.method
+        now = self.clock.seconds()
+        via = request.top_via
+        key = (method, request.call_id, request.cseq[0], via.branch)
+        retx = key in self._seen
+        self._seen.add(key)
+        if self.state == "blackhole":
+            self._record("in", request, raw, origin, note="dropped: down (blackhole)", retransmission=retx)
+            return
+        index = self._counts[method] = self._counts.get(method, 0) + 1
+        decision = self.script.decide(method, index, now)
+        self._record("in", request, raw, origin, note=decision.note, retransmission=retx)
+        if decision.action == DROP:
+            return
+        if decision.action == RESPOND:
+            if method != "ACK":
+                resp = make_response(request, decision.status, decision.reason, to_tag=new_tag(),
+                                     headers=decision.headers)
+                self._answer_scripted(request, resp, origin)
+            return
+        if decision.action == DELAY and decision.delay > 0:
+            self._later(decision.delay, self._process, request, origin)
+            return
+        self._process(request, origin)
+
+    def _answer_scripted(self, request: Any, response: Any, origin: Origin) -> None:
+        tx = self._table.match_request(request)
+        if tx is None or tx.state == "terminated":
+            tx = self._new_tx(request, origin)
+        if tx.state in ("proceeding", "trying"):
+            self._tx_events(tx, tx.respond(response, self.clock.seconds()))
+        else:  # already answered: repeat the last response (a retransmission)
+            self._tx_events(tx, tx.receive(request, self.clock.seconds()))
+
+    def _new_tx(self, request: Any, origin: Origin) -> ServerTransaction:
+        tx = ServerTransaction(request, reliable=origin.transport != "udp")
+        self._table.add(tx)
+        self._origins[tx.key] = origin
+        self._driver.watch(tx, lambda events, tx=tx: self._tx_events(tx, events))
+        return tx
+
+    def _process(self, request: Any, origin: Origin) -> None:
+        if self.stopped or self.state != "up":
+            return
+        now = self.clock.seconds()
+        if request.method == "ACK":
+            tx = self._table.match_request(request)
+            if tx is not None:
+                self._tx_events(tx, tx.receive(request, now))
+                if tx.invite and tx.last_response is not None and tx.last_response.status >= 300:
+                    return  # ACK of a non-2xx: hop by hop, ends here
+            for r, o in list(self._twoxx):
+                if r.matches_ack(request):
+                    r.ack_received(now)
+                    self._driver.unwatch(r)
+                    self._twoxx.remove((r, o))
+            self._run(self.logic.handle_request(request, origin, now), request, origin)
+            return
+        tx = self._table.match_request(request)
+        if tx is not None and tx.state != "terminated":
+            self._tx_events(tx, tx.receive(request, now))
+            return
+        self._new_tx(request, origin)
+        self._run(self.logic.handle_request(request, origin, now), request, origin)
+
+    # ------------------------------------------------------------------ acting
+    def _run(self, actions: list, request: Any, origin: Origin) -> None:
+        for a in actions:
+            if isinstance(a, Respond):
+                req = a.request if a.request is not None else request
+                if a.after > 0:
+                    self._later(a.after, self._respond, req, a.response)
+                else:
+                    self._respond(req, a.response)
+            elif isinstance(a, Relay):
+                self._relay(a)
+
+    def _respond(self, request: Any, response: Any) -> None:
+        if self.stopped or self.state != "up":
+            return
+        now = self.clock.seconds()
+        tx = self._table.match_request(request)
+        if tx is None or tx.state not in ("proceeding", "trying"):
+            if (tx is None or tx.state == "terminated") and request.method == "INVITE" and 200 <= response.status < 300:
+                origin = self._origins.get(server_key(request))
+                if origin is not None:  # a 2xx retransmission relayed by the proxy: stateless
+                    self._transmit(response, origin, retransmission=True)
+            return  # e.g. the 200 of a call cancelled meanwhile
+        local_2xx = (tx.invite and 200 <= response.status < 300 and not self.logic.proxy.knows(request))
+        self._tx_events(tx, tx.respond(response, now))
+        if local_2xx and not tx.reliable:
+            origin = self._origins[tx.key]
+            r = TwoXXRetransmitter(response)
+            r.start(now)  # its first send is the one the transaction just made
+            self._twoxx.append((r, origin))
+            self._driver.watch(r, lambda events, r=r, o=origin: self._twoxx_events(r, o, events))
+
+    def _twoxx_events(self, r: TwoXXRetransmitter, origin: Origin, events: list) -> None:
+        for ev in events:
+            if isinstance(ev, Send) and self.state == "up":
+                self._transmit(ev.message, origin, retransmission=ev.retransmission)
+            elif isinstance(ev, Terminated) and (r, origin) in self._twoxx:
+                self._twoxx.remove((r, origin))
+
+    def _tx_events(self, tx: ServerTransaction, events: list) -> None:
+        origin = self._origins.get(tx.key)
+        for ev in events:
+            if isinstance(ev, Send):
+                if origin is not None and self.state == "up":
+                    self._transmit(ev.message, origin, retransmission=ev.retransmission)
+            elif isinstance(ev, Terminated):
+                self._table.remove(tx)
+                self._driver.unwatch(tx)
+                if not (tx.invite and tx.last_response is not None and tx.last_response.status < 300):
+                    self._origins.pop(tx.key, None)
+        if tx.state != "terminated":
+            self._driver.poke(tx)
+
+    def _transmit(self, message: Any, origin: Origin, *, retransmission: bool = False) -> None:
+        data = message.to_bytes()
+        flow = origin.flow
+        if flow is None:
+            return
+        if origin.transport != "udp" and not flow.connected:
+            return  # the connection is gone; a stream response cannot go elsewhere
+        flow.send(data)
+        self._record("out", message, data, origin, retransmission=retransmission)
+
+    def _relay(self, a: Relay) -> None:
+        if self.state != "up":
+            return
+        data = a.message.to_bytes()
+        lst = self._listeners.get(a.transport)
+        if a.transport == "udp":
+            if lst is None or lst.port is None:
+                return
+            flow: Any = _UdpFlow(lst, a.address)
+        elif a.flow is not None and a.flow.connected:
+            flow = a.flow
+        else:
+            flow = next((s for s in self._streams if s.transport_name == a.transport and s.peer == a.address), None)
+            if flow is None:
+                flow = self._connect(a.transport, a.address, lst)
+        local = flow.local if a.transport == "udp" else (flow.local if flow.connected else (lst.address if lst else ("", 0)))
+        flow.send(data)
+        self._record("out", a.message, data, Origin(a.transport, a.address, local, flow))
+
+    def _connect(self, transport: str, address: Address, lst: _Listener | None) -> _Stream:
+        stream = _Stream(self, transport)
+        factory = protocol.Factory.forProtocol(lambda: stream)
+        if transport == "tls":
+            from twisted.internet import ssl
+            self.reactor.connectSSL(address[0], address[1], factory, ssl.ClientContextFactory(), timeout=10)
+        else:
+            self.reactor.connectTCP(address[0], address[1], factory, timeout=10)
+        return stream
+
+    # ------------------------------------------------------------------ recording
+    def _record(self, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
+                retransmission: bool = False, summary: str | None = None) -> Record:
+        method = status = call_id = cseq = branch = None
+        if message is not None:
+            try:
+                if message.is_request:
+                    method = message.method
+                    summary = summary or f"{message.method} {message.uri}"
+                else:
+                    status = message.status
+                    summary = summary or f"{message.status} {message.reason}"
+                call_id = message.headers.get("Call-ID")
+                c = message.cseq
+                cseq = c[0]
+                if status is not None:
+                    method = c[1]
+                branch = message.top_via.branch
+            except (SipParseError, ValueError, IndexError):
+                pass
+        rec = Record(time=self.clock.seconds(), kind="sip", direction=direction, server=self.name,
+                     transport=origin.transport, local=tuple(origin.local), peer=tuple(origin.peer),
+                     summary=summary or "", method=method, status=status, retransmission=retransmission,
+                     call_id=call_id, cseq=cseq, branch=branch, message=message, raw=bytes(raw), note=note)
+        self.recorder.append(rec)
+        return rec
