@@ -268,6 +268,9 @@ class _StreamProtocol(protocol.Protocol):
     def connectionMade(self) -> None:
         self.peer = _addr(self.transport.getPeer())
         self.local = _addr(self.transport.getHost())
+        made = getattr(self.owner, "_connection_made", None)
+        if made is not None:
+            made(self)
         if self.name == "tcp":
             self._ready()
 
@@ -431,20 +434,24 @@ class Listener:
         return defer.maybeDeferred(port.stopListening)
 
     # -- sending
-    def send(self, message: Any, peer: Address) -> None:
-        self.send_raw(message.to_bytes(), peer)
+    def send(self, message: Any, peer: Address) -> bool:
+        """Send to ``peer``; False (nothing sent) while the listener is down."""
+        return self.send_raw(message.to_bytes(), peer)
 
-    def send_raw(self, data: bytes, peer: Address) -> None:
+    def send_raw(self, data: bytes, peer: Address) -> bool:
         peer = (peer[0], int(peer[1]))
+        if self._port_obj is None:
+            # a fake that is down sends nothing (a pending retransmission timer may still fire)
+            _log.debug("{listener!r} is down: not sending {n} bytes to {peer}", listener=self, n=len(data), peer=peer)
+            return False
         if self.transport == "udp":
-            if self._udp is None or self._port_obj is None:
-                raise ValueError(f"UDP listener {self.address[0]}:{self.address[1]} is down: cannot send to {peer}")
             self._udp._write_to(data, peer)
-            return
+            return True
         conn = self.connections.get(peer)
         if conn is None or conn.closing:
             conn = self._connect(peer)
         conn.write(data)
+        return True
 
     def _connect(self, peer: Address) -> _StreamProtocol:
         factory = _OutboundFactory(self, self.transport, peer)
@@ -474,6 +481,9 @@ class Listener:
                 conn.write(data)
 
         return reply
+
+    def _connection_made(self, conn: _StreamProtocol) -> None:
+        self.connections.setdefault(conn.peer, conn)  # so close_refusing also resets handshaking ones
 
     def _connection_ready(self, conn: _StreamProtocol) -> None:
         self.connections[conn.peer] = conn
@@ -527,6 +537,9 @@ class UdpConnection:
 
     transport = "udp"
 
+    def send(self, message: Any) -> bool:
+        return self.send_raw(message.to_bytes())
+
     def __init__(self, handler: Any, peer: Address, local_host: str, clock: Any, reactor: Any,
                  max_size: int, local_port: int = 0):
         self.handler = handler
@@ -547,16 +560,17 @@ class UdpConnection:
     def closed(self) -> bool:
         return self._proto.closing
 
-    def send(self, message: Any) -> None:
-        self.send_raw(message.to_bytes())
-
-    def send_raw(self, data: bytes) -> None:
+    def send_raw(self, data: bytes) -> bool:
+        """Send; on a closed socket nothing is sent, the handler is told, False is returned."""
         if self._proto.closing:
-            raise ValueError(f"UDP connection {self.local} → {self.peer} is closed")
+            _call(self.handler, "sip_transport_error", self.peer, "udp", "socket closed")
+            return False
         try:
             self._port.write(data)
         except OSError as e:
             _call(self.handler, "sip_transport_error", self.peer, "udp", f"send failed: {e}")
+            return False
+        return True
 
     def close(self) -> defer.Deferred:
         if self._proto.closing:
@@ -581,13 +595,16 @@ class Connection:
     def closed(self) -> bool:
         return self._proto.closing or self._proto.closed.called
 
-    def send(self, message: Any) -> None:
-        self.send_raw(message.to_bytes())
+    def send(self, message: Any) -> bool:
+        return self.send_raw(message.to_bytes())
 
-    def send_raw(self, data: bytes) -> None:
+    def send_raw(self, data: bytes) -> bool:
+        """Send; on a closed connection nothing is sent, the handler is told, False is returned."""
         if self.closed:
-            raise ValueError(f"{self.transport.upper()} connection {self.local} → {self.peer} is closed")
+            _call(self._proto.owner.handler, "sip_transport_error", self.peer, self.transport, "connection closed")
+            return False
         self._proto.write(data)
+        return True
 
     def close(self) -> defer.Deferred:
         """Close gracefully; the Deferred fires when the connection is gone."""

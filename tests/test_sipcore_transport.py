@@ -99,6 +99,7 @@ def test_udp_icmp_unreachable_and_fake_down_then_up_on_same_port(clock):
     try:
         yield listener.close_refusing()
         assert not listener.listening
+        assert listener.send(options(), conn.local) is False  # a fake that is down sends nothing
         conn.send(options())
         _, peer, transport, reason = yield phone.wait("error")
         assert (peer, transport, reason) == (address, "udp", "ICMP port unreachable")
@@ -192,6 +193,8 @@ def test_tcp_fake_down_as_refused_resets_connections_and_comes_back(clock):
         _, resp, _ = yield phone.wait("msg")
         assert resp.status == 200
         yield conn2.close()
+        assert conn2.send(options("TCP")) is False
+        assert phone.journal[-1] == ("error", address, "tcp", "connection closed")
     finally:
         yield conn.close()
         yield listener.stop()
