@@ -287,6 +287,8 @@ class _StreamProtocol(protocol.Protocol):
     def connectionLost(self, reason: Any = protocol.connectionDone) -> None:
         note_activity(self.owner.clock)
         text = self.failed_reason or describe_failure(reason)
+        if self.name == "tls" and self.outbound and not self.ready and not text.startswith("TLS"):
+            text = f"TLS handshake failed: {text}"  # e.g. the server refused our certificate
         self.owner._connection_lost(self, text)
         if not self.closed.called:
             self.closed.callback(text)
