@@ -614,17 +614,32 @@ def _parse_head(head: bytes, offset: int) -> Request | Response:
             items[-1] = (k, nm, (v + " " + line.strip()) if v else line.strip())
             continue
         colon = line.find(":")
-        if colon <= 0:
-            raise SipParseError("header line without a name and ':'", f"line {lineno}")
-        name = line[:colon].rstrip(" \t")
-        if not _HEADER_NAME.match(name):
-            raise SipParseError(f"bad header name {name[:40]!r}", f"line {lineno}")
-        canon = canonical_name(name)
-        items.append((canon.lower(), canon, line[colon + 1:].strip(" \t")))
+        known = _NAMES.get(line[:colon]) if colon > 0 else None
+        if known is None:
+            if colon <= 0:
+                raise SipParseError("header line without a name and ':'", f"line {lineno}")
+            known = _header_name(line[:colon], lineno)
+        items.append((known[0], known[1], line[colon + 1:].strip(" \t")))
         where_line.append(lineno)
     msg.headers = Headers._from_parsed(items)
     _validate(msg, items, where_line)
     return msg
+
+
+# raw header name (as on the wire, maybe with trailing LWS) → (key, canonical name);
+# a cache of names already validated, so the common headers cost one dict lookup
+_NAMES: dict[str, tuple[str, str]] = {}
+
+
+def _header_name(raw: str, lineno: int) -> tuple[str, str]:
+    name = raw.rstrip(" \t")
+    if not _HEADER_NAME.match(name):
+        raise SipParseError(f"bad header name {name[:40]!r}", f"line {lineno}")
+    canon = canonical_name(name)
+    known = (canon.lower(), canon)
+    if len(_NAMES) < 4096:
+        _NAMES[raw] = known
+    return known
 
 
 def _bare_eol(text: str) -> int:

@@ -57,6 +57,12 @@ _OPAQUE = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:@&=+$,;%#]+\Z")
 
 _MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
 
+# Parsed sip/sips URIs by text: the same few URIs (Request-URI, AOR, contacts) come back in
+# every message of a registration or dialog. Entries are immutable snapshots; parse()
+# hands out fresh objects with copied dicts.
+_CACHE: dict[str, tuple[Any, ...]] = {}
+_CACHE_MAX = 4096
+
 
 class SipUri:
     """A URI: ``sip:``/``sips:`` fully parsed, ``tel:`` as number (``user``) + params, any
@@ -96,7 +102,23 @@ class SipUri:
         scheme = text[:colon].lower()
         rest = text[colon + 1:]
         if scheme == "sip" or scheme == "sips":
-            return cls._parse_sip(scheme, rest, text)
+            hit = _CACHE.get(text)
+            if hit is None:
+                uri = cls._parse_sip(scheme, rest, text)
+                if len(_CACHE) >= _CACHE_MAX:
+                    _CACHE.clear()
+                _CACHE[text] = (uri.user, uri.password, uri.host, uri.port, uri.params,
+                                uri.headers)
+                uri.params = dict(uri.params)
+                uri.headers = dict(uri.headers)
+                return uri
+            uri = cls.__new__(cls)
+            uri.scheme = scheme
+            uri.user, uri.password, uri.host, uri.port, params, headers = hit
+            uri.params = params.copy()
+            uri.headers = headers.copy() if headers else {}
+            uri.opaque = None
+            return uri
         if scheme == "tel":
             number, _, ptext = rest.partition(";")
             if not _TEL.match(number):

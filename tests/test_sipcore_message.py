@@ -313,3 +313,20 @@ def test_make_request_and_response():
     assert make_response(m, 499).reason == ""
     assert make_request("REGISTER", SipUri.parse("sip:r"), from_="<sip:a@r>;tag=1", to="<sip:a@r>",
                         call_id="c", cseq=(3, "REGISTER"), via="SIP/2.0/UDP h;branch=z9hG4bKz").cseq == (3, "REGISTER")
+
+
+def test_uri_parse_cache_hands_out_independent_objects():
+    a = SipUri.parse("sip:cache@127.0.0.1;transport=tcp?x=1")
+    a.params["lr"] = None
+    a.headers["y"] = "2"
+    a.user = "changed"
+    b = SipUri.parse("sip:cache@127.0.0.1;transport=tcp?x=1")
+    assert b.user == "cache" and b.params == {"transport": "tcp"} and b.headers == {"x": "1"}
+
+
+def test_header_name_cache_still_validates():
+    for _ in range(2):
+        with pytest.raises(SipParseError):
+            parse(REGISTER.replace(b"Expires: 3600", b"Exp ires: 3600"))
+    m = parse(REGISTER.replace(b"Expires: 3600", b"EXPIRES  : 3600"))
+    assert m.expires == 3600 and ("Expires", "3600") in m.headers.items()
