@@ -64,6 +64,7 @@ class UserAgent:
         self._probe_timers: dict[int, Any] = {}
         self._server_tx: dict[tuple, ServerTransaction] = {}
         self.running = False
+        self._halted = False
         for x, acct in config.accounts.items():
             if not acct.enable:
                 continue
@@ -103,6 +104,7 @@ class UserAgent:
 
     def _halt(self) -> None:
         self.running = False
+        self._halted = True
         for reg in self.registrations.values():
             reg.stop()
         for call in self.calls.values():
@@ -127,6 +129,8 @@ class UserAgent:
         return self.clock.seconds()
 
     def call_later(self, delay: float, fn: Callable, *args: Any) -> Any:
+        if self._halted:  # stop() may run inside an event callback: schedule nothing after it
+            return _NoCall()
         self._timers = [t for t in self._timers if t.active()]
         t = self.clock.callLater(max(0.0, delay), fn, *args)
         self._timers.append(t)
@@ -233,6 +237,8 @@ class UserAgent:
 
     # ------------------------------------------------------------------ transactions
     def run_transaction(self, request: Any, flow: Any, max_sends: int | None, on_events: Callable[[list], Any]) -> Any:
+        if self._halted:
+            return None
         tx = ClientTransaction(request, reliable=flow.reliable, max_sends=max_sends)
         self.table.add(tx)
         self._handlers[tx.key] = (tx, flow, on_events)
@@ -657,3 +663,13 @@ class UserAgent:
 
 def _reliable(reply: Any) -> bool:
     return str(getattr(reply, "transport", "udp")).lower() != "udp"
+
+
+class _NoCall:
+    """What ``call_later`` returns once the agent has stopped: never fires."""
+
+    def active(self) -> bool:
+        return False
+
+    def cancel(self) -> None:
+        pass

@@ -131,14 +131,15 @@ class Registration:
             self.target, self.flow, self.contact = target, sender.flow, contact_uri
             self.registered_at = now
             self.refresh_at = now + refresh_delay(self.granted)
-            self.ua.emit("registered", account=self.account, server=self.server, target=str(target),
-                         detail=f"granted {self.granted} s, refresh at t={self.refresh_at:.3f}")
-            if self.granted <= 0:
+            if self.granted > 0:
+                self._timer = self.ua.call_later(self.refresh_at - now, self._refresh)
+            else:
                 self.state = "idle"
-                return
-            self._timer = self.ua.call_later(self.refresh_at - now, self._refresh)
             if self.on_registered:
                 self.on_registered(self.server, now)
+            # the event last: a listener may stop the phone from inside it
+            self.ua.emit("registered", account=self.account, server=self.server, target=str(target),
+                         detail=f"granted {self.granted} s, refresh at t={self.refresh_at:.3f}")
             return
         self._failed(f"REGISTER answered {resp.status} {resp.reason} by {target}")
 

@@ -1,0 +1,129 @@
+"""The phone's sockets: one flow per target over the sipcore transports (SPEC §3).
+
+A *flow* is how the phone talks to one target: a **connected** UDP socket (so an ICMP port
+unreachable reaches the phone and gives the target up at once, SPEC §3), or a TCP / TLS
+connection (refused, reset or a failed handshake gives it up at once). The flow's local
+address is what the phone puts in Via and Contact. Flows are opened on first use and kept;
+a closed TCP/TLS connection is forgotten so the next request reconnects.
+
+Thin adapter (the project's house style): every decision is in :mod:`phone.agent`; this
+module only opens, caches and closes sockets and forwards what they report.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+
+from sipcore import transport as _t
+
+__all__ = ["SocketWire"]
+
+
+class _Flow:
+    def __init__(self, conn: Any, transport: str, target: Any):
+        self.conn = conn
+        self.transport = transport
+        self.reliable = transport != "udp"
+        self.local = tuple(conn.local)
+        self.peer = (target.host, int(target.port))
+        self.target = target
+
+    def send(self, message: Any) -> None:
+        self.conn.send(message)
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self.conn, "closed", False))
+
+
+class SocketWire:
+    """Flows to targets for ``ua`` (a :class:`phone.agent.UserAgent`, set after creation)."""
+
+    def __init__(self, *, clock: Any, reactor: Any = None, local_host: str = "127.0.0.1", tls_context: Any = None):
+        self.clock = clock
+        self.reactor = reactor
+        self.local_host = local_host
+        self.tls_context = tls_context
+        self.ua: Any = None
+        self._flows: dict[tuple, _Flow] = {}
+        self._pending: dict[tuple, list[defer.Deferred]] = {}
+        self.closed = False
+
+    # handler duck type of sipcore.transport
+    def sip_received(self, message: Any, source: Any) -> None:
+        if self.ua is not None and not self.closed:
+            self.ua.sip_received(message, source)
+
+    def sip_bad_input(self, raw: bytes, error: Any, source: Any) -> None:
+        if self.ua is not None:
+            self.ua.decide(f"ignored bad input from {source.peer}: {error}")
+
+    def sip_transport_error(self, peer: Any, transport: str, reason: str) -> None:
+        if transport != "udp":
+            key = (peer[0], int(peer[1]), transport)
+            flow = self._flows.get(key)
+            if flow is not None and flow.closed:
+                del self._flows[key]
+        if self.ua is not None and not self.closed:
+            self.ua.transport_error(tuple(peer), transport, reason)
+
+    # the wire interface of phone.agent
+    def flow(self, target: Any) -> Any:
+        if self.closed:
+            return defer.fail(RuntimeError("phone stopped"))
+        key = (target.host, int(target.port), target.transport)
+        flow = self._flows.get(key)
+        if flow is not None and not flow.closed:
+            return flow
+        if target.transport == "udp":
+            conn = _t.connect_udp(self, (target.host, target.port), local_host=self.local_host, clock=self.clock,
+                                  reactor=self.reactor)
+            flow = self._flows[key] = _Flow(conn, "udp", target)
+            return flow
+        if key in self._pending:
+            return self._wait(key)
+        if target.transport == "tcp":
+            dc = _t.connect_tcp(self, (target.host, target.port), local_host=self.local_host, clock=self.clock,
+                                reactor=self.reactor)
+        elif target.transport == "tls":
+            if self.tls_context is None:
+                return defer.fail(ValueError(f"{target}: TLS target but the phone has no tls_context"))
+            dc = _t.connect_tls(self, (target.host, target.port), context=self.tls_context,
+                                local_host=self.local_host, clock=self.clock, reactor=self.reactor)
+        else:
+            return defer.fail(ValueError(f"{target}: unknown transport {target.transport!r}"))
+        self._pending[key] = []
+
+        def connected(conn: Any) -> None:
+            waiters = self._pending.pop(key, [])
+            f = self._flows[key] = _Flow(conn, target.transport, target)
+            for w in waiters:
+                w.callback(f)
+
+        def failed(f: Any) -> None:
+            waiters = self._pending.pop(key, [])
+            for w in waiters:
+                w.errback(f)
+
+        d = self._wait(key)
+        dc.addCallbacks(connected, failed)
+        return d
+
+    def _wait(self, key: tuple) -> defer.Deferred:
+        d: defer.Deferred = defer.Deferred()
+        self._pending[key].append(d)
+        return d
+
+    def close(self) -> defer.Deferred:
+        self.closed = True
+        ds = []
+        for flow in self._flows.values():
+            try:
+                ds.append(defer.maybeDeferred(flow.conn.close))
+            except Exception:  # noqa: BLE001 - closing what may already be gone
+                pass
+        self._flows.clear()
+        self._pending.clear()
+        return defer.DeferredList(ds, consumeErrors=True)
