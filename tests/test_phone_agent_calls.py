@@ -1,7 +1,7 @@
 """SPEC §5/§6/§7 through the user agent on a task.Clock: fallback, INVITE failover, calls."""
 
 from sipcore.message import make_request, NameAddr
-from tests.phone_wire import make_ua, ok, registrar, run_until, silent, tgt
+from tests.test_phone_fakewire import make_ua, ok, registrar, run_until, silent, tgt
 
 P, S, F = tgt("127.0.0.10"), tgt("127.0.0.20"), tgt("127.0.0.15")
 TWO_SERVERS = ("account.1.sip_server.1.address = 127.0.0.10\naccount.1.sip_server.2.address = 127.0.0.15\n")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.phone_wire import make_ua, ok, registrar, run_until, silent, tgt
+from tests.test_phone_fakewire import make_ua, ok, registrar, run_until, silent, tgt
 
 P, S = tgt("127.0.0.10"), tgt("127.0.0.20")
 DOMAIN = "account.1.sip_server.1.address = pbx.example.com\n"

@@ -1,4 +1,4 @@
-"""An in-memory wire for the phone's user agent: flows per target, scripted responders.
+"""An in-memory wire for the phone's user agent (no tests here: helpers for test_phone_agent_*.py).
 
 Used by tests/test_phone_agent*.py to check every SPEC rule on a task.Clock, without sockets.
 """
