@@ -551,7 +551,11 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
     """Parse one complete message (a UDP datagram, or one message cut by the stream framer).
 
     Content-Length, when present, must not exceed the body; extra bytes after it are
-    dropped (RFC 3261 §18.3). Raises SipParseError on anything malformed."""
+    dropped (RFC 3261 §18.3). Requests and responses must carry Via, From, To, Call-ID
+    and CSeq (Max-Forwards may be missing); To, From, Call-ID, CSeq, Max-Forwards and
+    Content-Length at most once; a request's CSeq method must be its method (RFC 4475
+    mismatch01). Raises SipParseError on anything malformed. A datagram of CRLFs only is
+    an RFC 5626 keep-alive: check :func:`is_keepalive` before calling this."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"parse() takes bytes, not {type(data).__name__}")
     data = bytes(data)
