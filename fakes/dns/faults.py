@@ -22,8 +22,6 @@ Actions:
 
 from __future__ import annotations
 
-from typing import Callable
-
 from dnslib import QTYPE
 
 __all__ = ["Fault", "Faults", "ACTIONS"]
@@ -87,7 +85,6 @@ class Faults:
 
     def __init__(self) -> None:
         self._rules: list[Fault] = []
-        self._listeners: list[Callable[[], None]] = []
 
     def add(self, action: str, *, name: str | None = None, qtype: str | int | None = None,
             count: int | None = None, delay: float | None = None) -> Fault:

@@ -26,7 +26,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 
-from fakes.dns.authority import Authority, Bad, Query, Reply, decode
+from fakes.dns.authority import Authority, Bad, Reply, decode
 from fakes.dns.faults import Faults
 from fakes.dns.zone import Zone
 from fakes.record import Record, Recorder
