@@ -135,8 +135,9 @@ class Proxy:
         if not routes:
             # reach a client registered over a connection through that connection (RFC 5626 spirit)
             for b in self.registrar.lookup(out.uri.user or "", now) if out.uri.user else []:
-                if b.uri == out.uri and b.origin.transport == transport and b.origin.transport != "udp":
-                    flow = b.origin.flow
+                if (b.uri == out.uri and b.origin.transport == transport != "udp"
+                        and tuple(b.origin.peer) == address):
+                    flow = b.origin.flow  # the Contact names the connection's own end
         if mf is not None:
             out.headers.set("Max-Forwards", str(mf - 1))
         branch = self._branch_for(request)

@@ -572,7 +572,8 @@ class FakeSipServer:
 
     def _connect(self, transport: str, address: Address, lst: _Listener | None) -> _Stream:
         stream = _Stream(self, transport)
-        factory = protocol.Factory.forProtocol(lambda: stream)
+        factory = protocol.ClientFactory()
+        factory.buildProtocol = lambda addr: stream
         if transport == "tls":
             from twisted.internet import ssl
             self.reactor.connectSSL(address[0], address[1], factory, ssl.ClientContextFactory(), timeout=10)
