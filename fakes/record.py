@@ -59,8 +59,9 @@ class Record:
         }
         for key in ("method", "status", "call_id", "cseq", "branch", "name", "note"):
             value = getattr(self, key)
-            if value not in (None, "", False):
-                d[key] = value
+            if value is None or value == "" or value is False:
+                continue  # (0 is a value: DNS NOERROR)
+            d[key] = value
         if self.retransmission:
             d["retransmission"] = True
         return d

@@ -18,7 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from sipcore.journal import Journal
 
-__all__ = ["DutEvent", "DeviceUnderTest", "BundledPhone", "DUT_KINDS", "register_dut_kind"]
+__all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "BundledPhone", "DUT_KINDS", "register_dut_kind"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class DutEvent:
     detail: str = ""
 
 
+class ConfigRejected(ValueError):
+    """The DUT refused a ``.cfg`` (SPEC §1): the message names file:line, the key and the valid range."""
+
+
 class DeviceUnderTest:
     """Base class of every DUT kind; subclasses fill the operations.
 
@@ -48,6 +52,8 @@ class DeviceUnderTest:
     decision_log = False
     #: whether [interp] rules (SPEC: our reading where the guide is silent) are binding
     interp_binding = False
+    #: whether apply_config() refuses a bad value with ConfigRejected (a vendor phone may ignore it silently)
+    validates_config = False
 
     def __init__(self, clock: IReactorTime):
         self.clock = clock
@@ -60,6 +66,10 @@ class DeviceUnderTest:
 
     def start(self) -> defer.Deferred:
         raise NotImplementedError
+
+    def effective_config(self) -> dict[str, str]:
+        """The configuration the DUT will use, as ``.cfg`` key → value text (SPEC §1 names)."""
+        raise NotImplementedError(f"{self.kind} DUT cannot report its effective configuration")
 
     def stop(self) -> defer.Deferred:
         raise NotImplementedError
@@ -110,6 +120,7 @@ class BundledPhone(DeviceUnderTest):
     exact_time = True
     decision_log = True
     interp_binding = True
+    validates_config = True
 
     def __init__(self, clock: IReactorTime, *, reactor: Any = None, local_host: str = "127.0.0.1",
                  tls_context: Any = None, dns_server: tuple[str, int] | None = None, name: str = "phone"):
@@ -124,11 +135,26 @@ class BundledPhone(DeviceUnderTest):
         self._unsubscribe: Callable[[], None] | None = None
 
     def apply_config(self, cfg_text: str) -> defer.Deferred:
-        from phone.config import loads_config
+        from phone.config import ConfigError, loads_config
 
-        self._config = loads_config(cfg_text, filename=f"<{self._name}.cfg>")
+        try:
+            self._config = loads_config(cfg_text, filename=f"<{self._name}.cfg>")
+        except ConfigError as e:
+            return defer.fail(ConfigRejected(str(e)))
         self.cfg_text = cfg_text
         return defer.succeed(None)
+
+    def effective_config(self) -> dict[str, str]:
+        from phone.config import dumps_config
+
+        if self._config is None:
+            raise RuntimeError("BundledPhone.effective_config(): apply_config() first")
+        out: dict[str, str] = {}
+        for line in dumps_config(self._config).splitlines():
+            if line and not line.startswith("#") and "=" in line:
+                key, _, value = line.partition("=")
+                out[key.strip()] = value.strip()
+        return out
 
     def start(self) -> defer.Deferred:
         from phone.phone import Phone

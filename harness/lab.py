@@ -22,6 +22,7 @@ from fakes.record import Recorder
 from fakes.sip import FakeSipServer
 
 from .dut import DeviceUnderTest
+from .timing import Tolerance, tolerance_for
 
 __all__ = ["Domain", "Address", "Lab", "Topology", "HOSTS", "USER", "PASSWORD"]
 
@@ -97,6 +98,11 @@ class Lab:
         self._dns: list[FakeDNS] = []
         self.topology: Topology | None = None
 
+    @property
+    def tolerance(self) -> Tolerance:
+        """How exactly phone times can be asserted on this lab's clock (SPEC §9)."""
+        return tolerance_for(self.clock)
+
     async def dns(self, *zone_texts: str, name: str = "dns") -> FakeDNS:
         """A fake DNS on 127.0.0.53 serving one zone per text (none: an empty example.com zone)."""
         zones = [Zone.from_text(text, filename=f"<{name} zone {i + 1}>")
@@ -161,11 +167,8 @@ class Lab:
             domains[y] = spec.name
         cfg["transport"] = transport_setting
         dns = await self.dns(*zones)
-        head = [f"static.network.primary_dns = {dns.address[0]}", f"static.network.primary_dns_port = {dns.address[1]}",
-                "sip.listen_port = 0"]
         cfg.update(dict(account or {}))
-        body = [f"account.1.{k} = {v}" for k, v in cfg.items()]
-        cfg_text = "#!version:1.0.0.1\n## written by sip-redundancy-harness Lab.up()\n" + "\n".join(head + body) + "\n"
+        cfg_text = self.write_cfg(dns, cfg)
         topo = Topology(servers=servers, dns=dns, dut=self.dut, recorder=self.recorder, cfg_text=cfg_text,
                         transport=transport, server_targets=targets)
         topo._domain_of = domains
@@ -174,6 +177,28 @@ class Lab:
         if start:
             await defer.maybeDeferred(self.dut.start)
         return topo
+
+    def write_cfg(self, dns: FakeDNS | None, account: Mapping[str, Any], *, index: int = 1) -> str:
+        """A ``.cfg`` text: the DNS server to use, then account ``index``'s keys (without ``account.N.``)."""
+        head = ["sip.listen_port = 0"]
+        if dns is not None:
+            head[:0] = [f"static.network.primary_dns = {dns.address[0]}",
+                        f"static.network.primary_dns_port = {dns.address[1]}"]
+        body = [f"account.{index}.{k} = {v}" for k, v in account.items()]
+        return "#!version:1.0.0.1\n## written by sip-redundancy-harness\n" + "\n".join(head + body) + "\n"
+
+    def at(self, t: float) -> defer.Deferred:
+        """Fires at phone time ``t`` (now if past): a scenario step ("at t = 310 s the user dials"), not a sleep."""
+        d: defer.Deferred = defer.Deferred()
+        self.clock.callLater(max(0.0, t - self.clock.seconds()), d.callback, None)
+        return d
+
+    def now(self) -> float:
+        return self.clock.seconds()
+
+    async def same_port(self, names, transport: str = "udp", server_options=None) -> list[FakeSipServer]:
+        """Fakes on their SPEC §8 hosts sharing one port (an A-only lookup gives one port to all addresses)."""
+        return await self._same_port(tuple(names), transport, server_options or {})
 
     async def _same_port(self, names, transport, server_options) -> list[FakeSipServer]:
         """Servers on different hosts sharing one port (an A-only lookup gives one port for all)."""
