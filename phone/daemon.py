@@ -1,0 +1,281 @@
+"""``sipharness phone``: the bundled phone as a process, events out as JSON lines, commands in.
+
+Why a daemon at all: a harness in another process (another machine's lab runner, a shell
+script, a language that is not Python) must be able to drive the bundled phone exactly as
+it drives a third-party softphone (SPEC §10): start it from a ``.cfg``, read its events,
+tell it to call, answer, hang up, quit. The protocol is the simplest thing a pipe carries:
+
+- **stdout**: one JSON object per line, flushed as it happens. Each :class:`PhoneEvent`
+  becomes ``{"t", "kind", "account", "server", "target", "state", "call_id", "detail"}``
+  (every key present, ``null`` when empty; ``t`` in phone seconds of the daemon's clock).
+  The daemon adds lines of its own with the same keys: ``kind = "daemon"`` (``detail``
+  ``started ...`` / ``stopping: ...`` / ``stopped``) and ``kind = "error"`` (a command it
+  could not carry out; the daemon keeps running).
+- **stdin**: one command per line: ``call URI [ACCOUNT]``, ``answer [CALL_ID]``,
+  ``hangup [CALL_ID]``, ``quit``. EOF on stdin keeps the phone running unless
+  ``--exit-on-eof`` (a harness that dies takes the phone with it that way).
+- **exit status**: 0 after ``quit``, SIGINT or SIGTERM (the phone is stopped first and,
+  with ``--unregister-on-exit``, un-REGISTERs, bounded by ``--stop-timeout`` wall seconds);
+  2 for a bad command line or a ``.cfg`` that does not load (the :class:`ConfigError`
+  text, ``file:line: key = value: reason``, on stderr, before any socket is opened).
+
+Clock (SPEC §9): ``real`` (default) or ``scaled:X``, both :class:`sipcore.clock.ScaledClock`
+starting at phone time 0; ``virtual`` is refused because its jumps are only safe when the
+harness shares the process.
+
+Thin adapter: all the phone's behaviour is :class:`phone.phone.Phone`; stdin/stdout go
+through ``twisted.internet.stdio`` (non-blocking, so a slow reader never stalls the phone's
+timers), and the shutdown is a reactor "before shutdown" trigger, so SIGINT, SIGTERM and
+``quit`` take the same path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from twisted.internet import defer, stdio
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.protocols.basic import LineOnlyReceiver
+from zope.interface import implementer
+
+__all__ = ["main", "event_json", "parse_command", "COMMANDS"]
+
+COMMANDS = "call URI [ACCOUNT], answer [CALL_ID], hangup [CALL_ID], quit"
+_FIELDS = ("account", "server", "target", "state", "call_id", "detail")
+
+
+def event_json(kind: str, t: float, **fields: Any) -> str:
+    """One output line (without the newline): every key present, ``null`` when not given."""
+    obj = {"t": round(float(t), 6), "kind": kind}
+    for name in _FIELDS:
+        obj[name] = fields.get(name)
+    if obj["detail"] is None:
+        obj["detail"] = ""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def parse_command(line: str) -> tuple[str, list[str]]:
+    """``(verb, args)`` of one stdin line; ValueError with the reason for a bad one."""
+    words = line.split()
+    if not words:
+        return "", []
+    verb, args = words[0].lower(), words[1:]
+    if verb == "call":
+        if len(args) not in (1, 2):
+            raise ValueError(f"{line.strip()!r}: expected 'call URI [ACCOUNT]'")
+        if len(args) == 2 and not (args[1].isdigit() and 1 <= int(args[1]) <= 6):
+            raise ValueError(f"{line.strip()!r}: ACCOUNT must be 1..6, got {args[1]!r}")
+        return verb, args
+    if verb in ("answer", "hangup"):
+        if len(args) > 1:
+            raise ValueError(f"{line.strip()!r}: expected '{verb} [CALL_ID]'")
+        return verb, args
+    if verb == "quit":
+        if args:
+            raise ValueError(f"{line.strip()!r}: 'quit' takes no argument")
+        return verb, args
+    raise ValueError(f"unknown command {line.strip()!r}: expected {COMMANDS}")
+
+
+@implementer(IHalfCloseableProtocol)
+class _Console(LineOnlyReceiver):
+    """stdin lines → ``on_line``; ``write_line`` → stdout. EOF on stdin → ``on_eof``."""
+
+    delimiter = b"\n"
+    MAX_LENGTH = 65536
+
+    def __init__(self, on_line: Callable[[str], None], on_eof: Callable[[], None]):
+        self.on_line, self.on_eof = on_line, on_eof
+        self.closed: defer.Deferred = defer.Deferred()
+
+    def lineReceived(self, line: bytes) -> None:
+        self.on_line(line.decode("utf-8", "replace").rstrip("\r"))
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.on_line("\x00too long")  # reported as an unknown command; the daemon keeps going
+
+    def write_line(self, text: str) -> None:
+        if self.transport is not None:
+            self.transport.write(text.encode("utf-8") + b"\n")
+
+    def readConnectionLost(self) -> None:
+        self.on_eof()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.closed.called:
+            self.closed.callback(None)
+
+
+class _Daemon:
+    def __init__(self, args: argparse.Namespace, config: Any, reactor: Any, clock: Any, dns: tuple[str, int] | None):
+        from phone.phone import Phone
+
+        self.args, self.reactor, self.clock = args, reactor, clock
+        self.phone = Phone(config, clock=clock, reactor=reactor, dns_server=dns, local_host=args.local_host,
+                           name=args.name)
+        self.console = _Console(self._command, self._eof)
+        self.stopping = False
+
+    # -- output
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.console.write_line(event_json(kind, self.clock.seconds(), **fields))
+
+    def _phone_event(self, ev: Any) -> None:
+        self.console.write_line(event_json(ev.kind, ev.time, **{f: getattr(ev, f) for f in _FIELDS}))
+
+    # -- life cycle
+    def start(self) -> None:
+        self.phone.events.subscribe(self._phone_event)
+        self.phone.start()
+        accounts = sorted(self.phone.ua.fallbacks)
+        self.emit("daemon", detail=f"started: clock {self.args.clock}, accounts {accounts}")
+
+    @defer.inlineCallbacks
+    def shutdown(self) -> Any:
+        """Stop the phone (un-REGISTER first when asked, bounded), flush stdout, close stdio."""
+        self.stopping = True
+        self.emit("daemon", detail="stopping" + (": un-REGISTER" if self.args.unregister_on_exit else ""))
+        stop = self.phone.stop(unregister=self.args.unregister_on_exit)
+        if self.args.unregister_on_exit:
+            timer = self.reactor.callLater(self.args.stop_timeout, stop.cancel)  # wall seconds
+            try:
+                yield stop
+            except defer.CancelledError:
+                self.emit("error", detail=f"un-REGISTER not finished after {self.args.stop_timeout:g} s: stopped anyway")
+                yield self.phone.stop(unregister=False)
+            finally:
+                if timer.active():
+                    timer.cancel()
+        else:
+            yield stop
+        self.emit("daemon", detail="stopped")
+        if self.console.transport is not None:
+            self.console.transport.loseConnection()  # flushes what is buffered, then closes
+            flushed = self.console.closed
+            guard = self.reactor.callLater(2.0, lambda: flushed.called or flushed.callback(None))
+            yield flushed
+            if guard.active():
+                guard.cancel()
+
+    def quit(self) -> None:
+        if not self.stopping and self.reactor.running:
+            self.reactor.stop()  # goes through the "before shutdown" trigger
+
+    # -- input
+    def _eof(self) -> None:
+        if self.args.exit_on_eof:
+            self.quit()
+
+    def _command(self, line: str) -> None:
+        if self.stopping:
+            return
+        try:
+            verb, args = parse_command(line)
+        except ValueError as e:
+            self.emit("error", detail=str(e).replace("\x00", ""))
+            return
+        try:
+            if verb == "call":
+                account = int(args[1]) if len(args) > 1 else 1
+                self.phone.call(args[0], account)  # the phone's call_state "calling" carries the Call-ID
+            elif verb in ("answer", "hangup"):
+                call = None
+                if args:
+                    call = self.phone.ua.calls.get(args[0])
+                    if call is None:
+                        raise ValueError(f"{verb}: no call with Call-ID {args[0]!r}")
+                getattr(self.phone, verb)(call)
+            elif verb == "quit":
+                self.quit()
+        except Exception as e:  # noqa: BLE001 - a bad command never takes the phone down
+            self.emit("error", detail=f"{line.strip()!r}: {e}")
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT (e.g. 127.0.0.1:5353)")
+    return host.strip("[]"), int(port)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sipharness phone",
+                                description="The bundled phone: events as JSON lines on stdout, commands on stdin "
+                                            f"({COMMANDS}).")
+    p.add_argument("--config", required=True, metavar="FILE", help="the phone's .cfg (SPEC §1)")
+    p.add_argument("--dns", type=_address, metavar="HOST:PORT",
+                   help="DNS server (default: static.network.primary_dns of the .cfg)")
+    p.add_argument("--clock", default="real", metavar="real|scaled:X",
+                   help="phone time: real (default) or scaled:X (X phone seconds per wall second)")
+    p.add_argument("--local-host", default="127.0.0.1", help="address the phone's sockets bind (default 127.0.0.1)")
+    p.add_argument("--name", default="phone", help="name in the phone's log")
+    p.add_argument("--unregister-on-exit", action="store_true", help="un-REGISTER (Expires: 0) before exiting")
+    p.add_argument("--stop-timeout", type=float, default=5.0, metavar="S",
+                   help="wall seconds the un-REGISTER may take at exit (default 5)")
+    p.add_argument("--exit-on-eof", action="store_true", help="quit when stdin reaches EOF (default: keep running)")
+    return p
+
+
+def main(argv: list[str] | None = None, reactor: Any = None) -> int:
+    """Run the daemon until quit / SIGINT / SIGTERM; the exit status (0, or 2 for bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    from phone.config import ConfigError, load_config
+    from sipcore.clock import ScaledClock, parse_clock_spec
+
+    try:
+        kind, speed = parse_clock_spec(args.clock)
+        if kind == "virtual":
+            raise ValueError("clock 'virtual' needs the harness's process: use real or scaled:X here")
+    except ValueError as e:
+        print(f"sipharness phone: --clock: {e}", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"sipharness phone: {args.config}: configuration refused, nothing started:\n{e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"sipharness phone: --config {args.config}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    for warning in getattr(config, "warnings", []):
+        print(f"sipharness phone: warning: {warning}", file=sys.stderr)
+    dns = args.dns
+    if dns is None and config.dns_server:
+        dns = (config.dns_server, config.dns_port)
+
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    _log_warnings_to_stderr()
+    clock = ScaledClock(reactor, speed)
+    daemon = _Daemon(args, config, reactor, clock, dns)
+    stdio.StandardIO(daemon.console, reactor=reactor)
+    reactor.addSystemEventTrigger("before", "shutdown", daemon.shutdown)
+    reactor.callWhenRunning(daemon.start)
+    reactor.run()  # installs SIGINT/SIGTERM handlers that stop the reactor → shutdown above
+    return 0
+
+
+def _log_warnings_to_stderr() -> None:
+    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate, globalLogBeginner,
+                                textFileLogObserver)
+
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
+    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
+                                     redirectStandardIO=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
