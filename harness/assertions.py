@@ -17,11 +17,39 @@ from fakes.record import Record, Recorder
 
 from .timing import EXACT, Tolerance
 
-__all__ = ["attempts", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t"]
+__all__ = ["spec_send_offsets", "expect_gaps", "attempts", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t"]
 
 
 def fmt_t(t: float) -> str:
     return f"t = {t:.3f} s"
+
+
+T1, T2, TIMER_B = 0.5, 4.0, 32.0
+
+
+def spec_send_offsets(method: str, retry_counts: int | None) -> tuple[list[float], float]:
+    """SPEC §3 over UDP: (offsets of the 1 + N sends to one target, when that target is given up).
+
+    Written out from the SPEC's words, not taken from the phone, so a wrong phone cannot
+    agree with itself: retransmissions at T1, 2·T1, 4·T1 … (non-INVITE capped at T2); the
+    target is given up when the (N+1)-th retransmission would be due or at Timer B/F
+    (64·T1 = 32 s), whichever comes first. ``retry_counts=None``: the last target, full 32 s.
+    """
+    offsets, t, interval = [], 0.0, T1
+    limit = float("inf") if retry_counts is None else retry_counts + 1
+    while t < TIMER_B and len(offsets) < limit:
+        offsets.append(t)
+        t += interval
+        interval = interval * 2 if method == "INVITE" else min(interval * 2, T2)
+    return offsets, min(t, TIMER_B)
+
+
+def expect_gaps(times: Sequence[float], gap: float, *, tolerance: Tolerance = EXACT, what: str = "events") -> None:
+    """Consecutive ``times`` are ``gap`` phone seconds apart (e.g. probes every fallback.timeout)."""
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    if not gaps or not all(tolerance.allows(gap, g) for g in gaps):
+        raise AssertionError(f"expected {what} every {gap:g} s ({tolerance.describe(gap)}); saw them at "
+                             f"t = [{', '.join(f'{t:.3f}' for t in times)}] s, gaps [{', '.join(f'{g:.3f}' for g in gaps)}] s")
 
 
 def attempts(recorder: Recorder, method: str, server: str | None = None, *, since: int = 0,
