@@ -1,0 +1,93 @@
+"""FBK-1/2/3: when new requests go back to the primary after a failover (SPEC §5 failback modes)."""
+
+import pytest
+import pytest_twisted
+
+from harness.assertions import attempts
+from harness.lab import Domain
+
+MODES = ("0-newRequests: all requests are sent to the primary server first, regardless of the last server that was "
+         "used. 1-DNSTTL: the IP phone will retry to send requests to the primary server after the timeout equal to "
+         "the DNSTTL ... 2-registration: ... retry to send REGISTER requests to the primary server when registration "
+         "renewal. 3-duration: ... after the timeout defined by the account.x.sip_server.y.failback_timeout parameter.")
+A_TTL = 300
+
+
+async def _fail_over_registration(lab, mode, extra=None):
+    """Register while the primary is silent (→ secondary at 7.5 s), then let the primary recover."""
+    topo = await lab.up(Domain(("primary", "secondary"), a_ttl=A_TTL), start=False,
+                        account={"sip_server.1.failback_mode": mode, **(extra or {})})
+    rule = topo["primary"].script.silent("REGISTER")
+    await lab.dut.start()
+    reg = await lab.dut.wait_registered(account=1, timeout=60)
+    topo["primary"].script.remove(rule)
+    return topo, reg
+
+
+async def _first_invite_of_call_at(lab, topo, t):
+    """Place a call at phone time ``t``; the server its first INVITE went to."""
+    await lab.at(t)
+    mark, events = len(lab.recorder), len(lab.dut.events)
+    lab.dut.call(topo.uri("2000"))
+    await lab.dut.wait_for("call_state", 120, state="established", since=events)
+    first = attempts(lab.recorder, "INVITE", since=mark)[0]
+    events = len(lab.dut.events)
+    lab.dut.hangup()
+    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    return first.server
+
+
+@pytest.mark.scenario("FBK-1", MODES)
+@pytest_twisted.ensureDeferred
+async def test_dnsttl_stays_until_a_record_ttl_runs_out(lab):
+    topo, reg = await _fail_over_registration(lab, 1)
+    assert await _first_invite_of_call_at(lab, topo, A_TTL - 50) == "secondary", \
+        "DNSTTL: a call before the A record's TTL ran out left the secondary"
+    assert await _first_invite_of_call_at(lab, topo, A_TTL + 10) == "primary", \
+        f"DNSTTL: a call after the A record's TTL ({A_TTL} s) ran out did not start at the primary"
+
+
+@pytest.mark.scenario("FBK-2", MODES)
+@pytest_twisted.ensureDeferred
+async def test_registration_mode_returns_at_next_refresh(lab):
+    topo, reg = await _fail_over_registration(lab, 2)
+    assert await _first_invite_of_call_at(lab, topo, 1000) == "secondary", \
+        "registration mode: a call before the next refresh left the secondary"
+    mark = len(lab.recorder)
+    events = len(lab.dut.events)
+    refreshed = await lab.dut.wait_registered(account=1, timeout=4000, since=events)
+    refresh = attempts(lab.recorder, "REGISTER", since=mark)[0]
+    assert refresh.server == "primary", f"the registration refresh at t = {refresh.time:.3f} s went to {refresh.server}"
+    assert await _first_invite_of_call_at(lab, topo, refreshed.time + 10) == "primary"
+
+
+@pytest.mark.scenario("FBK-3", MODES)
+@pytest.mark.parametrize("failback_timeout", [120, 60])
+@pytest_twisted.ensureDeferred
+async def test_duration_returns_after_failback_timeout(lab, failback_timeout):
+    topo, reg = await _fail_over_registration(lab, 3, {"sip_server.1.failback_timeout": failback_timeout})
+    assert await _first_invite_of_call_at(lab, topo, reg.time + failback_timeout - 30) == "secondary", \
+        "duration: a call before failback_timeout left the secondary"
+    assert await _first_invite_of_call_at(lab, topo, reg.time + failback_timeout + 10) == "primary", \
+        f"duration: a call {failback_timeout + 10} s after the failover did not start at the primary"
+
+
+@pytest.mark.scenario("FBK-3", "If you set the parameter to 0, the IP phone will not send requests to the primary "
+                               "server until a failover event occurs with the current working server.")
+@pytest_twisted.ensureDeferred
+async def test_duration_zero_stays_until_current_target_fails(lab):
+    topo, reg = await _fail_over_registration(lab, 3, {"sip_server.1.failback_timeout": 0})
+    assert await _first_invite_of_call_at(lab, topo, 5000) == "secondary", \
+        "duration 0: the phone left the secondary although it never failed"
+    topo["secondary"].script.silent("INVITE")
+    await _first_invite_of_call_at(lab, topo, 5100)  # fails over from the secondary
+    topo["secondary"].script.clear()
+    assert await _first_invite_of_call_at(lab, topo, 5200) == "primary", \
+        "duration 0: after the secondary failed, new requests did not go to the primary"
+
+
+@pytest.mark.scenario("FBK-1", "mode 0 for contrast: newRequests goes back at once")
+@pytest_twisted.ensureDeferred
+async def test_new_requests_mode_returns_at_once(lab):
+    topo, reg = await _fail_over_registration(lab, 0)
+    assert await _first_invite_of_call_at(lab, topo, reg.time + 10) == "primary"
