@@ -64,13 +64,15 @@ def _layout(records: Sequence[Record], columns: Sequence[str] | None):
                 "dns" if r.kind == "dns" else r.server):
             continue  # drawn from the receiving fake's "in" record
         kept.append(r)
-    phones: list[tuple] = []
+    # A phone is a host, not a socket: it talks from several ports (DNS client, one connected
+    # UDP socket or TCP connection per target), and one column per port would hide the story.
+    phones: list[str] = []
     for r in kept:
         p = tuple(r.peer)
-        if p not in server_addrs and p not in phones:
-            phones.append(p)
-    names: list[str] = [f"phone {_fmt_addr(p)}" if len(phones) > 1 else "phone" for p in phones]
-    addrs: list[str] = [_fmt_addr(p) for p in phones]
+        if p not in server_addrs and p[0] not in phones:
+            phones.append(p[0])
+    names: list[str] = [f"phone {p}" if len(phones) > 1 else "phone" for p in phones]
+    addrs: list[str] = list(phones)
     col_of: dict = {p: i for i, p in enumerate(phones)}
     order = (["dns"] if dns_seen else []) + servers
     if columns is not None:  # caller's order for the fakes; unknown ones appended
@@ -84,7 +86,7 @@ def _layout(records: Sequence[Record], columns: Sequence[str] | None):
     for r in kept:
         me = col_of["dns" if r.kind == "dns" else r.server]
         p = tuple(r.peer)
-        other = col_of[server_addrs[p]] if p in server_addrs else col_of[p]
+        other = col_of[server_addrs[p]] if p in server_addrs else col_of[p[0]]
         ends.append((me, other))
     return kept, names, addrs, ends
 

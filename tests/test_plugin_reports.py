@@ -1,0 +1,54 @@
+"""The plugin's failure reports: a broken phone rule fails the right suite, with the ladder showing why."""
+
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SUITES = Path(__file__).resolve().parent.parent / "suites"
+
+
+def _run_suite(pytester, test: str, conftest: str = "", *args: str):
+    pytester.makeini("[pytest]\naddopts = --reactor=default -p no:cacheprovider\n"
+                     "markers =\n    scenario(id, passage=''): x\n    interp(rule): x\n")
+    target = pytester.path / "test_suite_copy.py"
+    target.write_text((SUITES / test).read_text(encoding="utf-8"), encoding="utf-8")
+    (pytester.path / "data").mkdir(exist_ok=True)
+    if conftest:
+        pytester.makeconftest(conftest)
+    return pytester.runpytest_subprocess("-p", "no:randomly", *args)
+
+
+BROKEN_FAILBACK = '''
+import phone.failback as fb
+# A deliberately broken phone: the failback mode is ignored (always newRequests).
+fb.Failback.start_index = lambda self, now, *, refresh=False, call_up=False: 0
+'''
+
+
+def test_broken_failback_mode_fails_fbk3_with_a_ladder(pytester):
+    result = _run_suite(pytester, "test_failback.py", BROKEN_FAILBACK, "-k", "duration_returns_after and 120")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "duration: a call before failback_timeout left the secondary" in out
+    assert "SIP/DNS ladder (phone time, s)" in out
+    # The ladder shows the INVITE going to the primary column, phone time first.
+    ladder = out.split("SIP/DNS ladder (phone time, s)", 1)[1]
+    assert "INVITE" in ladder and "primary" in ladder and "secondary" in ladder
+    assert "bundled DUT decisions" in out
+
+
+def test_passing_suite_has_no_ladder_and_ladder_dir_gets_html(pytester, tmp_path):
+    out_dir = tmp_path / "ladders"
+    result = _run_suite(pytester, "test_register_failover.py", "", f"--ladder-dir={out_dir}")
+    result.assert_outcomes(passed=1)
+    assert "SIP/DNS ladder" not in result.stdout.str()
+    pages = list(out_dir.glob("*.html"))
+    assert len(pages) == 1 and "REGISTER" in pages[0].read_text(encoding="utf-8")
+
+
+def test_bad_clock_option_is_a_usage_error(pytester):
+    result = _run_suite(pytester, "test_register_failover.py", "", "--clock=fast")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--clock*scaled:FACTOR*"])
