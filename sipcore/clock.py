@@ -40,6 +40,9 @@ def note_activity(clock: Any) -> None:
 
 @implementer(IReactorTime)
 class VirtualClock:
+    #: reactor I/O polls that must pass with no activity, after the threshold, before a jump
+    CONFIRM_POLLS = 3
+
     """Virtual phone time that jumps to the next timer when the process is idle.
 
     ``reactor`` is the real reactor that does the I/O; it is used only for the wall-time
@@ -56,7 +59,7 @@ class VirtualClock:
         self.threshold = float(autojump_threshold)
         self._busy = False  # activity seen since the last idle check
         self._armed: IDelayedCall | None = None  # the real-time idle check
-        self._confirming = False
+        self._confirming = 0
         self.jumps = 0  # how many times virtual time has jumped (for tests and benches)
         self.stopped = False
 
@@ -80,7 +83,7 @@ class VirtualClock:
     def activity(self) -> None:
         """Note that something happened: virtual time must not move before it settles."""
         self._busy = True
-        self._confirming = False
+        self._confirming = 0
         self._arm()
 
     def advance(self, amount: float) -> None:
@@ -107,16 +110,17 @@ class VirtualClock:
             return
         if self._busy:
             self._busy = False
-            self._confirming = False
+            self._confirming = 0
             self._arm()
             return
-        if not self._confirming:
-            # Idle once: look again after one more reactor I/O poll, so a datagram that
-            # arrived while this process was descheduled is read before time moves.
-            self._confirming = True
+        if self._confirming < self.CONFIRM_POLLS:
+            # Idle so far: look again after more reactor I/O polls. One poll flushes a
+            # buffered TCP write to the kernel, the next lets the peer read it; a datagram
+            # that arrived while this process was descheduled is read in the first.
+            self._confirming += 1
             self._armed = self._reactor.callLater(0, self._check)
             return
-        self._confirming = False
+        self._confirming = 0
         pending = [c for c in self._clock.getDelayedCalls() if c.active()]
         if not pending:
             return  # nothing to jump to; the next callLater re-arms
