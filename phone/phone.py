@@ -26,6 +26,10 @@ from sipcore.journal import Journal
 __all__ = ["Phone", "PhoneEvent"]
 
 _DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
+# One generator for every phone not given its own: a Random holds 2.5 KB of Mersenne Twister
+# state, the biggest single object of an idle phone (bench/phone_scale.py); phones need
+# unpredictable tags and SRV weights, not independent streams. Pass rng= for reproducibility.
+_SHARED_RNG = random.Random()
 
 
 class Phone:
@@ -43,7 +47,7 @@ class Phone:
         self.reactor = reactor
         self.name = name
         self.local_host = local_host
-        self.rng = rng or random.Random()
+        self.rng = rng if rng is not None else _SHARED_RNG
         if dns_server is None and config.dns_server:
             dns_server = (config.dns_server, config.dns_port)
         self.dns_server = dns_server

@@ -1,0 +1,29 @@
+"""What keeps a bundled phone small (bench/phone_scale.py measures it; these pin the fixes).
+
+10 000 phones in one process is the target (< 20 KiB each): every object a phone keeps for
+its whole life counts ten thousand times, so a few bytes here are megabytes there.
+"""
+
+from __future__ import annotations
+
+import random
+
+from twisted.internet import task
+
+from phone.config import loads_config
+from phone.phone import Phone
+
+CFG = ("#!version:1.0.0.1\naccount.1.enable = 1\naccount.1.user_name = 1001\n"
+       "account.1.sip_server.1.address = 127.0.0.1\n")
+
+
+def _phone(**kw) -> Phone:
+    return Phone(loads_config(CFG), clock=task.Clock(), **kw)
+
+
+def test_phones_share_one_default_rng_but_keep_a_given_one():
+    a, b = _phone(), _phone()
+    assert a.rng is b.rng and a.ua.rng is a.rng  # no 2.5 KB Mersenne Twister per phone
+    mine = random.Random(7)
+    c = _phone(rng=mine)
+    assert c.rng is mine and c.ua.rng is mine
