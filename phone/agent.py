@@ -50,7 +50,6 @@ class UserAgent:
         self.rng = rng or random.Random()
         self.local_host = local_host
         self.events: Journal[PhoneEvent] = Journal(clock)
-        self.log: list[str] = []
         self.driver = TimerDriver(clock)
         self.table = TransactionTable()
         self._handlers: dict[tuple, tuple[Any, Any, Callable]] = {}  # client key → (tx, flow, on_events)
@@ -124,6 +123,11 @@ class UserAgent:
         self._timers.clear()
         self.events.cancel_waits()
 
+    @property
+    def log(self) -> list[str]:
+        """One line per event, made from ``events`` when asked (not kept twice: 10 000 phones)."""
+        return [str(e) for e in self.events]
+
     # ------------------------------------------------------------------ services for the parts
     def now(self) -> float:
         return self.clock.seconds()
@@ -138,7 +142,6 @@ class UserAgent:
 
     def emit(self, kind: str, **fields: Any) -> PhoneEvent:
         ev = PhoneEvent(time=self.now(), kind=kind, **fields)
-        self.log.append(str(ev))
         return self.events.append(ev)
 
     def decide(self, text: str, *, account: int | None = None, server: int | None = None, target: Any = None) -> None:

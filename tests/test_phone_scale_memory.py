@@ -27,3 +27,12 @@ def test_phones_share_one_default_rng_but_keep_a_given_one():
     mine = random.Random(7)
     c = _phone(rng=mine)
     assert c.rng is mine and c.ua.rng is mine
+
+
+def test_log_lines_are_made_from_the_events_not_kept_twice():
+    p = _phone()
+    p.ua.decide("first decision", account=1)
+    p.ua.emit("registered", account=1, server=1, target="udp:127.0.0.1:5060", detail="granted 60 s")
+    assert p.log == [str(e) for e in p.events]
+    assert p.log[-1].endswith("registered account=1 server=1 target=udp:127.0.0.1:5060: granted 60 s")
+    assert "log" not in vars(p.ua)  # derived, not a second list of strings per phone
