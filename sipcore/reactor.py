@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import directlyProvides, providedBy
 
 from sipcore.clock import note_activity
+from sipcore.transport import no_delay
 
 __all__ = ["clocked_reactor", "ClockedReactor"]
 
@@ -56,6 +57,13 @@ class _ClockedFactory:
         p = self._factory.buildProtocol(addr)
         if p is not None:
             _wrap_method(p, "dataReceived", self._clock)
+            made = p.connectionMade
+
+            def connection_made() -> None:
+                no_delay(p.transport)  # see sipcore.transport.no_delay
+                made()
+
+            p.connectionMade = connection_made
         return p
 
     def __getattr__(self, name: str) -> Any:

@@ -61,7 +61,7 @@ from sipcore.clock import note_activity
 from sipcore.framing import StreamFramer
 from sipcore.message import MAX_SIZE, SipParseError, is_keepalive, parse
 
-__all__ = [
+__all__ = ["no_delay", 
     "Source",
     "Listener",
     "Connection",
@@ -75,6 +75,24 @@ __all__ = [
     "connect_tls",
     "describe_failure",
 ]
+
+
+def no_delay(transport: Any) -> None:
+    """Turn Nagle's algorithm off on a stream (SIP signalling wants each message out at once).
+
+    With Nagle on, a second small message on a connection waits for the ACK of the first,
+    which the peer delays by ~40 ms when it has nothing to send back (a silent server).
+    Besides slowing signalling, that idle gap lets the virtual clock (SPEC §9) jump over a
+    message still in flight. TLS transports pass the call down to their TCP transport.
+    """
+    for t in (transport, getattr(transport, "transport", None)):
+        setter = getattr(t, "setTcpNoDelay", None)
+        if setter is not None:
+            try:
+                setter(True)
+            except OSError:  # already closed
+                pass
+            return
 
 _log = Logger(namespace="sipcore.transport")
 
@@ -268,6 +286,7 @@ class _StreamProtocol(protocol.Protocol):
     def connectionMade(self) -> None:
         self.peer = _addr(self.transport.getPeer())
         self.local = _addr(self.transport.getHost())
+        no_delay(self.transport)
         made = getattr(self.owner, "_connection_made", None)
         if made is not None:
             made(self)

@@ -22,14 +22,8 @@ async def call_and_hangup(lab, uri):
     return est
 
 
-_TCP_REUSE = pytest.mark.xfail(
-    strict=False, reason="bundled phone bug under investigation: a second INVITE on a TCP/TLS connection whose "
-    "previous INVITE went unanswered never reaches the server (the phone counts it as sent)")
-
-
 @pytest.mark.scenario("INV-FO", PASSAGE)
-@pytest.mark.parametrize("transport", ["udp", pytest.param("tcp", marks=_TCP_REUSE),
-                                       pytest.param("tls", marks=_TCP_REUSE)])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 @pytest_twisted.ensureDeferred
 async def test_invite_fails_over_and_next_call_starts_at_primary(lab, transport):
     topo = await lab.up(Domain(("primary", "secondary")), transport=transport)

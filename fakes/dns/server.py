@@ -31,6 +31,7 @@ from fakes.dns.faults import Faults
 from fakes.dns.zone import Zone
 from fakes.record import Record, Recorder
 from sipcore.clock import note_activity
+from sipcore.transport import no_delay
 
 __all__ = ["FakeDNS"]
 
@@ -247,6 +248,7 @@ class _DNSOverTCP(Protocol):
     def connectionMade(self) -> None:
         p = self.transport.getPeer()
         self.peer = (p.host, p.port)
+        no_delay(self.transport)
         self.server._conns.add(self)
         self._arm()
 

@@ -29,6 +29,7 @@ from sipcore.framing import StreamFramer
 from sipcore.message import SipParseError, is_keepalive, make_response, new_tag, parse
 from sipcore.transaction import (Send, ServerTransaction, Terminated, TimerDriver, TransactionTable,
                                  TwoXXRetransmitter, server_key)
+from sipcore.transport import no_delay
 
 from fakes.record import Record, Recorder
 from fakes.sip.actions import Origin, Relay, Respond
@@ -83,6 +84,7 @@ class _Stream(protocol.Protocol):
     def connectionMade(self) -> None:
         p, h = self.transport.getPeer(), self.transport.getHost()
         self.peer, self.local = (p.host, p.port), (h.host, h.port)
+        no_delay(self.transport)
         self.connected = True
         self.server._streams.append(self)
         for data in self._queue:
