@@ -50,7 +50,7 @@ class ServerRequest:
         self.only_target = only_target  # register_on_enable: one target, no failover
         self.walk: TargetWalk | None = None
         self.tx: Any = None  # the live client transaction
-        self.request: Any = None  # the request of the live transaction
+        self.request: Any = None  # the request of the live transaction (None once done)
         self.flow: Any = None
         self.cancelled = False
         self.done = False
@@ -196,6 +196,7 @@ class ServerRequest:
             self.ua.failback(self.account, self.server).answered(index, target, self.ua.now(), started=self.started_index)
             self.ua.note_working(self.account, self.server, target)
         self.on_answer(resp, target, index)
+        self.request = None  # no live transaction any more; a registration keeps its sender until the refresh
 
     def _give_up(self, reason: str, *, sends: int | None = None, elapsed: float | None = None) -> None:
         if self.cancelled or self.done:
@@ -220,3 +221,4 @@ class ServerRequest:
     def _finish_failed(self, reason: str) -> None:
         self.done = True
         self.on_failed(reason)
+        self.request = None

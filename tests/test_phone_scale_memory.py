@@ -36,3 +36,19 @@ def test_log_lines_are_made_from_the_events_not_kept_twice():
     assert p.log == [str(e) for e in p.events]
     assert p.log[-1].endswith("registered account=1 server=1 target=udp:127.0.0.1:5060: granted 60 s")
     assert "log" not in vars(p.ua)  # derived, not a second list of strings per phone
+
+
+def test_a_finished_request_lets_go_of_its_message():
+    from tests.test_phone_fakewire import make_ua, registrar, run_until, silent, tgt
+
+    p, s = tgt("127.0.0.10"), tgt("127.0.0.20")
+    clock, wire, ua = make_ua("account.1.sip_server.1.address = pbx.example.com\n", {1: [p, s]})
+    wire.responders = {"127.0.0.10": silent, "127.0.0.20": registrar()}
+    ua.start()
+    run_until(clock, 10)
+    reg = ua.registrations[(1, 1)]
+    assert reg.registered and reg.request.done
+    assert reg.request.request is None  # the REGISTER is not kept until the refresh (3240 s later)
+    wire.responders["127.0.0.10"] = registrar()
+    run_until(clock, 7.5 + 3240 + 1)  # and the refresh still works
+    assert wire.times("REGISTER", "127.0.0.10")[-1] == 3247.5 and reg.registered
