@@ -16,7 +16,7 @@ KINDS = frozenset({"registered", "register_failed", "unregistered", "call_state"
 CALL_STATES = ("calling", "proceeding", "ringing", "established", "terminated", "failed")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a phone keeps every event; 10 000 phones in one process
 class PhoneEvent:
     time: float
     kind: str

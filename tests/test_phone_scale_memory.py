@@ -52,3 +52,9 @@ def test_a_finished_request_lets_go_of_its_message():
     wire.responders["127.0.0.10"] = registrar()
     run_until(clock, 7.5 + 3240 + 1)  # and the refresh still works
     assert wire.times("REGISTER", "127.0.0.10")[-1] == 3247.5 and reg.registered
+
+
+def test_events_have_no_instance_dict():
+    p = _phone()
+    ev = p.ua.emit("registered", account=1, server=1)
+    assert not hasattr(ev, "__dict__")  # __slots__: ~100 B less per event kept
