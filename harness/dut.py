@@ -18,7 +18,8 @@ from twisted.internet.interfaces import IReactorTime
 
 from sipcore.journal import Journal
 
-__all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "BundledPhone", "DUT_KINDS", "register_dut_kind"]
+__all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "BundledPhone", "DUT_KINDS", "register_dut_kind",
+           "dut_class"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,20 @@ class DeviceUnderTest:
     interp_binding = False
     #: whether apply_config() refuses a bad value with ConfigRejected (a vendor phone may ignore it silently)
     validates_config = False
+    #: the clock used when --clock is not given; "virtual" only for a DUT running in this process
+    default_clock = "real"
+    #: clocks this kind can run on (a phone in another process cannot follow a virtual clock)
+    clocks = ("real", "scaled")
+
+    @classmethod
+    def add_options(cls, group: Any) -> None:
+        """Add this kind's command-line options to the plugin's option group (none by default)."""
+
+    @classmethod
+    def from_options(cls, clock: IReactorTime, options: Any, **shared: Any) -> "DeviceUnderTest":
+        """Build the DUT from pytest's ``config.getoption`` and the plugin's shared objects
+        (``reactor``, ``tls_pki``)."""
+        return cls(clock)
 
     def __init__(self, clock: IReactorTime):
         self.clock = clock
@@ -121,6 +136,13 @@ class BundledPhone(DeviceUnderTest):
     decision_log = True
     interp_binding = True
     validates_config = True
+    default_clock = "virtual"
+    clocks = ("virtual", "real", "scaled")
+
+    @classmethod
+    def from_options(cls, clock: IReactorTime, options: Any, **shared: Any) -> "BundledPhone":
+        pki = shared.get("tls_pki")
+        return cls(clock, reactor=shared.get("reactor"), tls_context=pki.client_context() if pki else None)
 
     def __init__(self, clock: IReactorTime, *, reactor: Any = None, local_host: str = "127.0.0.1",
                  tls_context: Any = None, dns_server: tuple[str, int] | None = None, name: str = "phone"):
@@ -198,12 +220,21 @@ class BundledPhone(DeviceUnderTest):
         return self.phone
 
 
-#: ``--dut`` names → factory(clock, options) building a DeviceUnderTest; other kinds register here.
-DUT_KINDS: dict[str, Callable[..., DeviceUnderTest]] = {}
+#: ``--dut`` names → "module:Class" of a DeviceUnderTest subclass, imported only when used.
+DUT_KINDS: dict[str, str] = {
+    "bundled": "harness.dut:BundledPhone",
+}
 
 
-def register_dut_kind(name: str, factory: Callable[..., DeviceUnderTest]) -> None:
-    DUT_KINDS[name] = factory
+def register_dut_kind(name: str, target: str) -> None:
+    """Make ``--dut NAME`` build ``target`` ("module:Class"); other projects can add kinds."""
+    DUT_KINDS[name] = target
 
 
-register_dut_kind("bundled", lambda clock, **kw: BundledPhone(clock, **kw))
+def dut_class(name: str) -> type[DeviceUnderTest]:
+    import importlib
+
+    if name not in DUT_KINDS:
+        raise KeyError(f"--dut {name!r}: known kinds are {', '.join(sorted(DUT_KINDS))}")
+    module, _, cls = DUT_KINDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)

@@ -30,6 +30,10 @@ __all__ = ["Domain", "Address", "Lab", "Topology", "HOSTS", "USER", "PASSWORD"]
 HOSTS = {"primary": "127.0.0.10", "secondary": "127.0.0.20", "fallback": "127.0.0.15", "dns": "127.0.0.53",
          "tertiary": "127.0.0.30", "fallback2": "127.0.0.25"}
 USER, PASSWORD = "1234", "1234"  # the guide's example account
+#: SPEC §9: the seed's own values run on the virtual clock; against a DUT on a real (or scaled)
+#: clock the suites use the smallest legal values so that a whole suite fits in about an hour.
+SEED_VALUES = {"expires": 3600, "fallback.timeout": 120, "failback_timeout": 120, "a_ttl": 300}
+SHORT_VALUES = {"expires": 30, "fallback.timeout": 10, "failback_timeout": 60, "a_ttl": 60}
 TRANSPORT_SETTING = {"udp": 0, "tcp": 1, "tls": 2}
 _SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
 _NAPTR_SERVICE = {"udp": "SIP+D2U", "tcp": "SIP+D2T", "tls": "SIPS+D2T"}
@@ -97,6 +101,12 @@ class Lab:
         self._servers: list[FakeSipServer] = []
         self._dns: list[FakeDNS] = []
         self.topology: Topology | None = None
+
+    def value(self, name: str) -> int:
+        """The seed's value of ``name`` on the virtual clock, the smallest legal one otherwise (SPEC §9)."""
+        from sipcore.clock import VirtualClock
+
+        return (SEED_VALUES if isinstance(self.clock, VirtualClock) else SHORT_VALUES)[name]
 
     @property
     def tolerance(self) -> Tolerance:

@@ -37,6 +37,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write one HTML SIP/DNS ladder per test into DIR")
     group.addoption("--lab-address", default="127.0.0.1", metavar="ADDR",
                     help="address the fakes listen on for a phone outside this machine (default loopback)")
+    group.addoption("--report-mode", action="store_true", default=False,
+                    help="qualify a phone nobody here wrote: every rule it breaks is a finding (summarised in a "
+                         "table), and only harness errors (crash, hang, leaked server) fail the run")
+    from .dut import DUT_KINDS, dut_class
+
+    for name in DUT_KINDS:
+        try:
+            dut_class(name).add_options(group)
+        except ImportError:  # a kind whose extra dependencies are absent offers no options
+            pass
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,12 +54,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "interp(rule): checks a SPEC [interp] rule; a deviation of a non-bundled "
                                        "phone is reported as a finding, not a failure")
     config.addinivalue_line("markers", "exact_time: needs the DUT on the harness's clock (skipped otherwise)")
-    spec = config.getoption("--clock")
-    if spec is not None:
-        try:
-            parse_clock_spec(spec)
-        except ValueError as e:
-            raise pytest.UsageError(f"--clock: {e}") from None
+    from .dut import dut_class
+
+    try:
+        cls = dut_class(config.getoption("--dut"))
+    except (KeyError, ImportError) as e:
+        raise pytest.UsageError(str(e).strip('"')) from None
+    spec = config.getoption("--clock") or cls.default_clock
+    try:
+        kind, _ = parse_clock_spec(spec)
+    except ValueError as e:
+        raise pytest.UsageError(f"--clock: {e}") from None
+    if kind not in cls.clocks:
+        raise pytest.UsageError(f"--clock {spec}: a {cls.kind} DUT runs on {' or '.join(cls.clocks)} clocks only "
+                                f"(SPEC §9: a phone in another process cannot follow a virtual clock)")
+    config._sipharness_clock = spec  # type: ignore[attr-defined]
     config._sipharness_findings = []  # type: ignore[attr-defined]
 
 
@@ -77,8 +96,7 @@ def sip_clock(request: pytest.FixtureRequest):
     """The test's clock (SPEC §9): the fakes and the DUT all run on it."""
     from twisted.internet import reactor
 
-    spec = request.config.getoption("--clock") or "virtual"
-    kind, speed = parse_clock_spec(spec)
+    kind, speed = parse_clock_spec(request.config._sipharness_clock)
     clock = VirtualClock(reactor) if kind == "virtual" else ScaledClock(reactor, speed)
     _state(request).clock = clock
     yield clock
@@ -113,15 +131,10 @@ def dut(request: pytest.FixtureRequest, sip_clock, tls_pki):
     """The device under test behind one interface (SPEC §10), chosen by ``--dut``."""
     from twisted.internet import reactor
 
-    from .dut import DUT_KINDS
+    from .dut import dut_class
 
-    name = request.config.getoption("--dut")
-    if name not in DUT_KINDS:
-        raise pytest.UsageError(f"--dut {name!r}: known kinds are {', '.join(sorted(DUT_KINDS))}")
-    kw: dict[str, Any] = {"reactor": reactor}
-    if name == "bundled":
-        kw["tls_context"] = tls_pki.client_context()
-    device = DUT_KINDS[name](sip_clock, **kw)
+    cls = dut_class(request.config.getoption("--dut"))
+    device = cls.from_options(sip_clock, request.config.getoption, reactor=reactor, tls_pki=tls_pki)
     _state(request).dut = device
     yield device
     pytest_twisted.blockon(defer.maybeDeferred(device.stop))
@@ -206,6 +219,7 @@ def _ladder_text(st: _TestState) -> str | None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    report._sipharness_scenario = _scenario_of(item)  # type: ignore[attr-defined]
     st: _TestState | None = getattr(item, _STATE, None)
     if st is None:
         return
@@ -227,15 +241,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def _maybe_finding(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport, st: _TestState) -> None:
     """An [interp] rule broken by a non-bundled phone is a finding, not a harness failure."""
     marker = item.get_closest_marker("interp")
-    if marker is None or st.dut is None or st.dut.interp_binding:
+    report_mode = item.config.getoption("--report-mode")
+    if st.dut is None or not (report_mode or (marker is not None and not st.dut.interp_binding)):
         return
     if not isinstance(call.excinfo.value, AssertionError):
-        return  # a crash or hang stays a failure
-    rule = marker.args[0] if marker.args else "[interp]"
+        return  # a crash or a harness error stays a failure (a WaitTimeout is an AssertionError: a finding)
+    rule = marker.args[0] if marker is not None and marker.args else _scenario_of(item) or "rule"
     text = str(call.excinfo.value).splitlines()[0] if str(call.excinfo.value) else "deviation"
     report.outcome = "skipped"
     report.wasxfail = f"finding ({rule}): {text}"
     item.config._sipharness_findings.append((item.nodeid, rule, text))  # type: ignore[attr-defined]
+
+
+def _scenario_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("scenario")
+    return marker.args[0] if marker is not None and marker.args else None
 
 
 def _write_html_ladder(item: pytest.Item, st: _TestState) -> None:
@@ -251,10 +271,39 @@ def _write_html_ladder(item: pytest.Item, st: _TestState) -> None:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    findings = getattr(config, "_sipharness_findings", [])
-    if not findings:
-        return
     tr = terminalreporter
-    tr.section("sipharness findings ([interp] rules this phone reads differently)", yellow=True)
-    for nodeid, rule, text in findings:
-        tr.line(f"{rule}: {nodeid}: {text}", yellow=True)
+    findings = getattr(config, "_sipharness_findings", [])
+    if findings:
+        tr.section("sipharness findings (rules this phone does not meet)", yellow=True)
+        for nodeid, rule, text in findings:
+            tr.line(f"{rule}: {nodeid}: {text}", yellow=True)
+    if config.getoption("--report-mode"):
+        _rule_table(tr, config)
+
+
+def _rule_table(tr, config) -> None:
+    """Per SPEC §8 scenario: how many of its tests the phone met, and the findings."""
+    from .coverage import SCENARIOS
+
+    seen: dict[str, list[str]] = {}
+    for rep in tr.stats.get("passed", []) + tr.stats.get("failed", []) + tr.stats.get("skipped", []) + \
+            tr.stats.get("xfailed", []):
+        sid = getattr(rep, "_sipharness_scenario", None)
+        if sid is not None and (rep.when == "call" or (rep.when == "setup" and not rep.passed)):
+            seen.setdefault(sid, []).append(_verdict(rep))
+    tr.section(f"sipharness rule table ({config.getoption('--dut')} DUT)")
+    tr.line(f"{'id':<7} {'met':>4} {'findings':>8} {'skipped':>7} {'errors':>6}  scenario")
+    for sid, title in SCENARIOS.items():
+        v = seen.get(sid, [])
+        tr.line(f"{sid:<7} {v.count('met'):>4} {v.count('finding'):>8} {v.count('skipped'):>7} "
+                f"{v.count('error'):>6}  {title}")
+
+
+def _verdict(rep) -> str:
+    if rep.passed:
+        return "met"
+    if getattr(rep, "wasxfail", "").startswith("finding"):
+        return "finding"
+    if rep.skipped:
+        return "skipped"
+    return "error"

@@ -10,12 +10,11 @@ MODES = ("0-newRequests: all requests are sent to the primary server first, rega
          "used. 1-DNSTTL: the IP phone will retry to send requests to the primary server after the timeout equal to "
          "the DNSTTL ... 2-registration: ... retry to send REGISTER requests to the primary server when registration "
          "renewal. 3-duration: ... after the timeout defined by the account.x.sip_server.y.failback_timeout parameter.")
-A_TTL = 300
 
 
 async def _fail_over_registration(lab, mode, extra=None):
     """Register while the primary is silent (→ secondary at 7.5 s), then let the primary recover."""
-    topo = await lab.up(Domain(("primary", "secondary"), a_ttl=A_TTL), start=False,
+    topo = await lab.up(Domain(("primary", "secondary"), a_ttl=lab.value("a_ttl")), start=False,
                         account={"sip_server.1.failback_mode": mode, **(extra or {})})
     rule = topo["primary"].script.silent("REGISTER")
     await lab.dut.start()
@@ -41,28 +40,29 @@ async def _first_invite_of_call_at(lab, topo, t):
 @pytest_twisted.ensureDeferred
 async def test_dnsttl_stays_until_a_record_ttl_runs_out(lab):
     topo, reg = await _fail_over_registration(lab, 1)
-    assert await _first_invite_of_call_at(lab, topo, A_TTL - 50) == "secondary", \
+    ttl = lab.value("a_ttl")
+    assert await _first_invite_of_call_at(lab, topo, ttl - 20) == "secondary", \
         "DNSTTL: a call before the A record's TTL ran out left the secondary"
-    assert await _first_invite_of_call_at(lab, topo, A_TTL + 10) == "primary", \
-        f"DNSTTL: a call after the A record's TTL ({A_TTL} s) ran out did not start at the primary"
+    assert await _first_invite_of_call_at(lab, topo, ttl + 10) == "primary", \
+        f"DNSTTL: a call after the A record's TTL ({ttl} s) ran out did not start at the primary"
 
 
 @pytest.mark.scenario("FBK-2", MODES)
 @pytest_twisted.ensureDeferred
 async def test_registration_mode_returns_at_next_refresh(lab):
-    topo, reg = await _fail_over_registration(lab, 2)
-    assert await _first_invite_of_call_at(lab, topo, 1000) == "secondary", \
+    topo, reg = await _fail_over_registration(lab, 2, {"sip_server.1.expires": lab.value("expires")})
+    assert await _first_invite_of_call_at(lab, topo, reg.time + lab.value("expires") * 0.5) == "secondary", \
         "registration mode: a call before the next refresh left the secondary"
     mark = len(lab.recorder)
     events = len(lab.dut.events)
-    refreshed = await lab.dut.wait_registered(account=1, timeout=4000, since=events)
+    refreshed = await lab.dut.wait_registered(account=1, timeout=lab.value("expires") + 60, since=events)
     refresh = attempts(lab.recorder, "REGISTER", since=mark)[0]
     assert refresh.server == "primary", f"the registration refresh at t = {refresh.time:.3f} s went to {refresh.server}"
     assert await _first_invite_of_call_at(lab, topo, refreshed.time + 10) == "primary"
 
 
 @pytest.mark.scenario("FBK-3", MODES)
-@pytest.mark.parametrize("failback_timeout", [120, 60])
+@pytest.mark.parametrize("failback_timeout", [120, 60])  # the seed's value and the smallest legal one
 @pytest_twisted.ensureDeferred
 async def test_duration_returns_after_failback_timeout(lab, failback_timeout):
     topo, reg = await _fail_over_registration(lab, 3, {"sip_server.1.failback_timeout": failback_timeout})
@@ -77,12 +77,13 @@ async def test_duration_returns_after_failback_timeout(lab, failback_timeout):
 @pytest_twisted.ensureDeferred
 async def test_duration_zero_stays_until_current_target_fails(lab):
     topo, reg = await _fail_over_registration(lab, 3, {"sip_server.1.failback_timeout": 0})
-    assert await _first_invite_of_call_at(lab, topo, 5000) == "secondary", \
+    later = reg.time + 3 * lab.value("failback_timeout")  # well past any timeout the phone might apply
+    assert await _first_invite_of_call_at(lab, topo, later) == "secondary", \
         "duration 0: the phone left the secondary although it never failed"
     topo["secondary"].script.silent("INVITE")
-    await _first_invite_of_call_at(lab, topo, 5100)  # fails over from the secondary
+    await _first_invite_of_call_at(lab, topo, later + 10)  # fails over from the secondary
     topo["secondary"].script.clear()
-    assert await _first_invite_of_call_at(lab, topo, 5200) == "primary", \
+    assert await _first_invite_of_call_at(lab, topo, later + 60) == "primary", \
         "duration 0: after the secondary failed, new requests did not go to the primary"
 
 

@@ -43,7 +43,8 @@ async def test_concurrent_registers_with_both_servers(lab):
 @pytest_twisted.ensureDeferred
 async def test_invite_falls_back_then_returns_to_working_server(lab, retry_counts):
     topo = await lab.up(Address("primary"), Address("fallback"),
-                        account={**CONCURRENT, "sip_server.1.retry_counts": retry_counts})
+                        account={**CONCURRENT, "sip_server.1.retry_counts": retry_counts,
+                                 "sip_server.1.expires": lab.value("expires")})
     await lab.dut.wait_registered(account=1, server=1, timeout=30)
     await lab.dut.wait_registered(account=1, server=2, timeout=30)
     working, fallback = topo["primary"], topo["fallback"]
@@ -60,7 +61,7 @@ async def test_invite_falls_back_then_returns_to_working_server(lab, retry_count
     # The working server recovers; once it answers a REGISTER again, the next INVITE goes to it.
     working.script.remove(rule)
     events = len(lab.dut.events)
-    await lab.dut.wait_registered(account=1, server=1, since=events, timeout=4000)
+    await lab.dut.wait_registered(account=1, server=1, since=events, timeout=lab.value("expires") + 60)
     mark = len(lab.recorder)
     await _call(lab, topo.uri("2000"))
     assert attempts(lab.recorder, "INVITE", "primary", since=mark), "the next call did not go to the working server"
