@@ -7,7 +7,7 @@ from dnslib import QTYPE
 
 from fakes.dns import Zone, ZoneError
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed-example.zone"
+SEED = Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.zone"
 SEED_TEXT = """\
 $ORIGIN yealink.pbx.com.
 $TTL 3600

@@ -25,7 +25,7 @@ from phone.config import (
     loads_config,
 )
 
-SEED_CFG = Path(__file__).resolve().parents[2] / "shared" / "data" / "seed-example.cfg"
+SEED_CFG = Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.cfg"
 
 HOST_253 = ".".join(["a" * 63] * 3 + ["b" * 61])  # 63*3 + 61 + 3 dots = 253
 assert len(HOST_253) == 253

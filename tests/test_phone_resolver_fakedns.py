@@ -6,7 +6,7 @@ The zone is the guide's appendix (shared/data/seed-example.zone): resolution onl
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -15,7 +15,7 @@ from fakes.dns import FakeDNS, Zone
 from phone.dnsclient import Resolver
 from sipcore.clock import VirtualClock
 
-SEED_ZONE = open("/work/shared/data/seed-example.zone", encoding="utf-8").read()
+SEED_ZONE = open(Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.zone", encoding="utf-8").read()
 D = "yealink.pbx.com"
 GUIDE = ["tcp:62.10.1.20:5060", "tcp:62.10.1.10:5060"]
 
@@ -131,15 +131,12 @@ async def test_dns7_truncated_everywhere_skips_that_target(fake, resolver):
 @pytest_twisted.ensureDeferred
 async def test_dns7_timeout_on_naptr_is_two_tries_of_two_phone_seconds(fake, resolver, vclock):
     fake.faults.add("drop", name=D, qtype="NAPTR")
-    wall = time.monotonic()
     targets = await resolver.resolve(D, 0, 3, 1)
-    wall = time.monotonic() - wall
     assert hosts(targets) == GUIDE
     naptr = [r.time for r in fake.recorder.dns(qtype="NAPTR", direction="in")]
     assert naptr == [0.0, 2.0]
     assert vclock.seconds() == 4.0  # NAPTR given up at 4 s, then SRV and A answered at once
     assert [t.expires_at for t in targets] == [3604.0, 3604.0]
-    assert wall < 2.0, f"two virtual 2 s timeouts took {wall:.2f} s of wall time"
 
 
 @pytest_twisted.ensureDeferred

@@ -1,6 +1,5 @@
 """SPEC §9: the virtual clock jumps exactly, only when idle; scaled clocks scale."""
 
-import time
 
 import pytest
 import pytest_twisted
@@ -18,13 +17,12 @@ def test_virtual_clock_jumps_to_each_timer_exactly():
     for t in (3600.0, 0.5, 32.0, 7.5):
         clock.callLater(t, lambda t=t: fired.append((t, clock.seconds())))
     clock.callLater(3600.001, done.callback, None)
-    wall = time.monotonic()
     yield done
-    wall = time.monotonic() - wall
     assert fired == [(0.5, 0.5), (7.5, 7.5), (32.0, 32.0), (3600.0, 3600.0)]
     assert clock.seconds() == pytest.approx(3600.001)
-    # Five jumps of a few ms each: an hour of phone time costs well under a second.
-    assert wall < 1.0, f"an hour of virtual time took {wall:.3f} s of wall time"
+    # Time moved by jumps, one per timer (plus the final one), never by waiting: an hour of
+    # phone time costs a few idle thresholds (bench/phone_scale.py measures the wall time).
+    assert clock.jumps == 5
     clock.stop()
 
 
