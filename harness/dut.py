@@ -223,6 +223,7 @@ class BundledPhone(DeviceUnderTest):
 #: ``--dut`` names → "module:Class" of a DeviceUnderTest subclass, imported only when used.
 DUT_KINDS: dict[str, str] = {
     "bundled": "harness.dut:BundledPhone",
+    "baresip": "harness.baresip:BaresipPhone",
 }
 
 
