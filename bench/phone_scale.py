@@ -21,7 +21,8 @@ round of N phones under tracemalloc and prints where the memory goes (top lines)
 
 RLIMIT_NOFILE is raised first (each phone holds a connected UDP socket per target: two here,
 plus one for each DNS query in flight): to the hard limit, or above it when this process may
-(root), to 3 × N + 1000.
+(CAP_SYS_RESOURCE), to 2 × N + 200. A round that cannot fit is skipped with the reason
+(``--force`` runs it anyway).
 """
 
 from __future__ import annotations
@@ -51,16 +52,20 @@ _sip._udp  IN SRV  1 1 {p2} server2.pbx.test.
 server1    IN A    127.0.0.10
 server2    IN A    127.0.0.20
 """
+FD_MARGIN = 200  # descriptors besides the phones' sockets: stdio, epoll, DNS queries in flight
 BATCH_S = 0.05  # a paced start starts rate × 50 ms phones at a time
 SETTLE = 6.0  # wall seconds between "all registered" and the steady-state RSS
 RCVBUF = 16 * 1024 * 1024  # fakes' receive buffers: 10 000 phones booting at once send in bursts
 
 
+_STATUS = open("/proc/self/status", "rb", buffering=0)  # opened once: at the limit, open() fails (EMFILE)
+
+
 def vm_rss_kib() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+    _STATUS.seek(0)
+    for line in _STATUS.read(65536).splitlines():
+        if line.startswith(b"VmRSS:"):
+            return int(line.split()[1])
     return 0
 
 
@@ -186,11 +191,13 @@ def phones_round(n: int, dns_host: str, dns_port: int, trace: bool, deadline: fl
         if state.get("finished"):
             return
         state["finished"] = True
-        gc.collect()
-        state["rss1"] = vm_rss_kib()
-        if trace:
-            state["snap1"] = tracemalloc.take_snapshot()
-        reactor.stop()
+        try:
+            gc.collect()
+            state["rss1"] = vm_rss_kib()
+            if trace:
+                state["snap1"] = tracemalloc.take_snapshot()
+        finally:
+            reactor.stop()
 
     for i in range(n):
         cfg = loads_config("#!version:1.0.0.1\naccount.1.enable = 1\n"
@@ -247,7 +254,10 @@ def run_round(n: int, rate: float, trace: bool = False) -> dict:
             [sys.executable, __file__, "--round", str(n), "--dns", f"{addrs['dns'][0]}:{addrs['dns'][1]}",
              "--deadline", str(deadline), "--start-rate", str(rate)] + (["--trace"] if trace else []),
             stdout=subprocess.PIPE, text=True, cwd=ROOT, timeout=deadline + 120)
-        result = json.loads(child.stdout.strip().splitlines()[-1])
+        lines = child.stdout.strip().splitlines()
+        if not lines:
+            raise RuntimeError(f"phones process for N={n} printed nothing (exit status {child.returncode})")
+        result = json.loads(lines[-1])
     finally:
         fakes.send_signal(signal.SIGTERM)
         try:
@@ -265,14 +275,15 @@ def report(r: dict) -> None:
     c = r["fakes"]
     sends = c.get("primary in REGISTER", 0) + c.get("secondary in REGISTER", 0)
     per_phone = (r["rss1_kib"] - r["rss0_kib"]) / n
-    at_registered = (r["rss_registered_kib"] - r["rss0_kib"]) / n
+    at_registered = (f"{(r['rss_registered_kib'] - r['rss0_kib']) / n:.1f} KiB at it" if r["rss_registered_kib"]
+                     else "the last never registered")
     built = (r["rss_built_kib"] - r["rss0_kib"]) / n
     status = "all registered" if r["done"] else f"DEADLINE: {r['registered']} of {n} registered"
     print(f"phones={n:>6}  {status}  wall={r['wall']:.2f} s  registrations/s={r['registered'] / r['wall']:.0f}  "
           f"REGISTER/s={sends / r['wall']:.0f} (primary {c.get('primary in REGISTER', 0)}, "
           f"secondary {c.get('secondary in REGISTER', 0)}, 200 OK {c.get('secondary out 200', 0)}, "
           f"DNS queries {c.get('dns queries', 0)})  register_failed={r['register_failed']}", flush=True)
-    print(f"phones={n:>6}  RSS/phone={per_phone:.1f} KiB {SETTLE:g} s after the last registration ({at_registered:.1f} KiB at it; built, not started: {built:.1f} KiB)  "
+    print(f"phones={n:>6}  RSS/phone={per_phone:.1f} KiB {SETTLE:g} s after the last registration ({at_registered}; built, not started: {built:.1f} KiB)  "
           f"VmRSS {r['rss0_kib'] / 1024:.1f} → {r['rss1_kib'] / 1024:.1f} MiB  ru_maxrss={r['maxrss_kib'] / 1024:.1f} MiB  "
           f"RLIMIT_NOFILE={r['nofile']}", flush=True)
     if "top" in r:
@@ -290,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracemalloc", type=int, default=0, metavar="N", help="one more round of N phones under tracemalloc")
     ap.add_argument("--start-rate", type=float, default=400.0, metavar="R",
                     help="phones started per second (0: all at once); default 400")
+    ap.add_argument("--force", action="store_true", help="run a round even if it cannot fit RLIMIT_NOFILE")
     ap.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--round", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dns", help=argparse.SUPPRESS)
@@ -300,16 +312,27 @@ def main(argv: list[str] | None = None) -> int:
         raise_nofile(65536)
         return serve_fakes()
     if args.round:
-        raise_nofile(3 * args.round + 1000)
+        raise_nofile(2 * args.round + FD_MARGIN)
         host, _, port = args.dns.rpartition(":")
         return phones_round(args.round, host, int(port), args.trace, args.deadline, args.start_rate)
     counts = [int(x) for x in args.phones.split(",") if x.strip()]
-    soft, hard = raise_nofile(3 * max(counts) + 1000)
+    soft, hard = raise_nofile(2 * max(counts) + FD_MARGIN)
     print(f"# phone_scale: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, RLIMIT_NOFILE {soft}/{hard}, "
           f"fakes in a separate process, real clock (primary silent → secondary after 7.5 s)", flush=True)
     print(f"# start rate: {'all at once' if args.start_rate <= 0 else f'{args.start_rate:g} phones/s'}", flush=True)
     for n in counts:
-        report(run_round(n, args.start_rate))
+        need = 2 * n + FD_MARGIN
+        if need > soft and not args.force:
+            print(f"phones={n:>6}  SKIPPED: needs {need} file descriptors (a connected UDP socket per target: "
+                  f"2 per phone, + DNS queries in flight) but RLIMIT_NOFILE is {soft} (hard {hard}; raising the hard "
+                  f"limit needs CAP_SYS_RESOURCE); --force tries anyway", flush=True)
+            continue
+        try:
+            report(run_round(n, args.start_rate))
+        except subprocess.TimeoutExpired as e:
+            print(f"phones={n:>6}  NO RESULT: the phones process was killed after {e.timeout:.0f} s", flush=True)
+        except RuntimeError as e:
+            print(f"phones={n:>6}  NO RESULT: {e}", flush=True)
     if args.tracemalloc:
         report(run_round(args.tracemalloc, args.start_rate, trace=True))
     return 0
