@@ -166,6 +166,7 @@ class ScaledClock:
         self._wall0 = reactor.seconds()
         self._start = float(start)
         self._calls: list[_ScaledCall] = []
+        self._pruned_at = 0
 
     def _to_phone(self, wall: float) -> float:
         return self._start + (wall - self._wall0) * self.speed
@@ -175,8 +176,10 @@ class ScaledClock:
 
     def callLater(self, delay: float, callable: Callable[..., Any], *args: Any, **kw: Any) -> IDelayedCall:
         call = _ScaledCall(self, self._reactor.callLater(max(0.0, delay) / self.speed, callable, *args, **kw))
-        self._calls = [c for c in self._calls if c.active()]
         self._calls.append(call)
+        if len(self._calls) > 2 * self._pruned_at + 64:  # prune now and then: amortised O(1) per call
+            self._calls = [c for c in self._calls if c.active()]
+            self._pruned_at = len(self._calls)
         return call
 
     def getDelayedCalls(self) -> list[IDelayedCall]:
