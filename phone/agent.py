@@ -23,8 +23,8 @@ from twisted.internet import defer
 
 from sipcore.journal import Journal
 from sipcore.message import NameAddr, SipUri, Via, make_request, make_response, new_branch, new_call_id, new_tag
-from sipcore.transaction import (ClientTransaction, Deliver, Send, ServerTransaction, TimedOut, TimerDriver,
-                                 TransactionTable, TransportFailed, TwoXXRetransmitter)
+from sipcore.transaction import (ClientTransaction, Send, ServerTransaction, TimedOut, TimerDriver, TransactionTable,
+                                 TwoXXRetransmitter)
 
 from phone.call import Call, sdp
 from phone.events import PhoneEvent
@@ -465,9 +465,10 @@ class UserAgent:
         if tx is None or call.invite is None:
             return
         inv = call.sender.request
-        h = [("Via", str(inv.top_via))] + [("Route", r) for r in inv.headers.get_all("Route")]
+        # RFC 3261 §9.1: same Request-URI, Call-ID, To, From, CSeq number, top Via and Route set.
+        routes = [("Route", r) for r in inv.headers.get_all("Route")]
         cancel = make_request("CANCEL", inv.uri, from_=inv.from_, to=inv.to, call_id=inv.call_id,
-                              cseq=(inv.cseq[0], "CANCEL"), via=inv.top_via)
+                              cseq=(inv.cseq[0], "CANCEL"), via=inv.top_via, headers=routes)
         self.run_transaction(cancel, call.sender.flow, None, lambda evs: None)
 
     def hangup(self, call: Call | None = None) -> None:

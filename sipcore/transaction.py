@@ -25,7 +25,7 @@ Choices where RFC 3261 leaves room:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 __all__ = [
     "Send",

@@ -3,7 +3,7 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_times
+from harness.assertions import expect_attempts, expect_times
 from harness.lab import Domain
 
 PASSAGE = ("The phone sends REGISTER request to the primary server. The phone retries REGISTER requests to the "

@@ -43,7 +43,7 @@ async def test_probes_every_fallback_timeout_then_fails_back(lab, fallback_timeo
     """Probing REGISTERs to the working server every fallback.timeout; on its 200 the phone uses it again."""
     topo = await lab.up(Address("primary"), Address("fallback"), start=False,
                         account={**SUCCESSIVE, "fallback.timeout": fallback_timeout})
-    working, fallback = topo["primary"], topo["fallback"]
+    working = topo["primary"]
     rule = working.script.silent()
     await lab.dut.start()
     await lab.dut.wait_registered(account=1, server=2, timeout=60)
@@ -79,7 +79,7 @@ async def test_failback_unregisters_from_fallback_server(lab):
     topo = await lab.up(Address("primary"), Address("fallback"), start=False,
                         account={**SUCCESSIVE, "fallback.timeout": lab.value("fallback.timeout"),
                                  "sip_server.2.expires": lab.value("expires")})
-    working, fallback = topo["primary"], topo["fallback"]
+    working = topo["primary"]
     rule = working.script.silent()
     await lab.dut.start()
     await lab.dut.wait_registered(account=1, server=2, timeout=60)

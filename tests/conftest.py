@@ -7,6 +7,7 @@ one asks :func:`peer`: absent, the test is skipped with the reason, unless
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -26,3 +27,35 @@ def require_peer(program: str) -> str:
 def peer():
     """``peer("dig")`` → path of the program, skipping/failing as :func:`require_peer` says."""
     return require_peer
+
+
+@pytest.fixture
+def vclock():
+    """A SPEC §9 virtual clock over the test reactor, stopped after the test."""
+    from twisted.internet import reactor
+
+    from sipcore.clock import VirtualClock
+
+    clock = VirtualClock(reactor)
+    yield clock
+    clock.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on ``host`` right now, for peers that cannot take port 0
+    (SIPp's ``-p 0`` means 5060; Kamailio needs it in ``-l``). Small race: it is closed before use,
+    so callers retry on a bind failure."""
+    for _ in range(50):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        u.bind((host, 0))
+        port = u.getsockname()[1]
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            t.bind((host, port))
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError(f"no port free for both UDP and TCP on {host}")

@@ -15,7 +15,7 @@ import sys
 
 import pytest_twisted
 from hypothesis import HealthCheck, given, settings, strategies as st
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import protocol, reactor
 
 from fakes.record import Recorder
 from fakes.sip import FakeSipServer

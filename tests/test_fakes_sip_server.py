@@ -10,7 +10,7 @@ import hashlib
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import protocol, reactor
 
 from fakes.ladder import render_ladder
 from fakes.record import Recorder
@@ -143,7 +143,7 @@ def test_refresh_unregister_star_and_min_expires(lab, clock):
     p.send(register(p, addr, expires=120, contact=f"<sip:alice@{p.address[0]}:{p.address[1]}>;expires=300"), addr)
     yield p.wait(200, count=2)
     assert [e for _, e in s.bindings("alice")] == [pytest.approx(350.0)]
-    p.send(register(p, addr, contact=f"<sip:alice@127.0.0.1:9>"), addr)  # second contact
+    p.send(register(p, addr, contact="<sip:alice@127.0.0.1:9>"), addr)  # second contact
     yield p.wait(200, count=3)
     assert len(s.bindings("alice")) == 2
     p.send(register(p, addr, expires=0, contact="<sip:alice@127.0.0.1:9>"), addr)  # un-REGISTER one
@@ -294,8 +294,7 @@ class _Handler:
 def test_flap_schedule(lab, clock):
     server, peer, rec = lab
     s = server()
-    addr = yield s.listen("udp")
-    p = peer()
+    yield s.listen("udp")
     s.flap(down_for=10, up_for=20, cycles=2)
     seen = []
     for t in (1, 12, 31, 45):

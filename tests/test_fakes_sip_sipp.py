@@ -9,7 +9,6 @@ port the test found free a moment before (a small race, on 127.0.0.1 only).
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import pytest_twisted
@@ -18,30 +17,15 @@ from twisted.internet.utils import getProcessOutputAndValue
 
 from fakes.record import Recorder
 from fakes.sip import FakeSipServer
+from tests.conftest import free_port
 
 HERE = os.path.join(os.path.dirname(__file__), "sipp")
 
 
-def _free_port() -> int:
-    # a port free for both UDP and TCP at this moment
-    for _ in range(20):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def run_sipp(sipp: str, target, *args: str, transport: str = "udp", calls: int = 1):
-    argv = [f"{target[0]}:{target[1]}", "-i", "127.0.0.1", "-p", str(_free_port()), "-m", str(calls),
+    argv = [f"{target[0]}:{target[1]}", "-i", "127.0.0.1", "-p", str(free_port()), "-m", str(calls),
             "-timeout", "20s", "-timeout_error", "-nostdin", "-t", "u1" if transport == "udp" else "t1",
             *args]
     return getProcessOutputAndValue(sipp, argv, env=dict(os.environ), path="/tmp", reactor=reactor)
@@ -116,7 +100,7 @@ def test_sipp_call_through_proxy_to_registered_sipp(peer, fake, transport):
     sipp = peer("sipp")
     s = fake(unknown_user="404")
     addr = yield s.listen(transport)
-    uas_port = _free_port()
+    uas_port = free_port()
     callee = getProcessOutputAndValue(sipp, [
         f"{addr[0]}:{addr[1]}", "-sn", "uas", "-i", "127.0.0.1", "-p", str(uas_port), "-m", "1", "-timeout", "20s",
         "-timeout_error", "-nostdin", "-t", "u1" if transport == "udp" else "t1"], env=dict(os.environ), path="/tmp",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 
 import pytest
 import pytest_twisted
@@ -30,6 +29,7 @@ from phone.config import loads_config
 from phone.phone import Phone
 from sipcore.clock import ScaledClock
 from tests.conftest import require_peer
+from tests.conftest import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KAMAILIO_CFG = os.path.join(HERE, "kamailio", "phone.cfg")
@@ -37,22 +37,6 @@ SIPP_UAS = os.path.join(HERE, "sipp", "phone_uas.xml")
 WAIT = 15.0  # wall seconds for any single thing to happen
 
 
-def free_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1 right now (small race: it is closed before use)."""
-    for _ in range(50):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        u.bind(("127.0.0.1", 0))
-        port = u.getsockname()[1]
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError("no port free for both UDP and TCP on 127.0.0.1")
 
 
 def deadline(d: defer.Deferred, seconds: float, what: str) -> defer.Deferred:

@@ -15,7 +15,7 @@ from fakes.dns import FakeDNS, Zone
 from phone.config import loads_config
 from phone.phone import Phone
 from sipcore import transport
-from sipcore.clock import VirtualClock
+
 from sipcore.journal import Journal
 from sipcore.message import make_response
 
@@ -69,14 +69,6 @@ class Responder:
     def times(self, method):
         return [round(t, 3) for t, m in self.seen if m == method]
 
-
-@pytest.fixture
-def vclock():
-    from twisted.internet import reactor
-
-    clock = VirtualClock(reactor)
-    yield clock
-    clock.stop()
 
 
 @pytest_twisted.async_yield_fixture

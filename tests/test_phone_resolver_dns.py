@@ -16,7 +16,7 @@ from twisted.internet.error import CannotListenError
 from twisted.protocols.basic import Int16StringReceiver
 
 from phone.dnsclient import Resolver
-from sipcore.clock import VirtualClock, note_activity
+from sipcore.clock import note_activity
 from sipcore.reactor import clocked_reactor
 
 SEED_ZONE = open(Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.zone", encoding="utf-8").read()
@@ -102,14 +102,6 @@ class MiniDNS:
             reply.header.tc = 1
         return reply.pack()
 
-
-@pytest.fixture
-def vclock():
-    from twisted.internet import reactor
-
-    clock = VirtualClock(reactor)
-    yield clock
-    clock.stop()
 
 
 @pytest_twisted.async_yield_fixture

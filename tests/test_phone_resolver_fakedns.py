@@ -13,20 +13,12 @@ import pytest_twisted
 
 from fakes.dns import FakeDNS, Zone
 from phone.dnsclient import Resolver
-from sipcore.clock import VirtualClock
+
 
 SEED_ZONE = open(Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.zone", encoding="utf-8").read()
 D = "yealink.pbx.com"
 GUIDE = ["tcp:62.10.1.20:5060", "tcp:62.10.1.10:5060"]
 
-
-@pytest.fixture
-def vclock():
-    from twisted.internet import reactor
-
-    clock = VirtualClock(reactor)
-    yield clock
-    clock.stop()
 
 
 @pytest_twisted.async_yield_fixture

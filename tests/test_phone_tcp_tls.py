@@ -19,7 +19,7 @@ from fakes.record import Recorder
 from fakes.sip import FakeSipServer
 from phone.config import loads_config
 from phone.phone import Phone
-from sipcore.clock import VirtualClock
+
 from sipcore.tls import TestPKI
 
 ZONE = """$ORIGIN pbx.test.
@@ -33,14 +33,6 @@ server1    IN A    127.0.0.10
 server2    IN A    127.0.0.20
 """
 
-
-@pytest.fixture
-def vclock():
-    from twisted.internet import reactor
-
-    clock = VirtualClock(reactor)
-    yield clock
-    clock.stop()
 
 
 @pytest_twisted.async_yield_fixture

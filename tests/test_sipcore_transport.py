@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import protocol, reactor
 
 from sipcore.clock import ScaledClock
 from sipcore.journal import Journal
