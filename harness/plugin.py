@@ -99,7 +99,10 @@ def sip_clock(request: pytest.FixtureRequest):
     kind, speed = parse_clock_spec(request.config._sipharness_clock)
     clock = VirtualClock(reactor) if kind == "virtual" else ScaledClock(reactor, speed)
     _state(request).clock = clock
+    start = clock.seconds()
     yield clock
+    # How much phone time the test covered: summed in the terminal summary (bench/suite_time.py).
+    request.node.user_properties.append(("phone_time_s", round(clock.seconds() - start, 6)))
     if isinstance(clock, VirtualClock):
         clock.stop()
 
@@ -272,6 +275,12 @@ def _write_html_ladder(item: pytest.Item, st: _TestState) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     tr = terminalreporter
+    covered = [value for reports in tr.stats.values() for rep in reports
+               if getattr(rep, "when", None) == "teardown"
+               for key, value in getattr(rep, "user_properties", ()) if key == "phone_time_s"]
+    if covered:
+        tr.write_line(f"sipharness: {len(covered)} tests covered {sum(covered):.3f} s of phone time "
+                      f"on a {config._sipharness_clock} clock")
     findings = getattr(config, "_sipharness_findings", [])
     if findings:
         tr.section("sipharness findings (rules this phone does not meet)", yellow=True)
