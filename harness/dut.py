@@ -224,6 +224,7 @@ class BundledPhone(DeviceUnderTest):
 DUT_KINDS: dict[str, str] = {
     "bundled": "harness.dut:BundledPhone",
     "baresip": "harness.baresip:BaresipPhone",
+    "yealink": "harness.vendor:VendorPhone",
 }
 
 

@@ -21,7 +21,14 @@ tell it to call, answer, hang up, quit. The protocol is the simplest thing a pip
 
 Clock (SPEC §9): ``real`` (default) or ``scaled:X``, both :class:`sipcore.clock.ScaledClock`
 starting at phone time 0; ``virtual`` is refused because its jumps are only safe when the
-harness shares the process.
+harness shares the process. ``scaled:X@EPOCH`` (or ``real@EPOCH``) puts phone time 0 at the
+wall time EPOCH (Unix seconds) instead: a harness passes its own clock's epoch, so both
+processes read the same phone time.
+
+Vendor emulation (SPEC §10, :mod:`phone.emulation`): with ``--provision URL --mac MAC
+--http HOST:PORT`` instead of ``--config``, the daemon behaves like a vendor phone: it fetches
+``<URL>/<mac>.cfg`` at start and on ``key=AutoP``, serves the Action URI on ``--http`` (port 0:
+any; the daemon prints ``http listening on HOST:PORT``) and calls the Action URLs of the file.
 
 Thin adapter: all the phone's behaviour is :class:`phone.phone.Phone`; stdin/stdout go
 through ``twisted.internet.stdio`` (non-blocking, so a slow reader never stalls the phone's
@@ -33,8 +40,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 from twisted.internet import defer, stdio
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -113,12 +122,24 @@ class _Console(LineOnlyReceiver):
 
 
 class _Daemon:
-    def __init__(self, args: argparse.Namespace, config: Any, reactor: Any, clock: Any, dns: tuple[str, int] | None):
+    def __init__(self, args: argparse.Namespace, config: Any, reactor: Any, clock: Any, dns: tuple[str, int] | None,
+                 tls_context: Any = None):
         from phone.phone import Phone
 
         self.args, self.reactor, self.clock = args, reactor, clock
-        self.phone = Phone(config, clock=clock, reactor=reactor, dns_server=dns, local_host=args.local_host,
-                           name=args.name)
+        self.emulation: Any = None
+        self.phone: Any = None
+        if config is not None:
+            self.phone = Phone(config, clock=clock, reactor=reactor, dns_server=dns, local_host=args.local_host,
+                               tls_context=tls_context, name=args.name)
+        else:  # vendor emulation: the phone comes from the provisioning server
+            from phone.emulation import VendorEmulation
+
+            allow = tuple(a for a in (args.action_uri_allow or "").split(",") if a)
+            self.emulation = VendorEmulation(
+                reactor=reactor, clock=clock, provision_url=args.provision, mac=args.mac, http=args.http,
+                emit=self.emit, on_phone=self._attach, local_host=args.local_host, tls_context=tls_context, dns=dns,
+                user=args.http_user, password=args.http_password, allow=allow, name=args.name)
         self.console = _Console(self._command, self._eof)
         self.stopping = False
 
@@ -129,8 +150,17 @@ class _Daemon:
     def _phone_event(self, ev: Any) -> None:
         self.console.write_line(event_json(ev.kind, ev.time, **{f: getattr(ev, f) for f in _FIELDS}))
 
+    def _attach(self, phone: Any) -> None:
+        self.phone = phone
+        if phone is not None:
+            phone.events.subscribe(self._phone_event)
+
     # -- life cycle
     def start(self) -> None:
+        if self.emulation is not None:
+            self.emulation.start()
+            self.emit("daemon", detail=f"started: clock {self.args.clock}, vendor emulation, mac {self.args.mac}")
+            return
         self.phone.events.subscribe(self._phone_event)
         self.phone.start()
         accounts = sorted(self.phone.ua.fallbacks)
@@ -141,19 +171,24 @@ class _Daemon:
         """Stop the phone (un-REGISTER first when asked, bounded), flush stdout, close stdio."""
         self.stopping = True
         self.emit("daemon", detail="stopping" + (": un-REGISTER" if self.args.unregister_on_exit else ""))
-        stop = self.phone.stop(unregister=self.args.unregister_on_exit)
+        if self.emulation is not None:
+            self.emulation._stopped = True  # no re-provisioning, no callbacks while stopping
+        phone = self.phone
+        stop = phone.stop(unregister=self.args.unregister_on_exit) if phone is not None else defer.succeed(None)
         if self.args.unregister_on_exit:
             timer = self.reactor.callLater(self.args.stop_timeout, stop.cancel)  # wall seconds
             try:
                 yield stop
             except defer.CancelledError:
                 self.emit("error", detail=f"un-REGISTER not finished after {self.args.stop_timeout:g} s: stopped anyway")
-                yield self.phone.stop(unregister=False)
+                yield phone.stop(unregister=False)
             finally:
                 if timer.active():
                     timer.cancel()
         else:
             yield stop
+        if self.emulation is not None:
+            yield self.emulation.stop()
         self.emit("daemon", detail="stopped")
         if self.console.transport is not None:
             self.console.transport.loseConnection()  # flushes what is buffered, then closes
@@ -181,6 +216,8 @@ class _Daemon:
             self.emit("error", detail=str(e).replace("\x00", ""))
             return
         try:
+            if self.phone is None:
+                raise ValueError("the phone has no configuration yet (not provisioned)")
             if verb == "call":
                 account = int(args[1]) if len(args) > 1 else 1
                 self.phone.call(args[0], account)  # the phone's call_state "calling" carries the Call-ID
@@ -197,9 +234,9 @@ class _Daemon:
             self.emit("error", detail=f"{line.strip()!r}: {e}")
 
 
-def _address(text: str) -> tuple[str, int]:
+def _address(text: str, lowest: int = 1) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not lowest <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r}: expected HOST:PORT (e.g. 127.0.0.1:5353)")
     return host.strip("[]"), int(port)
 
@@ -208,17 +245,29 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sipharness phone",
                                 description="The bundled phone: events as JSON lines on stdout, commands on stdin "
                                             f"({COMMANDS}).")
-    p.add_argument("--config", required=True, metavar="FILE", help="the phone's .cfg (SPEC §1)")
+    p.add_argument("--config", metavar="FILE", help="the phone's .cfg (SPEC §1); or --provision")
     p.add_argument("--dns", type=_address, metavar="HOST:PORT",
                    help="DNS server (default: static.network.primary_dns of the .cfg)")
     p.add_argument("--clock", default="real", metavar="real|scaled:X",
-                   help="phone time: real (default) or scaled:X (X phone seconds per wall second)")
+                   help="phone time: real (default) or scaled:X (X phone seconds per wall second); "
+                        "add @EPOCH to put phone time 0 at that wall time (Unix seconds)")
     p.add_argument("--local-host", default="127.0.0.1", help="address the phone's sockets bind (default 127.0.0.1)")
     p.add_argument("--name", default="phone", help="name in the phone's log")
     p.add_argument("--unregister-on-exit", action="store_true", help="un-REGISTER (Expires: 0) before exiting")
     p.add_argument("--stop-timeout", type=float, default=5.0, metavar="S",
                    help="wall seconds the un-REGISTER may take at exit (default 5)")
     p.add_argument("--exit-on-eof", action="store_true", help="quit when stdin reaches EOF (default: keep running)")
+    p.add_argument("--ca-file", metavar="PEM", help="CA certificates the phone trusts for SIP over TLS")
+    v = p.add_argument_group("vendor emulation (instead of --config; see phone/emulation.py)")
+    v.add_argument("--provision", metavar="URL", help="provisioning server: fetch URL/<mac>.cfg at start and on AutoP")
+    v.add_argument("--mac", metavar="MAC", help="the phone's MAC address, 12 hex digits (names <mac>.cfg)")
+    v.add_argument("--http", type=lambda t: _address(t, 0), metavar="HOST:PORT",
+                   help="Action URI server address (port 0: any, printed as 'http listening on HOST:PORT')")
+    v.add_argument("--http-user", default="admin", help="web user until the .cfg sets one (default admin)")
+    v.add_argument("--http-password", default="admin", help="web password until the .cfg sets one (default admin)")
+    v.add_argument("--action-uri-allow", metavar="IP[,IP]",
+                   help="Action URI whitelist until the .cfg sets features.action_uri_limit_ip "
+                        "(default: the provisioning server's host)")
     return p
 
 
@@ -233,25 +282,40 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
     from phone.config import ConfigError, load_config
     from sipcore.clock import ScaledClock, parse_clock_spec
 
+    spec, _, epoch_text = args.clock.partition("@")
     try:
-        kind, speed = parse_clock_spec(args.clock)
+        kind, speed = parse_clock_spec(spec)
         if kind == "virtual":
             raise ValueError("clock 'virtual' needs the harness's process: use real or scaled:X here")
+        epoch = float(epoch_text) if epoch_text else None
     except ValueError as e:
-        print(f"sipharness phone: --clock: {e}", file=sys.stderr)
+        print(f"sipharness phone: --clock {args.clock}: {e}", file=sys.stderr)
         return 2
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"sipharness phone: {args.config}: configuration refused, nothing started:\n{e}", file=sys.stderr)
+    problem = _vendor_args_problem(args)
+    if problem:
+        print(f"sipharness phone: {problem}", file=sys.stderr)
         return 2
-    except OSError as e:
-        print(f"sipharness phone: --config {args.config}: {e.strerror or e}", file=sys.stderr)
-        return 2
-    for warning in getattr(config, "warnings", []):
-        print(f"sipharness phone: warning: {warning}", file=sys.stderr)
+    tls_context = None
+    if args.ca_file:
+        try:
+            tls_context = _client_tls(args.ca_file)
+        except Exception as e:  # noqa: BLE001 - any unreadable CA file is a bad command line
+            print(f"sipharness phone: --ca-file {args.ca_file}: {e}", file=sys.stderr)
+            return 2
+    config = None
+    if args.config:
+        try:
+            config = load_config(args.config)
+        except ConfigError as e:
+            print(f"sipharness phone: {args.config}: configuration refused, nothing started:\n{e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"sipharness phone: --config {args.config}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        for warning in getattr(config, "warnings", []):
+            print(f"sipharness phone: warning: {warning}", file=sys.stderr)
     dns = args.dns
-    if dns is None and config.dns_server:
+    if dns is None and config is not None and config.dns_server:
         dns = (config.dns_server, config.dns_port)
 
     if reactor is None:
@@ -259,13 +323,39 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
 
         reactor = _reactor
     _log_warnings_to_stderr()
-    clock = ScaledClock(reactor, speed)
-    daemon = _Daemon(args, config, reactor, clock, dns)
+    start = 0.0 if epoch is None else (reactor.seconds() - epoch) * speed
+    clock = ScaledClock(reactor, speed, start=start)
+    daemon = _Daemon(args, config, reactor, clock, dns, tls_context)
     stdio.StandardIO(daemon.console, reactor=reactor)
     reactor.addSystemEventTrigger("before", "shutdown", daemon.shutdown)
     reactor.callWhenRunning(daemon.start)
     reactor.run()  # installs SIGINT/SIGTERM handlers that stop the reactor → shutdown above
     return 0
+
+
+def _vendor_args_problem(args: argparse.Namespace) -> str | None:
+    """Why the command line is neither ``--config FILE`` nor a complete vendor emulation (or None)."""
+    if args.config and args.provision:
+        return "--config and --provision exclude each other"
+    if not args.config and not args.provision:
+        return "give --config FILE, or --provision URL --mac MAC --http HOST:PORT (vendor emulation)"
+    if args.provision:
+        if not args.provision.startswith(("http://", "https://")):
+            return f"--provision {args.provision!r}: expected an http:// URL"
+        if not args.mac or not re.fullmatch(r"[0-9A-Fa-f]{12}", args.mac):
+            return f"--mac {args.mac!r}: expected 12 hex digits (e.g. 001565000001)"
+        if args.http is None:
+            return "--provision needs --http HOST:PORT (where the Action URI listens)"
+        if args.action_uri_allow is None:
+            args.action_uri_allow = urlsplit(args.provision).hostname or ""
+    return None
+
+
+def _client_tls(ca_file: str) -> Any:
+    from twisted.internet import ssl
+
+    with open(ca_file, "rb") as f:
+        return ssl.optionsForClientTLS("127.0.0.1", trustRoot=ssl.Certificate.loadPEM(f.read()))
 
 
 def _log_warnings_to_stderr() -> None:
