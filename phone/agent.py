@@ -235,6 +235,13 @@ class UserAgent:
     def start_target(self, x: int, y: int) -> Any:
         return self._start_target.get((x, y))
 
+    def registered_with(self, x: int, y: int, target: Any) -> bool:
+        """The registration of (x, y) is up and on ``target`` (SPEC §1 only_signal_with_registered)."""
+        reg = self.registrations.get((x, y))
+        if reg is None or not reg.registered or reg.target is None:
+            return False
+        return getattr(reg.target, "key", reg.target) == getattr(target, "key", target)
+
     def register_at(self, x: int, y: int, target: Any, done: Callable[[bool, str], Any]) -> None:
         self.registrations[(x, y)].register_at(target, done)
 
@@ -353,6 +360,8 @@ class UserAgent:
             uri = f"sip:{uri}@{srv1.address}"
         elif uri.startswith("sip:") and "@" not in uri:
             uri = f"{uri}@{srv1.address}"
+        elif not uri.startswith(("sip:", "sips:")):
+            uri = f"sip:{uri}"  # "2002@pbx.example.com"
         ruri = SipUri.parse(uri)
         local = NameAddr(f"sip:{acct.user_name}@{srv1.address}", display=acct.display_name or None,
                          params={"tag": new_tag()})

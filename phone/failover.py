@@ -22,7 +22,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-__all__ = ["Outcome", "classify", "max_sends", "TargetWalk", "GIVE_UP_STATUSES"]
+__all__ = ["Outcome", "classify", "max_sends", "TargetWalk", "GIVE_UP_STATUSES", "register_first",
+           "only_signal_with_registered"]
 
 # SPEC §3 [RFC 3263 §4.3]: these final responses give the target up at once.
 GIVE_UP_STATUSES = frozenset({503, 408})
@@ -67,6 +68,42 @@ def retry_counts_for(server: Any, method: str) -> int:
     if method == "INVITE" and getattr(server, "invite_retry_counts", None) is not None:
         return int(server.invite_retry_counts)
     return int(server.retry_counts)
+
+
+def only_signal_with_registered(server: Any, *, is_domain: bool) -> bool:
+    """Is ``only_signal_with_registered`` in force for this server? (SPEC §1 [vendor extra])
+
+    The key works only with ``register_on_enable = 1`` and ``failback_mode`` 1–3, and failback
+    modes apply only to domain addresses (SPEC §5); set without them it does nothing."""
+    return (getattr(server, "only_signal_with_registered", 0) == 1
+            and getattr(server, "register_on_enable", 0) == 1
+            and getattr(server, "failback_mode", 0) in (1, 2, 3)
+            and is_domain)
+
+
+def register_first(server: Any, method: str, *, position: int, index: int, is_domain: bool,
+                   registered_here: bool) -> str | None:
+    """Why a new ``method`` request must REGISTER with its target before it is sent (None: send now).
+
+    ``position``: steps the request's walk has taken (0 = where failback started it);
+    ``index``: the target's place in the server's list (0 = the primary); ``registered_here``:
+    the phone's registration with this server is on this very target.
+
+    - SPEC §5 ``register_on_enable = 1``: a request that fails over (position > 0) is sent to the
+      next target only after a REGISTER with it got a 2xx.
+    - SPEC §1 ``only_signal_with_registered = 1`` [vendor extra]: after a failover (a target that
+      is not the primary, which failback modes 1–3 keep new requests on) a request goes only to
+      a target the phone is registered with; when the phone is not (its registration there
+      lapsed or moved), it REGISTERs first and sends after the 2xx, or gives the target up.
+    REGISTER itself is never held back: it is how the phone becomes registered.
+    """
+    if method == "REGISTER" or getattr(server, "register_on_enable", 0) != 1:
+        return None
+    if position > 0:
+        return "register_on_enable 1"  # SPEC §5
+    if index != 0 and not registered_here and only_signal_with_registered(server, is_domain=is_domain):
+        return "only_signal_with_registered 1 and not registered with this failed-over target"  # SPEC §1
+    return None
 
 
 @dataclass

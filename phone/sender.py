@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from sipcore.transaction import Deliver, TimedOut, TransportFailed
 
-from phone.failover import Outcome, TargetWalk, classify, retry_counts_for
+from phone.failover import Outcome, TargetWalk, classify, register_first, retry_counts_for
 
 __all__ = ["ServerRequest"]
 
@@ -103,10 +103,15 @@ class ServerRequest:
         walk = self.walk
         target = walk.target
         cfg = self.ua.server_cfg(self.account, self.server)
-        if (walk.position > 0 and self.method != "REGISTER" and self.only_target is None
-                and getattr(cfg, "register_on_enable", 0) == 1):
-            # SPEC §5: register with the next target first, send the request after the 2xx
-            self.ua.decide(f"{self.method}: register_on_enable 1: REGISTER with {target} before sending",
+        why = None
+        if self.only_target is None:
+            # SPEC §5 register_on_enable, SPEC §1 only_signal_with_registered
+            why = register_first(cfg, self.method, position=walk.position, index=walk.index,
+                                 is_domain=self.ua.failback(self.account, self.server).is_domain,
+                                 registered_here=self.ua.registered_with(self.account, self.server, target))
+        if why is not None:
+            # register with the target first, send the request after the 2xx
+            self.ua.decide(f"{self.method}: {why}: REGISTER with {target} before sending",
                            account=self.account, server=self.server, target=target)
             self.ua.register_at(self.account, self.server, target,
                                 lambda ok, why: self._send_to(target) if ok else self._give_up(f"REGISTER first: {why}"))
