@@ -392,10 +392,11 @@ class UserAgent:
             return req
 
         def failed(reason: str) -> None:
-            self.fallbacks[call.account].request_failed(y, self.now())
-            if call.hangup_requested:
-                self._call_state(call, "terminated", detail="cancelled")
+            if call.hangup_requested:  # the walk stopped at the user's hang-up: says nothing of the server
+                if call.active:
+                    self._call_state(call, "terminated", detail="cancelled")
                 return
+            self.fallbacks[call.account].request_failed(y, self.now())
             if call.servers_left:
                 self.decide(f"INVITE {call.call_id}: server {y} gave no response → server {call.servers_left[0]}",
                             account=call.account, server=y)
@@ -411,8 +412,9 @@ class UserAgent:
         sender.start()
 
     def _invite_provisional(self, call: Call, resp: Any) -> None:
-        if call.hangup_requested and call.state in ("calling", "proceeding", "ringing"):
-            self._send_cancel(call)
+        if call.hangup_requested:
+            if not call.cancel_sent and call.state != "established":
+                self._send_cancel(call)  # RFC 3261 §9.1: the hang-up waited for this provisional
             return
         state = "proceeding" if resp.status == 100 else "ringing"
         if call.state != state and call.active:
@@ -424,7 +426,11 @@ class UserAgent:
             call.learn_dialog(resp, uac=True)
             self._send_ack(call)
             if call.hangup_requested:
-                self._call_state(call, "established", detail="200 OK after hangup")
+                if call.active:
+                    self._call_state(call, "established", detail="200 OK after hangup")
+                else:  # the call already ended for the user: end the dialog the 2xx made (RFC 3261 §15)
+                    self.decide(f"INVITE {call.call_id}: {resp.status} after the user hung up → ACK, BYE",
+                                account=call.account, server=call.server)
                 self._send_bye(call)
                 return
             self._call_state(call, "established", detail=f"{resp.status} {resp.reason} via server {call.server}")
@@ -478,6 +484,7 @@ class UserAgent:
         routes = [("Route", r) for r in inv.headers.get_all("Route")]
         cancel = make_request("CANCEL", inv.uri, from_=inv.from_, to=inv.to, call_id=inv.call_id,
                               cseq=(inv.cseq[0], "CANCEL"), via=inv.top_via, headers=routes)
+        call.cancel_sent = True
         self.run_transaction(cancel, call.sender.flow, None, lambda evs: None)
 
     def hangup(self, call: Call | None = None) -> None:
@@ -489,10 +496,18 @@ class UserAgent:
             if call.state == "established":
                 self._send_bye(call)
             elif call.sender is not None and call.sender.got_provisional:
-                self._send_cancel(call)
-            elif call.sender is not None:
+                if not call.cancel_sent:
+                    self._send_cancel(call)
+            elif call.sender is not None and call.sender.tx is not None:
+                # RFC 3261 §9.1: no CANCEL before a provisional. The INVITE transaction runs on:
+                # a 1xx gets the CANCEL, a 2xx gets ACK then BYE, silence ends it; the user's
+                # call ends now.
+                call.sender.abandon()
+                self._call_state(call, "terminated",
+                                 detail="hung up before any response (CANCEL once a provisional arrives)")
+            elif call.sender is not None:  # nothing on the wire yet (DNS, connecting, REGISTER first)
                 call.sender.cancel()
-                self._call_state(call, "terminated", detail="hung up before any response")
+                self._call_state(call, "terminated", detail="hung up before any request was sent")
             return
         # incoming
         if call.state == "established":

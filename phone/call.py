@@ -59,6 +59,7 @@ class Call:
         self.timer: Any = None  # auto-answer
         self.servers_left: list[int] = []
         self.hangup_requested = False
+        self.cancel_sent = False  # one CANCEL per INVITE (RFC 3261 §9.1)
 
     @property
     def active(self) -> bool:

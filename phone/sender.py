@@ -53,6 +53,7 @@ class ServerRequest:
         self.request: Any = None  # the request of the live transaction (None once done)
         self.flow: Any = None
         self.cancelled = False
+        self.abandoned = False  # the user hung up: no further attempt (see abandon())
         self.done = False
         self.got_provisional = False
         self._auth_tried = False
@@ -75,6 +76,14 @@ class ServerRequest:
         if self.tx is not None:
             self.ua.drop_transaction(self.tx)
             self.tx = None
+
+    def abandon(self) -> None:
+        """The user gave the request up while its transaction is on the wire with no response yet.
+
+        RFC 3261 §9.1: a CANCEL must wait for a provisional response, so the live transaction
+        runs on (its 1xx / final still reach the callbacks), but nothing new is started: no next
+        target, no digest or 423 retry. When it ends without an answer, ``on_failed`` is called."""
+        self.abandoned = True
 
     def _resolved(self, targets: list) -> None:
         if self.cancelled:
@@ -160,6 +169,9 @@ class ServerRequest:
             return
         tx = self.tx
         self.tx = None
+        if self.abandoned and outcome is not Outcome.NEXT_TARGET:
+            self._answer(resp, target)  # no retry of a request the user gave up
+            return
         if outcome is Outcome.CHALLENGE and not self._auth_tried and self.ua.can_authenticate(self.account):
             self._auth_tried = True  # SPEC §3: one retry with digest
             name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
@@ -213,7 +225,11 @@ class ServerRequest:
             how = f" after {sends} send{'s' if sends != 1 else ''}"
             if elapsed is not None:
                 how += f" in {elapsed:.2f} s"
-        where = f"next target {nxt}" if nxt is not None else f"no target left on server {self.server}"
+        if self.abandoned:
+            nxt = None  # RFC 3261 §9.1 hang-up: the request is not carried to another target
+            where = "no next target: the user hung up"
+        else:
+            where = f"next target {nxt}" if nxt is not None else f"no target left on server {self.server}"
         self.ua.decide(f"{self.method} to {target} gave up{how} ({reason}) → {where}",
                        account=self.account, server=self.server, target=target)
         if nxt is None:
