@@ -29,6 +29,19 @@ def _why(status_or_reason: Any) -> str:
     return str(status_or_reason)
 
 
+def _stale(resp: Any) -> bool:
+    """The 401/407 is a Digest challenge with ``stale=true`` (an unparsable one is not)."""
+    from sipcore import digest
+
+    value = resp.headers.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate")
+    if value is None:
+        return False
+    try:
+        return digest.Challenge.parse(value).stale
+    except ValueError:
+        return False
+
+
 class ServerRequest:
     """A new ``method`` request of ``account`` to ``server`` (1 or 2), with failover.
 
@@ -57,6 +70,7 @@ class ServerRequest:
         self.done = False
         self.got_provisional = False
         self._auth_tried = False
+        self._stale_tried = False
         self._min_expires_tried = False
         self._extra: dict[str, str] = {}
         self.min_expires: int | None = None
@@ -172,9 +186,16 @@ class ServerRequest:
         if self.abandoned and outcome is not Outcome.NEXT_TARGET:
             self._answer(resp, target)  # no retry of a request the user gave up
             return
-        if outcome is Outcome.CHALLENGE and not self._auth_tried and self.ua.can_authenticate(self.account):
+        name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
+        stale_retry = (outcome is Outcome.CHALLENGE and self._auth_tried and not self._stale_tried
+                       and name in self._extra and _stale(resp))
+        if stale_retry:
+            # RFC 2617 §3.2.1 / RFC 7616 §3.3: stale=true says the credentials were right and only
+            # the nonce was old: retry once more with the new nonce (not a wrong password).
+            self._stale_tried = True
+        if stale_retry or (outcome is Outcome.CHALLENGE and not self._auth_tried
+                           and self.ua.can_authenticate(self.account)):
             self._auth_tried = True  # SPEC §3: one retry with digest
-            name = "Authorization" if resp.status == 401 else "Proxy-Authorization"
             try:
                 self._extra[name] = self.ua.authorize(self.account, resp, self.request)
             except ValueError as e:
@@ -182,7 +203,9 @@ class ServerRequest:
                                account=self.account, server=self.server, target=target)
                 self._answer(resp, target)
                 return
-            self.ua.decide(f"{self.method} to {target}: {resp.status} challenge → retry with digest",
+            what = "stale nonce (stale=true) → retry once more with the new nonce" if stale_retry else \
+                "challenge → retry with digest"
+            self.ua.decide(f"{self.method} to {target}: {resp.status} {what}",
                            account=self.account, server=self.server, target=target)
             self._send_to(target)
             return
@@ -235,7 +258,7 @@ class ServerRequest:
         if nxt is None:
             self._finish_failed(f"{self.method}: every target of server {self.server} failed (last: {reason})")
             return
-        self._auth_tried = self._min_expires_tried = False
+        self._auth_tried = self._stale_tried = self._min_expires_tried = False
         self._extra.clear()
         self._attempt()
 
