@@ -72,13 +72,17 @@ class VendorError(RuntimeError):
 
 
 def pick_phone(spec: str, worker: str | None) -> tuple[str, int]:
-    """(phone, index) this pytest-xdist ``worker`` drives from ``--phone-ip A,B,C`` (gwN takes the N-th)."""
+    """(phone, index) this pytest-xdist ``worker`` drives from ``--phone-ip A,B,C`` (gwN takes the N-th).
+
+    A lone ``emulate`` serves every worker: each one spawns an emulated phone of its own."""
     phones = [p.strip() for p in (spec or "").split(",") if p.strip()]
     if not phones:
         raise VendorError("--dut yealink needs --phone-ip IP[:PORT][,IP...] (or --phone-ip emulate)")
     index = 0
     if worker and worker.startswith("gw") and worker[2:].isdigit():
         index = int(worker[2:])
+    if phones == [EMULATE]:
+        return EMULATE, index  # every worker runs an emulated phone of its own
     if index >= len(phones):
         raise VendorError(f"phone farm: pytest-xdist worker {worker} has no phone: --phone-ip lists {len(phones)} "
                           f"({', '.join(phones)}); run with -n {len(phones)} at most")
