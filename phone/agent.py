@@ -34,7 +34,9 @@ from phone.registration import Registration
 from phone.resolver import is_ip_literal
 from phone.sender import ServerRequest
 
-__all__ = ["UserAgent"]
+__all__ = ["UserAgent", "UNREGISTER_TIMEOUT"]
+
+UNREGISTER_TIMEOUT = 5.0  # phone seconds stop(unregister=True) waits for the Expires: 0 answers [interp]
 
 
 class UserAgent:
@@ -88,8 +90,10 @@ class UserAgent:
                 if (x, y) in self.registrations:
                     self.registrations[(x, y)].start()
 
-    def stop(self, unregister: bool = False) -> defer.Deferred:
-        """Cancel everything; with ``unregister`` first send Expires: 0 where registered."""
+    def stop(self, unregister: bool = False, timeout: float = UNREGISTER_TIMEOUT) -> defer.Deferred:
+        """Cancel everything; with ``unregister`` first send Expires: 0 (with our Contact) to every
+        server the phone is registered with, and wait for the answers at most ``timeout`` phone
+        seconds [interp: a phone going down does not hang on a silent server for 32 s]."""
         pending = []
         if unregister:
             for reg in self.registrations.values():
@@ -97,9 +101,25 @@ class UserAgent:
                     d: defer.Deferred = defer.Deferred()
                     reg.unregister(lambda d=d: d.called or d.callback(None))
                     pending.append(d)
-        done = defer.DeferredList(pending) if pending else defer.succeed(None)
-        done.addCallback(lambda _: self._halt())
-        return done
+        if not pending:
+            self._halt()
+            return defer.succeed(None)
+        finished: defer.Deferred = defer.Deferred()
+
+        def finish(why: str | None) -> None:
+            if finished.called:
+                return
+            if why:
+                self.decide(why)
+            if deadline.active():
+                deadline.cancel()
+            self._halt()
+            finished.callback(None)
+
+        deadline = self.clock.callLater(
+            timeout, finish, f"stop: un-REGISTER not all answered within {timeout:g} s → closing anyway")
+        defer.DeferredList(pending).addCallback(lambda _: finish(None))
+        return finished
 
     def _halt(self) -> None:
         self.running = False

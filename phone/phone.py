@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from phone.agent import UserAgent
+from phone.agent import UNREGISTER_TIMEOUT, UserAgent
 from phone.call import Call
 from phone.events import PhoneEvent
 from phone.resolver import Target, TRANSPORTS, is_ip_literal
@@ -75,9 +75,11 @@ class Phone:
         self.ua.start()
         return defer.succeed(self)
 
-    def stop(self, unregister: bool = False) -> defer.Deferred:
-        """Cancel every timer and close every socket (first un-REGISTER when asked)."""
-        d = self.ua.stop(unregister=unregister)
+    def stop(self, unregister: bool = False, timeout: float = UNREGISTER_TIMEOUT) -> defer.Deferred:
+        """Cancel every timer and close every socket. ``unregister``: first send REGISTER with
+        Expires: 0 to every server the phone is registered with, waiting at most ``timeout``
+        phone seconds for the answers."""
+        d = self.ua.stop(unregister=unregister, timeout=timeout)
 
         def close(_: Any) -> defer.Deferred:
             for r in self._resolvers.values():
