@@ -27,7 +27,7 @@ from sipcore.transaction import (ClientTransaction, Send, ServerTransaction, Tim
                                  TwoXXRetransmitter)
 
 from phone.call import Call, sdp
-from phone.events import PhoneEvent
+from phone.events import KEEP_EVENTS, EventJournal, PhoneEvent
 from phone.failback import Failback
 from phone.fallback import Fallback
 from phone.registration import Registration
@@ -43,7 +43,8 @@ class UserAgent:
     user_agent = "sip-redundancy-harness bundled phone"
 
     def __init__(self, config: Any, *, clock: Any, wire: Any, resolve: Callable[[Any, int], Any],
-                 name: str = "phone", rng: random.Random | None = None, local_host: str = "127.0.0.1"):
+                 name: str = "phone", rng: random.Random | None = None, local_host: str = "127.0.0.1",
+                 keep_events: int = KEEP_EVENTS):
         self.config = config
         self.clock = clock
         self.wire = wire
@@ -51,7 +52,7 @@ class UserAgent:
         self.name = name
         self.rng = rng or random.Random()
         self.local_host = local_host
-        self.events: Journal[PhoneEvent] = Journal(clock)
+        self.events: Journal[PhoneEvent] = EventJournal(clock, keep_events)  # the last keep_events
         self.driver = TimerDriver(clock)
         self.table = TransactionTable()
         self._handlers: dict[tuple, tuple[Any, Any, Callable]] = {}  # client key → (tx, flow, on_events)

@@ -109,7 +109,17 @@ class _Invalid(Exception):
 # --------------------------------------------------------------------------- configuration objects
 
 
-@dataclass
+_SHARED_IDS: frozenset[int] = frozenset()  # ids of the shared default accounts and servers (below)
+
+
+def _refuse_if_shared(obj: Any, name: str) -> None:
+    if id(obj) in _SHARED_IDS:
+        raise TypeError(
+            f"cannot set {name!r} on a shared default {type(obj).__name__}: "
+            "change configurations with PhoneConfig.set(key, value) or loads_config()")
+
+
+@dataclass(slots=True)  # slots: one phone = 6 accounts × 2 servers of these; 10 000 phones per process
 class ServerConfig:
     """``account.X.sip_server.Y.*`` (SPEC §1)."""
 
@@ -127,14 +137,23 @@ class ServerConfig:
     def configured(self) -> bool:
         return self.address != ""
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        _refuse_if_shared(self, name)
+        object.__setattr__(self, name, value)
+
 
 def _default_servers() -> dict[int, ServerConfig]:
     return {y: ServerConfig() for y in SERVERS}
 
 
-@dataclass
+@dataclass(slots=True)
 class AccountConfig:
-    """``account.X.*`` (SPEC §1); ``servers`` always holds keys 1 and 2."""
+    """``account.X.*`` (SPEC §1); ``servers`` always holds keys 1 and 2.
+
+    An account nobody configured is one shared, read-only default object per index (most phones
+    enable one account of six): :meth:`PhoneConfig.set` and :func:`loads_config` give an account
+    its own copy before changing it; setting an attribute of a shared default raises TypeError.
+    """
 
     index: int
     enable: int = 0
@@ -152,12 +171,39 @@ class AccountConfig:
     srv_select: str = "seed"
     auto_answer: int = 0
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        _refuse_if_shared(self, name)
+        object.__setattr__(self, name, value)
+
+
+# The untouched accounts, shared by every PhoneConfig (see AccountConfig); never modified.
+_SHARED_ACCOUNTS: dict[int, AccountConfig] = {x: AccountConfig(index=x) for x in ACCOUNTS}
+_SHARED_IDS = frozenset({id(a) for a in _SHARED_ACCOUNTS.values()}
+                        | {id(srv) for a in _SHARED_ACCOUNTS.values() for srv in a.servers.values()})
+
 
 def _default_accounts() -> dict[int, AccountConfig]:
-    return {x: AccountConfig(index=x) for x in ACCOUNTS}
+    return dict(_SHARED_ACCOUNTS)
 
 
-@dataclass
+def _own_account(cfg: "PhoneConfig", x: int) -> AccountConfig:
+    """Account ``x`` of ``cfg``, first replaced by a private copy if it is the shared default."""
+    account = cfg.accounts[x]
+    if id(account) in _SHARED_IDS:
+        account = cfg.accounts[x] = AccountConfig(index=x)
+    return account
+
+
+def _copy_config(cfg: "PhoneConfig") -> "PhoneConfig":
+    """A deep copy that keeps sharing the shared default accounts."""
+    out = copy.copy(cfg)
+    out.accounts = {x: a if id(a) in _SHARED_IDS else copy.deepcopy(a) for x, a in cfg.accounts.items()}
+    out.unknown = dict(cfg.unknown)
+    out.warnings = list(cfg.warnings)
+    return out
+
+
+@dataclass(slots=True)
 class PhoneConfig:
     """The phone's whole effective configuration. ``warnings`` and ``source`` do not take part in
     equality: two configs are equal when they make the phone behave the same (and keep the same
@@ -402,10 +448,10 @@ def _match_key(key: str) -> tuple[Parameter, str | None, int | None, int | None]
     return param, None, x, y
 
 
-def _target(cfg: PhoneConfig, param: Parameter, x: int | None, y: int | None) -> Any:
+def _target(cfg: PhoneConfig, param: Parameter, x: int | None, y: int | None, *, write: bool = False) -> Any:
     if x is None:
         return cfg
-    account = cfg.accounts[x]
+    account = _own_account(cfg, x) if write else cfg.accounts[x]
     return account.servers[y] if y is not None else account
 
 
@@ -475,7 +521,7 @@ def _parse_text(text: str, filename: str, known_unknown: dict[str, str]) -> _Par
 
 def _apply(cfg: PhoneConfig, parsed: _Parsed) -> None:
     for param, x, y, value in parsed.sets:
-        setattr(_target(cfg, param, x, y), param.attr, value)
+        setattr(_target(cfg, param, x, y, write=True), param.attr, value)
     for key, value in parsed.unknown:
         cfg.unknown[key] = value
     cfg.warnings.extend(parsed.warnings)
@@ -504,7 +550,7 @@ def loads_config(text: str | bytes, filename: str = "<cfg>", base: PhoneConfig |
     parsed = _parse_text(text, filename, known_unknown)
     if parsed.errors:
         raise ConfigError(parsed.errors)
-    cfg = copy.deepcopy(base) if base is not None else PhoneConfig()
+    cfg = _copy_config(base) if base is not None else PhoneConfig()
     _apply(cfg, parsed)
     cfg.source = filename
     return cfg

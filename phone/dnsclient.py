@@ -13,6 +13,10 @@ Why twisted.names and what is added to it:
   as activity for the virtual clock.
 - Its TCP factory builds ``DNSProtocol`` without a reactor (global wall-clock timeouts) and
   its TCP timeout is a fixed 10 s: both are fixed here so TCP runs on phone time too.
+- It is shared: one client per (DNS server, clock, reactor, timeouts) for the whole process,
+  reference-counted by the :class:`Resolver` objects using it (each keeps its own TTL cache
+  and counters). 10 000 phones asking one DNS server then cost one client, not 10 000 (each
+  builds a ~2.5 KB method table); its sockets are not ``noisy`` (no log line per query).
 - Its message parser trusts each record's payload decoder and ignores RDLENGTH, so one
   record of the wrong length (an A of 3 bytes) shifts every following record or loses the
   whole answer. Here each record is decoded within its RDLENGTH and skipped when it does
@@ -33,7 +37,9 @@ from twisted.python import failure as _failure
 from phone.resolver import Address, Fault, Naptr, Query, Resolution, Srv, Target
 from sipcore.reactor import clocked_reactor
 
-__all__ = ["Resolver"]
+__all__ = ["Resolver", "KEEP_RESOLUTIONS"]
+
+KEEP_RESOLUTIONS = 4  # finished lookups a Resolver keeps for the log (was 64: ~8 KB per phone)
 
 _QTYPE = {"NAPTR": dns.NAPTR, "SRV": dns.SRV, "A": dns.A, "AAAA": dns.AAAA}
 _RCODE_ERRORS = (
@@ -96,7 +102,7 @@ class _LenientMixin:
 
 
 class _DatagramProtocol(_LenientMixin, dns.DNSDatagramProtocol):
-    pass
+    noisy = False  # one socket per query: no "Starting protocol" log line for each
 
 
 class _StreamProtocol(_LenientMixin, dns.DNSProtocol):
@@ -104,6 +110,8 @@ class _StreamProtocol(_LenientMixin, dns.DNSProtocol):
 
 
 class _TCPFactory(client.DNSClientFactory):
+    noisy = False
+
     def buildProtocol(self, addr):
         p = _StreamProtocol(self.controller, reactor=self.controller._reactor)  # phone-time timeouts
         p.factory = self
@@ -117,7 +125,6 @@ class _Client(client.Resolver):
         super().__init__(servers=servers, reactor=reactor, timeout=timeout)
         self.factory = _TCPFactory(self, timeout)
         self.tcp_timeout = float(sum(timeout))
-        self.truncated = 0  # truncated UDP answers seen (retried over TCP)
 
     def _connectedProtocol(self, interface=""):
         proto = _DatagramProtocol(self, reactor=self._reactor)
@@ -131,15 +138,6 @@ class _Client(client.Resolver):
 
     def queryTCP(self, queries, timeout=None):
         return super().queryTCP(queries, self.tcp_timeout if timeout is None else timeout)
-
-    def filterAnswers(self, message):
-        if message.trunc:
-            # SPEC §2 [RFC]: a truncated UDP answer is asked again over TCP.
-            self.truncated += 1
-            d = self.queryTCP(message.queries)
-            d.addCallbacks(self._filterTcp, self._tcpFailed)
-            return d
-        return super().filterAnswers(message)
 
     def _filterTcp(self, message):
         if message.trunc:  # truncated over TCP too: a broken server, as if no answer
@@ -156,6 +154,32 @@ class _Client(client.Resolver):
         for p in list(self.connections):
             if p.transport is not None:
                 p.transport.loseConnection()
+
+
+# One twisted.names client per (DNS server, clock, reactor, timeouts), shared by every Resolver of
+# the process that asks that server: a client.Resolver builds a per-instance method table
+# (~2.5 KB) and holds the TCP connection, so 10 000 phones asking one fake DNS share one. Each
+# Resolver keeps its own cache, in-flight table and counters; the client only moves queries.
+_CLIENTS: dict[tuple, list] = {}  # key → [client, users]
+
+
+def _acquire_client(server: tuple[str, int], reactor: Any, clock: Any, timeout: tuple[float, ...]) -> tuple:
+    key = (server, reactor, clock, timeout)
+    entry = _CLIENTS.get(key)
+    if entry is None:
+        entry = _CLIENTS[key] = [_Client([server], clocked_reactor(reactor, clock), timeout), 0]
+    entry[1] += 1
+    return key, entry[0]
+
+
+def _release_client(key: tuple) -> None:
+    entry = _CLIENTS.get(key)
+    if entry is None:
+        return
+    entry[1] -= 1
+    if entry[1] <= 0:
+        del _CLIENTS[key]
+        entry[0].close()
 
 
 def _fault_of(f: _failure.Failure) -> Fault:
@@ -202,8 +226,10 @@ class Resolver:
     ``dns_server``: (host, port) of the one DNS server the phone asks. ``timeout``: seconds
     per try, one entry per try (SPEC §2: two tries of 2 s). ``srv_select``, ``ipv6``, ``rng``:
     as :class:`phone.resolver.Resolution`. ``reactor``: the real reactor for sockets (the
-    global one when None). The last 64 finished :class:`Resolution` objects are kept in
-    :attr:`resolutions` (log lines, queries, faults) for the phone's structured log.
+    global one when None). The last :data:`KEEP_RESOLUTIONS` finished :class:`Resolution`
+    objects are kept in :attr:`resolutions` (log lines, queries, faults) for the phone's
+    structured log. The twisted.names client under it is shared with the other Resolvers of the
+    process asking the same server on the same clock (see ``_CLIENTS``).
     """
 
     def __init__(
@@ -232,10 +258,12 @@ class Resolver:
         self.srv_select = srv_select
         self.ipv6 = ipv6
         self.rng = rng if rng is not None else _random.Random()
-        self._client = _Client([(host, port)], clocked_reactor(reactor, clock), self.timeout)
+        self._client_key, self._client = _acquire_client((host, port), reactor, clock, self.timeout)
         self._cache: dict[tuple, tuple[list[Target], float | None]] = {}
         self._inflight: dict[tuple, list[defer.Deferred]] = {}
-        self.resolutions: collections.deque[Resolution] = collections.deque(maxlen=64)
+        # a few, not all: each keeps its log lines, ~1 KB, for every phone of the process
+        self.resolutions: collections.deque[Resolution] = collections.deque(maxlen=KEEP_RESOLUTIONS)
+        self.truncated = 0  # truncated UDP answers retried over TCP, by this resolver
 
     def resolve(self, address: str, port: int = 0, transport: int = 0, naptr_build: int = 0) -> defer.Deferred:
         """Deferred of the ordered ``list[Target]`` of a server (SPEC §2); [] when none.
@@ -277,13 +305,10 @@ class Resolver:
         self._cache.clear()
 
     def close(self) -> None:
-        """Close the TCP connection to the DNS server, if one was opened."""
-        self._client.close()
-
-    @property
-    def truncated(self) -> int:
-        """How many truncated UDP answers were retried over TCP."""
-        return self._client.truncated
+        """Let go of the shared client; the last user closes its TCP connection, if one was opened."""
+        if self._client_key is not None:
+            _release_client(self._client_key)
+            self._client_key = None
 
     async def _run(self, res: Resolution) -> None:
         while (q := res.next_query()) is not None:
@@ -294,11 +319,20 @@ class Resolver:
         query = dns.Query(q.name, _QTYPE[q.qtype], dns.IN)
         try:
             answers, _authority, _additional = await self._client.queryUDP([query], self.timeout).addCallback(
-                self._client.filterAnswers
+                self._filter
             )
         except Exception:
             return _fault_of(_failure.Failure())
         return _records(q.qtype, answers)
+
+    def _filter(self, message: Any) -> Any:
+        if message.trunc:
+            # SPEC §2 [RFC]: a truncated UDP answer is asked again over TCP.
+            self.truncated += 1
+            d = self._client.queryTCP(message.queries)
+            d.addCallbacks(self._client._filterTcp, self._client._tcpFailed)
+            return d
+        return self._client.filterAnswers(message)
 
     def _finish(self, result: Any, key: tuple, res: Resolution) -> None:
         waiters = self._inflight.pop(key, [])

@@ -32,7 +32,7 @@ NEW_REQUESTS, DNSTTL, REGISTRATION, DURATION = 0, 1, 2, 3
 MODE_NAMES = {0: "newRequests", 1: "DNSTTL", 2: "registration", 3: "duration"}
 
 
-@dataclass
+@dataclass(slots=True)  # one per account / server of every phone
 class Failback:
     mode: int = NEW_REQUESTS
     timeout: float = 3600.0  # failback_timeout, mode 3 only

@@ -26,7 +26,7 @@ __all__ = ["Fallback", "CONCURRENT", "SUCCESSIVE"]
 CONCURRENT, SUCCESSIVE = 0, 1
 
 
-@dataclass
+@dataclass(slots=True)  # one per account / server of every phone
 class Fallback:
     redundancy_type: int = CONCURRENT
     timeout: float = 120.0  # fallback.timeout: probe period of server 1 (successive)

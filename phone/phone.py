@@ -2,7 +2,8 @@
 
 This is the object the harness's DUT interface (SPEC §10) drives: ``start()``, ``stop()``,
 ``call()``, ``answer()``, ``hangup()``, and events back in a journal tests wait on with a
-deadline on the phone's clock. It only plugs the real things into the user agent: sockets per
+deadline on the phone's clock (the last ``keep_events`` are kept; whole-log indices stay stable,
+see :class:`phone.events.EventJournal`). It only plugs the real things into the user agent: sockets per
 target (:class:`phone.wire.SocketWire` over :mod:`sipcore.transport`), the RFC 3263 resolver
 (:class:`phone.dnsclient.Resolver`, one per ``srv_select``; an IP literal needs no DNS) and
 the injected clock (SPEC §9). Every rule lives in the sans-I/O parts, which is why a 3600 s
@@ -18,7 +19,7 @@ from twisted.internet import defer
 
 from phone.agent import UNREGISTER_TIMEOUT, UserAgent
 from phone.call import Call
-from phone.events import PhoneEvent
+from phone.events import KEEP_EVENTS, PhoneEvent
 from phone.resolver import Target, TRANSPORTS, is_ip_literal
 from phone.wire import SocketWire
 from sipcore.journal import Journal
@@ -37,7 +38,7 @@ class Phone:
 
     def __init__(self, config: Any, *, clock: Any, reactor: Any = None, dns_server: tuple[str, int] | None = None,
                  local_host: str = "127.0.0.1", tls_context: Any = None, name: str = "phone",
-                 rng: random.Random | None = None):
+                 rng: random.Random | None = None, keep_events: int = KEEP_EVENTS):
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -54,7 +55,7 @@ class Phone:
         self._resolvers: dict[str, Any] = {}
         self.wire = SocketWire(clock=clock, reactor=reactor, local_host=local_host, tls_context=tls_context)
         self.ua = UserAgent(config, clock=clock, wire=self.wire, resolve=self._resolve, name=name, rng=self.rng,
-                            local_host=local_host)
+                            local_host=local_host, keep_events=keep_events)
         self.wire.ua = self.ua
         self.started = False
 

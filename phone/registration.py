@@ -55,6 +55,10 @@ def refresh_delay(granted: float) -> float:
 class Registration:
     """REGISTER state of (account, server). ``state``: idle, registering, registered, failed."""
 
+    __slots__ = ("ua", "account", "server", "state", "call_id", "cseq", "from_tag", "target", "flow", "contact",
+                 "granted", "registered_at", "refresh_at", "request", "_timer", "on_registered", "on_failed",
+                 "retry_on_failure", "wanted")  # one per (account, server) of every phone: no __dict__
+
     def __init__(self, ua: Any, account: int, server: int, *, on_registered: Callable[[int, float], Any] | None = None,
                  on_failed: Callable[[int, float], Any] | None = None, retry_on_failure: Callable[[], bool] | None = None):
         self.ua, self.account, self.server = ua, account, server

@@ -48,8 +48,14 @@ class ServerRequest:
     ``build(flow, target, cseq, extra_headers) -> Request`` makes the request for one attempt
     (the Via branch must be new each time). Callbacks: ``on_provisional(resp, target)``,
     ``on_answer(resp, target, index)`` (a final response that is not a failover trigger) and
-    ``on_failed(reason)`` (every target given up, or no target at all).
+    ``on_failed(reason)`` (every target given up, or no target at all). ``owner``: what the request
+    belongs to (a call), set by the caller.
     """
+
+    __slots__ = ("ua", "account", "server", "method", "build", "on_answer", "on_failed", "on_provisional",
+                 "refresh", "final_list", "only_target", "walk", "tx", "request", "flow", "cancelled", "abandoned",
+                 "done", "got_provisional", "_auth_tried", "_stale_tried", "_min_expires_tried", "_extra",
+                 "min_expires", "started_index", "owner")  # a registration keeps its last one: no __dict__
 
     def __init__(self, ua: Any, account: Any, server: int, method: str, build: Callable[..., Any], *,
                  on_answer: Callable[..., Any], on_failed: Callable[[str], Any],
@@ -75,6 +81,7 @@ class ServerRequest:
         self._extra: dict[str, str] = {}
         self.min_expires: int | None = None
         self.started_index = 0
+        self.owner: Any = None
 
     # -- lifecycle
     def start(self) -> None:

@@ -58,3 +58,94 @@ def test_events_have_no_instance_dict():
     p = _phone()
     ev = p.ua.emit("registered", account=1, server=1)
     assert not hasattr(ev, "__dict__")  # __slots__: ~100 B less per event kept
+
+
+# --- configuration: slots, and one shared default per untouched account ------------------------
+
+def test_untouched_accounts_are_shared_read_only_defaults():
+    import pytest
+
+    from phone.config import PhoneConfig, dumps_config
+
+    a, b = loads_config(CFG), loads_config(CFG.replace("1001", "1002"))
+    assert a.accounts[1] is not b.accounts[1]  # configured: each its own
+    assert all(a.accounts[x] is b.accounts[x] for x in range(2, 7))  # untouched: one object
+    assert not hasattr(a.accounts[1], "__dict__") and not hasattr(a.accounts[1].servers[1], "__dict__")
+    with pytest.raises(TypeError, match="shared default"):
+        a.accounts[3].enable = 1
+    with pytest.raises(TypeError, match="shared default"):
+        a.accounts[3].servers[1].address = "x.example.com"
+    a.set("account.3.sip_server.1.address", "x.example.com")  # set() gives account 3 its own copy
+    assert a.accounts[3].servers[1].address == "x.example.com" and b.accounts[3].servers[1].address == ""
+    assert PhoneConfig().accounts[3].servers[1].address == ""
+    c = loads_config("account.4.label = four\n", base=a)  # a base's own accounts are copied, not shared
+    assert c.accounts[3] is not a.accounts[3] and c.accounts[3] == a.accounts[3] and c.accounts[5] is a.accounts[5]
+    assert loads_config(dumps_config(a)) == a  # round trip unchanged
+
+
+# --- DNS: one twisted.names client per (server, clock) for the process, few resolutions kept -----
+
+def test_resolvers_of_one_server_and_clock_share_one_client_until_the_last_closes():
+    from phone import dnsclient
+
+    clock, other = task.Clock(), task.Clock()
+    r1 = dnsclient.Resolver(("127.0.0.1", 5353), clock=clock)
+    r2 = dnsclient.Resolver(("127.0.0.1", 5353), clock=clock)
+    r3 = dnsclient.Resolver(("127.0.0.1", 5353), clock=other)
+    r4 = dnsclient.Resolver(("127.0.0.2", 5353), clock=clock)
+    assert r1._client is r2._client  # no 2.5 KB method table per phone
+    assert r3._client is not r1._client and r4._client is not r1._client
+    assert r1.resolutions.maxlen == dnsclient.KEEP_RESOLUTIONS <= 4
+    assert not dnsclient._DatagramProtocol.noisy and not dnsclient._TCPFactory.noisy
+    key = r1._client_key
+    r1.close()
+    r1.close()  # idempotent: does not release r2's share
+    assert dnsclient._CLIENTS[key][1] == 1
+    r2.close()
+    assert key not in dnsclient._CLIENTS
+    r5 = dnsclient.Resolver(("127.0.0.1", 5353), clock=clock)
+    assert r5._client is not r1._client  # a new one after the last closed
+    for r in (r3, r4, r5):
+        r.close()
+
+
+# --- events: the last KEEP_EVENTS kept, whole-log indices stable ------------------------------
+
+def test_event_journal_keeps_the_last_events_with_stable_indices():
+    import pytest
+
+    from phone.events import EventJournal, PhoneEvent
+
+    clock = task.Clock()
+    j = EventJournal(clock, keep=8)
+    for i in range(100):
+        clock.advance(1)
+        j.append(PhoneEvent(time=clock.seconds(), kind="decision", detail=str(i)))
+    assert len(j) == 100  # every event ever emitted counts
+    kept = list(j)
+    assert 8 <= len(kept) <= 10 and kept[-1].detail == "99"  # at least `keep`, trimmed in batches
+    assert j.dropped == 100 - len(kept) and j[99].detail == "99" and j[-1].detail == "99"
+    assert j[j.dropped].detail == str(j.dropped)
+    with pytest.raises(IndexError, match="dropped"):
+        j[0]
+    assert [e.detail for e in j.entries(since=97)] == ["97", "98", "99"]
+    assert [e.detail for e in j[97:]] == ["97", "98", "99"]
+    # waits keep their meaning: since=len() is "from now on", an old index still counts from there
+    seen = []
+    j.wait_for(lambda e: True, 10, since=len(j)).addCallback(seen.append)
+    j.wait_for(lambda e: e.detail in ("98", "100"), 10, count=2, since=98).addCallback(seen.append)
+    assert seen == []
+    j.append(PhoneEvent(time=clock.seconds(), kind="decision", detail="100"))
+    assert [e.detail for e in seen] == ["100", "100"]
+    failed = []
+    j.wait_for(lambda e: False, 5, since=len(j), what="never").addErrback(failed.append)
+    clock.advance(5)
+    assert "never" in str(failed[0].value)
+
+
+def test_a_phone_keeps_a_bounded_number_of_events():
+    p = Phone(loads_config(CFG), clock=task.Clock(), keep_events=50)
+    for i in range(1000):
+        p.ua.decide(f"decision {i}")
+    assert len(p.events) == 1000 and len(list(p.events)) <= 50 + 50 // 4
+    assert p.log[-1].endswith("decision 999")
