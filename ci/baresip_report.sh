@@ -18,14 +18,17 @@ if ! command -v baresip >/dev/null 2>&1; then
 fi
 start=$(date +%s)
 status=0
-python3 -m pytest suites --dut baresip --report-mode -p no:randomly -p no:cacheprovider \
+# A whole-run deadline as well: pytest-timeout's --timeout did not interrupt a test waiting inside
+# the Twisted reactor (a 212 s test ran to its end under --timeout 120), so a hang is caught here.
+timeout --kill-after=30 "${BARESIP_RUN_TIMEOUT:-1800}" python3 -m pytest suites --dut baresip --report-mode -p no:randomly -p no:cacheprovider \
     --timeout "${BARESIP_TEST_TIMEOUT:-120}" -n "${BARESIP_WORKERS:-4}" -q -rsx \
     -W ignore::DeprecationWarning "$@" || status=$?
 echo "ci/baresip_report.sh: report run took $(( $(date +%s) - start )) s, pytest exit status ${status}"
 # every baresip the DUT starts runs as "baresip -f <tmp>/sipharness-baresip-XXXX" (harness/baresip.py)
 leftover=$(pgrep -f -- "-f .*sipharness-baresip-" || true)
 if [ -n "$leftover" ]; then
-    echo "ci/baresip_report.sh: baresip processes left behind: $leftover" >&2
+    echo "ci/baresip_report.sh: baresip processes left behind (a harness error): $leftover" >&2
+    for pid in $leftover; do kill -KILL "$pid" 2>/dev/null || true; done
     status=3
 fi
 exit "$status"
