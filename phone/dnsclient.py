@@ -25,7 +25,6 @@ Why twisted.names and what is added to it:
 
 from __future__ import annotations
 
-import collections
 import random as _random
 import socket
 from typing import Any
@@ -262,7 +261,7 @@ class Resolver:
         self._cache: dict[tuple, tuple[list[Target], float | None]] = {}
         self._inflight: dict[tuple, list[defer.Deferred]] = {}
         # a few, not all: each keeps its log lines, ~1 KB, for every phone of the process
-        self.resolutions: collections.deque[Resolution] = collections.deque(maxlen=KEEP_RESOLUTIONS)
+        self.resolutions: list[Resolution] = []  # the last KEEP_RESOLUTIONS (a list: a deque costs 600 B empty)
         self.truncated = 0  # truncated UDP answers retried over TCP, by this resolver
 
     def resolve(self, address: str, port: int = 0, transport: int = 0, naptr_build: int = 0) -> defer.Deferred:
@@ -341,6 +340,7 @@ class Resolver:
                 d.errback(result)
             return None
         self.resolutions.append(res)
+        del self.resolutions[:-KEEP_RESOLUTIONS]
         if res.cacheable:
             self._cache[key] = (list(res.targets), res.expires_at)
         for d in waiters:

@@ -260,6 +260,7 @@ class Resolution:
         except StopIteration:
             self._pending = None
             self.done = True
+            self._gen = None  # a finished plan lets go of its frame (a phone keeps its last lookups)
             return
         self._pending = q
         self.queries.append(q)

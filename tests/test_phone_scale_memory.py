@@ -95,7 +95,7 @@ def test_resolvers_of_one_server_and_clock_share_one_client_until_the_last_close
     r4 = dnsclient.Resolver(("127.0.0.2", 5353), clock=clock)
     assert r1._client is r2._client  # no 2.5 KB method table per phone
     assert r3._client is not r1._client and r4._client is not r1._client
-    assert r1.resolutions.maxlen == dnsclient.KEEP_RESOLUTIONS <= 4
+    assert dnsclient.KEEP_RESOLUTIONS <= 4
     assert not dnsclient._DatagramProtocol.noisy and not dnsclient._TCPFactory.noisy
     key = r1._client_key
     r1.close()
@@ -149,3 +149,21 @@ def test_a_phone_keeps_a_bounded_number_of_events():
         p.ua.decide(f"decision {i}")
     assert len(p.events) == 1000 and len(list(p.events)) <= 50 + 50 // 4
     assert p.log[-1].endswith("decision 999")
+
+
+def test_a_resolver_keeps_its_last_few_lookups_and_a_finished_plan_drops_its_frame():
+    from phone import dnsclient
+    from phone.resolver import Address, Resolution
+
+    r = dnsclient.Resolver(("127.0.0.1", 5353), clock=task.Clock())
+    try:
+        for i in range(10):
+            res = Resolution("pbx.example.com", 5060, 0, 0, now=0)
+            q = res.next_query()
+            res.feed(q.name, q.qtype, [Address(f"127.0.0.{i + 1}", 60)], now=0)
+            assert res.done and res._gen is None
+            r._finish(None, ("pbx.example.com", 5060, 0, 0), res)
+        assert len(r.resolutions) == dnsclient.KEEP_RESOLUTIONS
+        assert r.resolutions[-1].targets[0].host == "127.0.0.10"
+    finally:
+        r.close()
