@@ -58,10 +58,18 @@ ACTION_EVENTS = ("registered", "register_failed", "unregistered", "incoming_call
 _CALL_STATE = {"outgoing_call": "calling", "call_proceeding": "proceeding", "ringback": "ringing",
                "call_established": "established"}
 _LIVE: dict[int, Any] = {}  # pid → process transport of every emulation not yet reaped
+_WARM: dict[tuple, "_Warm"] = {}  # parked emulated phones waiting for this worker's next test
+
+
+class _Warm:
+    """An emulated phone left on, parked, with its provisioning server (its URL is set in the phone)."""
+
+    def __init__(self, proc: Any, ptransport: Any, prov: Any, epoch: float, phone_http: str):
+        self.proc, self.ptransport, self.prov, self.epoch, self.phone_http = proc, ptransport, prov, epoch, phone_http
 
 
 @atexit.register
-def _kill_leftovers() -> None:  # pragma: no cover - only on an abrupt teardown
+def _kill_leftovers() -> None:  # pragma: no cover - at the end of a session (warm phones) or an abrupt teardown
     for pid in list(_LIVE):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -211,12 +219,12 @@ class VendorPhone(DeviceUnderTest):
         return cls(clock, reactor=shared.get("reactor"), phone=phone, user=options("--phone-user"),
                    password=options("--phone-password"), lab_address=options("--lab-address"),
                    provision_port=port + index if port else 0, provision_timeout=options("--provision-timeout"),
-                   ca_file=getattr(pki, "ca_file", None), mac=f"001565{index + 1:06x}")
+                   ca_file=getattr(pki, "ca_file", None), mac=f"001565{index + 1:06x}", warm=phone == EMULATE)
 
     def __init__(self, clock: Any, *, reactor: Any = None, phone: str = EMULATE, user: str = "admin",
                  password: str = "admin", lab_address: str = "127.0.0.1", provision_port: int = 0,
                  provision_timeout: float = 20.0, ca_file: str | None = None, mac: str = "001565000001",
-                 emulation_args: tuple[str, ...] = ()):
+                 emulation_args: tuple[str, ...] = (), warm: bool = False):
         super().__init__(clock)
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -240,6 +248,11 @@ class VendorPhone(DeviceUnderTest):
         self.ca_file = ca_file
         self.mac = mac
         self.emulation_args = tuple(emulation_args)
+        #: keep the emulated phone on, parked, for the next test of this worker (as a lab phone stays on)
+        self.warm = warm and self.emulate and not self.emulation_args
+        self._speed = speed
+        self._clock_epoch = self._reactor.seconds() - clock.seconds() / speed  # wall time of phone time 0
+        self._phone_epoch = self._clock_epoch  # the same for the emulated phone's clock (unless reused)
         self.errors: list[VendorError] = []
         self.notes: list[str] = []
         self.started = False
@@ -272,9 +285,41 @@ class VendorPhone(DeviceUnderTest):
         key=AutoP and one fetch, not a process start (SPEC §9: the suites time the phone from start()).
         """
         self._raise_errors()
+        if self._proc is None and self.warm:
+            self._take_warm()
         self._serve(park=True)
         if self._proc is None or self._proc.ended:
             await self._spawn()
+
+    def _warm_key(self) -> tuple:
+        return (self._speed, self.lab_address, self.provision_port, self.ca_file, self.mac)
+
+    def _take_warm(self) -> None:
+        w = _WARM.pop(self._warm_key(), None)
+        if w is None or w.proc.ended:
+            return
+        self._proc, self._ptransport, self._prov = w.proc, w.ptransport, w.prov
+        self._phone_epoch, self.phone_http = w.epoch, w.phone_http
+        w.proc._on_end = self._ended
+        w.prov.on_callback, w.prov.on_refused = self._callback, self._refused
+
+    async def _leave_warm(self) -> bool:
+        """Park the emulated phone and keep it for the next test; False if it cannot be (then it is reaped)."""
+        proc = self._proc
+        if not (self.warm and self.started and proc is not None and not proc.ended and not self.errors
+                and self._prov is not None):
+            return False
+        before = len(self.notes)
+        await self.park()
+        if len(self.notes) != before or proc.ended:
+            return False
+        self._prov.on_callback = lambda *a: None  # stale callbacks between tests go nowhere
+        self._prov.on_refused = lambda *a: None
+        _WARM[self._warm_key()] = _Warm(proc, self._ptransport, self._prov, self._phone_epoch, self.phone_http)
+        proc._on_end = lambda p: None
+        self._proc = self._ptransport = None
+        self._prov = None
+        return True
 
     def _serve(self, *, park: bool) -> None:
         if self._prov is None:
@@ -344,7 +389,8 @@ class VendorPhone(DeviceUnderTest):
     async def _stop(self) -> None:
         try:
             if self.emulate:
-                await self._reap()
+                if not await self._leave_warm():
+                    await self._reap()
             elif self.started:
                 await self.park()
         finally:
@@ -372,9 +418,9 @@ class VendorPhone(DeviceUnderTest):
 
     # ------------------------------------------------------------------ the emulation's process
     async def _spawn(self) -> None:
-        speed = float(getattr(self.clock, "speed", 1.0))
-        epoch = self._reactor.seconds() - self.clock.seconds() / speed  # wall time of phone time 0
-        clock_spec = ("real" if speed == 1.0 else f"scaled:{speed:g}") + f"@{epoch:.6f}"
+        speed = self._speed
+        self._phone_epoch = self._clock_epoch
+        clock_spec = ("real" if speed == 1.0 else f"scaled:{speed:g}") + f"@{self._phone_epoch:.6f}"
         argv = [sys.executable, "-m", "phone.daemon", "--provision", self._prov.url, "--mac", self.mac,
                 "--http", "127.0.0.1:0", "--clock", clock_spec, "--name", "yealink-emulation", "--exit-on-eof",
                 "--action-uri-allow", self.lab_address]
@@ -508,8 +554,8 @@ class VendorPhone(DeviceUnderTest):
     def _callback(self, event: str, params: dict[str, str], client: str) -> None:
         time = self.clock.seconds()
         if self.emulate:  # the emulation says when it happened, on the shared clock
-            try:
-                time = float(params.get("phone_time", ""))
+            try:  # its clock may have started for an earlier test (a warm phone): same speed, other epoch
+                time = float(params.get("phone_time", "")) + (self._phone_epoch - self._clock_epoch) * self._speed
             except ValueError:
                 pass
         account = self._account_of(params.get("user", ""))

@@ -95,6 +95,7 @@ class VendorEmulation:
         self._callbacks: defer.Deferred = defer.succeed(None)  # the Action URL queue (one at a time)
         self._stopped = False
         self._provisioning: defer.Deferred | None = None
+        self._after: list[defer.Deferred] = []  # provision() calls the next fetch will answer
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> defer.Deferred:
@@ -130,16 +131,27 @@ class VendorEmulation:
 
     # ------------------------------------------------------------------ provisioning
     def provision(self) -> defer.Deferred:
-        """Fetch ``<mac>.cfg`` and apply it; never fails (errors are emitted, the phone keeps its file)."""
-        if self._provisioning is not None:  # one fetch at a time; a second AutoP joins it
-            d: defer.Deferred = defer.Deferred()
-            self._provisioning.addBoth(lambda r: (d.callback(None), r)[1])
-            return d
+        """Fetch ``<mac>.cfg`` and apply it; never fails (errors are emitted, the phone keeps its file).
+
+        One fetch at a time: an AutoP that comes while one runs fetches again once it is over (the
+        file may have changed since that fetch began), however many AutoPs came meanwhile."""
+        d: defer.Deferred = defer.Deferred()
+        self._after.append(d)
+        if self._provisioning is None:
+            self._next_round()
+        return d
+
+    def _next_round(self) -> None:
+        waiting, self._after = self._after, []
         self._provisioning = defer.ensureDeferred(self._provision())
 
         def done(_: Any) -> None:
             self._provisioning = None
-        return self._provisioning.addBoth(done)
+            for d in waiting:
+                d.callback(None)
+            if self._after and not self._stopped:
+                self._next_round()
+        self._provisioning.addBoth(done)
 
     async def _provision(self) -> None:
         url = f"{self.provision_url}{self.mac}.cfg"
@@ -248,7 +260,8 @@ class VendorEmulation:
         if not template or self._stopped:
             return
         url = expand_variables(template, self._variables(ev))
-        self._callbacks.addCallback(lambda _: defer.ensureDeferred(self._callback(key, url)))
+        phone = self.phone
+        self._callbacks.addCallback(lambda _: defer.ensureDeferred(self._callback(key, url, phone)))
 
     def _variables(self, ev: Any) -> dict[str, str]:
         x = ev.account or 1
@@ -264,8 +277,8 @@ class VendorEmulation:
             values["local"] = f"{acct.user_name}@{acct.servers[1].address}"
         return values
 
-    async def _callback(self, key: str, url: str) -> None:
-        if self._stopped:
+    async def _callback(self, key: str, url: str, phone: Any) -> None:
+        if self._stopped or phone is not self.phone:  # a re-provisioned phone's old events are not reported
             return
         try:
             status, _ = await self._get(url)

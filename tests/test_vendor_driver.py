@@ -226,3 +226,32 @@ def test_no_emulation_left_running():
 
     assert not [pid for pid in _LIVE if _alive(pid)], "an emulated phone outlived its test"
     assert os.getpid()
+
+
+@pytest_twisted.ensureDeferred
+async def test_warm_phone_is_parked_and_reused_by_the_next_test_with_its_clock(tls_pki):
+    from harness.vendor import _WARM
+
+    pids, labs = [], []
+    try:
+        for round_ in range(2):
+            clock = ScaledClock(reactor, SPEED)
+            dut = VendorPhone(clock, reactor=reactor, phone="emulate", ca_file=tls_pki.ca_file, warm=True,
+                              mac="0015650000aa")
+            lab = Lab(clock, Recorder(clock), dut, reactor=reactor, tls=tls_pki)
+            labs.append(lab)
+            await lab.up(Address("fallback"))
+            reg = await dut.wait_registered(account=1, timeout=30)
+            ok = [r for r in lab.recorder.sip(method="REGISTER", direction="out") if r.status == 200]
+            assert 0 <= reg.time - ok[0].time < 0.020 * SPEED, (round_, reg.time, ok[0].time)
+            pids.append(dut.pid)
+            await lab.down()
+            assert dut.pid is None and _alive(pids[-1]), "a warm phone is parked, not ended"
+            assert not dut.notes, dut.notes
+        assert pids[0] == pids[1], "the second test did not reuse the parked phone"
+    finally:
+        for key in [k for k in _WARM if k[-1] == "0015650000aa"]:
+            w = _WARM.pop(key)
+            w.ptransport.signalProcess("KILL")
+            await w.proc.when_ended()
+            await w.prov.stop()
