@@ -69,7 +69,6 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--clock {spec}: a {cls.kind} DUT runs on {' or '.join(cls.clocks)} clocks only "
                                 f"(SPEC §9: a phone in another process cannot follow a virtual clock)")
     config._sipharness_clock = spec  # type: ignore[attr-defined]
-    config._sipharness_findings = []  # type: ignore[attr-defined]
 
 
 class _TestState:
@@ -253,7 +252,6 @@ def _maybe_finding(item: pytest.Item, call: pytest.CallInfo, report: pytest.Test
     text = str(call.excinfo.value).splitlines()[0] if str(call.excinfo.value) else "deviation"
     report.outcome = "skipped"
     report.wasxfail = f"finding ({rule}): {text}"
-    item.config._sipharness_findings.append((item.nodeid, rule, text))  # type: ignore[attr-defined]
 
 
 def _scenario_of(item: pytest.Item) -> str | None:
@@ -281,7 +279,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if covered:
         tr.write_line(f"sipharness: {len(covered)} tests covered {sum(covered):.3f} s of phone time "
                       f"on a {config._sipharness_clock} clock")
-    findings = getattr(config, "_sipharness_findings", [])
+    # From the reports, not from this process's memory: under xdist the findings were made in
+    # the workers and only their reports reach the controller.
+    findings = [(rep.nodeid, *rep.wasxfail[len("finding ("):].split("): ", 1))
+                for rep in tr.stats.get("xfailed", []) if getattr(rep, "wasxfail", "").startswith("finding (")]
     if findings:
         tr.section("sipharness findings (rules this phone does not meet)", yellow=True)
         for nodeid, rule, text in findings:

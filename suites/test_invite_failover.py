@@ -65,9 +65,8 @@ async def test_provisional_response_stops_failover(lab):
     await lab.dut.wait_registered(account=1, timeout=30)
     topo["primary"].script.respond("INVITE", 100)
     mark = len(lab.recorder)
-    events = len(lab.dut.events)
     lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 30, state="proceeding", since=events)
+    await topo["primary"].wait_for("INVITE", direction="out", status=100, since=mark, timeout=30)
     await lab.at(lab.now() + 40)
     assert len(attempts(lab.recorder, "INVITE", "primary", since=mark)) == 1, "INVITE retransmitted after 100 Trying"
     assert not attempts(lab.recorder, "INVITE", "secondary", since=mark), "failover after the primary said 100 Trying"

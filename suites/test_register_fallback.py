@@ -89,8 +89,11 @@ async def test_failback_unregisters_from_fallback_server(lab):
                            timeout=lab.value("fallback.timeout") + 60)
 
     def unregister(r):
-        return r.method == "REGISTER" and r.direction == "in" and r.server == "fallback" and r.message is not None \
-            and r.message.expires == 0
+        # RFC 3261 §10.2.2: Expires: 0, or expires=0 on every Contact
+        if not (r.method == "REGISTER" and r.direction == "in" and r.server == "fallback" and r.message is not None):
+            return False
+        contacts = [c.params.get("expires") for c in r.message.contacts]
+        return r.message.expires == 0 or (bool(contacts) and all(e == "0" for e in contacts))
     await lab.recorder.wait_for(unregister, 60, since=mark, what="REGISTER with Expires: 0 to the fallback server")
     # And no refresh of the fallback registration afterwards, though its expiry passes.
     later = len(lab.recorder)

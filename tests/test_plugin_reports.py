@@ -52,3 +52,17 @@ def test_bad_clock_option_is_a_usage_error(pytester):
     result = _run_suite(pytester, "test_register_failover.py", "", "--clock=fast")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--clock*scaled:FACTOR*"])
+
+
+def test_report_mode_turns_broken_rules_into_findings_under_xdist(pytester):
+    """--report-mode (qualifying a phone nobody here wrote): the run passes, the findings are listed
+    with the rule, and the per-scenario table counts them, also when xdist workers made them."""
+    result = _run_suite(pytester, "test_failback.py", BROKEN_FAILBACK, "--report-mode", "-n", "2",
+                        "-k", "duration_returns_after")
+    assert result.ret == 0
+    out = result.stdout.str()
+    assert "sipharness findings" in out
+    assert "FBK-3: " in out and "left the secondary" in out
+    table = out.split("sipharness rule table", 1)[1]
+    row = next(line for line in table.splitlines() if line.startswith("FBK-3"))
+    assert row.split()[1:3] == ["0", "2"], row  # met 0, findings 2 (both failback_timeout values)
