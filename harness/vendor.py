@@ -398,7 +398,7 @@ class VendorPhone(DeviceUnderTest):
             prov, self._prov = self._prov, None
             if prov is not None:
                 await prov.stop()
-            self._fail_waits(VendorError("the yealink DUT was stopped"), record=False)
+            self._fail_waits(VendorError("the yealink DUT was stopped"))
 
     async def park(self) -> None:
         """Leave a real phone quiet: end a call, serve the file with every account disabled, AutoP.
@@ -624,7 +624,7 @@ class VendorPhone(DeviceUnderTest):
         self.notes.append(str(err))
         self._fail_waits(err)
 
-    def _fail_waits(self, err: VendorError, record: bool = True) -> None:
+    def _fail_waits(self, err: VendorError) -> None:
         waits, self._waits = self._waits, []
         for out in waits:
             if not out.called:
