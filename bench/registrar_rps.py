@@ -2,15 +2,29 @@
 """REGISTER throughput of our fake registrar against Kamailio, with SIPp as the load (a script, not a test).
 
 For each rate (rising), each server is started fresh (ours: ``python -m fakes.sip.cli
---quiet``; Kamailio: ``bench/kamailio-registrar.cfg``, in-memory usrloc, one child), SIPp
+--quiet``, one process; Kamailio: ``bench/kamailio-registrar.cfg``, in-memory usrloc, one
+UDP worker, ``-n 1``), SIPp
 sends ``rate × seconds`` REGISTERs of unique users (``user[call_number]``,
 ``tests/sipp/register.xml``) at that rate, and the run is clean when every transaction got
 its 200 (SIPp exit 0, no failed call) and the run kept the rate (done within 1.2 × planned + 0.5 s). Prints the highest clean
-rate of each and the ratio ours / Kamailio. Same-box figures: compare the ratio, not the
-absolutes (see /work/shared/PEERS.md). Ports are found free on 127.0.0.1; a server is
-stopped by PID and waited for (SIGKILL after 10 s) before the next one starts.
+rate of each and the ratio ours / Kamailio. Each server climbs the rates until its first
+unclean run, so both figures are ceilings, not lower bounds; if a server never fails the
+line says so (``>=``) and the ratio is marked as a bound. Same-box figures: compare the
+ratio, not the absolutes (see /work/shared/PEERS.md); other work on the box moves both.
+Ports are found free on 127.0.0.1; a server is stopped by PID and waited for (SIGKILL after
+10 s) before the next one starts.
 
-    python3 bench/registrar_rps.py [--rates 500,1000,2000,4000] [--seconds 5]
+Our server still does all its work under ``--quiet``: every message is parsed, answered
+through the registrar logic and recorded as a ``fakes.record.Record``; ``--quiet`` only
+skips printing the JSON lines (the CLI's recorder never keeps records, see fakes/sip/cli.py).
+
+    python3 bench/registrar_rps.py [--rates 1000,2000,4000] [--seconds 5]
+
+Measured (2-core box, one run, 5 s per rate), before and after fakes/sip's lean UDP
+non-INVITE path (response cache instead of a ServerTransaction + Timer J per REGISTER,
+bounded memories, 4 MiB UDP buffers, records without re-parsing):
+before: ours 2000/s, kamailio >= 8000/s (rates stopped at 8000: a lower bound), ratio <= 0.25;
+after: see the lines in fakes/sip's second-pass report (ratio printed by this script).
 """
 
 from __future__ import annotations
@@ -91,7 +105,8 @@ def run_sipp(port: int, *, rate: int, count: int, timeout: float) -> tuple[bool,
     return p.returncode == 0 and succ == count and fail == 0, succ, fail
 
 
-def measure(name: str, start, rates: list[int], seconds: float) -> int:
+def measure(name: str, start, rates: list[int], seconds: float) -> tuple[int, bool]:
+    """(highest clean rate, whether a rate failed: False means the ceiling is above the last rate)."""
     best = 0
     for rate in rates:
         proc, port = start()
@@ -107,14 +122,15 @@ def measure(name: str, start, rates: list[int], seconds: float) -> int:
         print(f"{name:<10} {rate:>6}/s × {seconds:g} s: {succ} ok, {fail} failed, {took:.1f} s "
               f"{'clean' if clean else 'NOT clean'}", flush=True)
         if not clean:
-            break
+            return best, True
         best = rate
-    return best
+    return best, False
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", default="250,500,1000,2000,3000,4000,6000,8000")
+    ap.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,7000,8000,10000,12000,14000,16000,18000,"
+                                       "20000,24000,28000,32000,40000")
     ap.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args(argv)
     rates = [int(r) for r in args.rates.split(",")]
@@ -122,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         if not shutil.which(tool):
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
-    ours = measure("ours", start_ours, rates, args.seconds)
-    kam = measure("kamailio", start_kamailio, rates, args.seconds)
+    ours, ours_top = measure("ours", start_ours, rates, args.seconds)
+    kam, kam_top = measure("kamailio", start_kamailio, rates, args.seconds)
     ratio = ours / kam if kam else float("nan")
-    print(f"highest clean rate: ours {ours}/s, kamailio {kam}/s (1 process each), ratio ours/kamailio = {ratio:.2f}"
+    bound = "" if ours_top and kam_top else " (a bound: a server never failed, add higher --rates)"
+    print(f"highest clean rate: ours {'' if ours_top else '>= '}{ours}/s, kamailio {'' if kam_top else '>= '}{kam}/s "
+          f"(1 worker process each; ours records every message, prints none), ratio ours/kamailio = {ratio:.2f}{bound}"
           f" (target >= 0.5)")
     return 0
 

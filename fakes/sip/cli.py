@@ -4,6 +4,11 @@ Prints one ``listening TRANSPORT HOST:PORT`` line per listener first (so a paren
 can read the bound ports), then every message as a JSON line (``Record.to_json()``), unless
 ``--quiet``. Exits 0 on SIGINT/SIGTERM. Real clock: a process on its own has nobody to
 share a virtual clock with.
+
+Every message is still recorded (a :class:`fakes.record.Record` built and handed on), with or
+without ``--quiet``; ``--quiet`` only skips writing the JSON lines. The process's recorder
+does not keep the records, unlike a test's: a server that runs for hours (or under
+bench/registrar_rps.py) must not hold every message it ever saw.
 """
 
 from __future__ import annotations
@@ -28,6 +33,20 @@ def _listen_spec(text: str) -> tuple[str, str, int]:
         raise argparse.ArgumentTypeError(f"--listen {text!r}: expected udp|tcp|tls:HOST:PORT, e.g. udp:127.0.0.1:5060")
 
 
+def _streaming_recorder(clock):
+    from fakes.record import Recorder
+
+    class StreamingRecorder(Recorder):
+        """Hands each record to the subscribers and forgets it (no wait_for, no ladder)."""
+
+        def append(self, entry):
+            for listener in self._listeners:
+                listener(entry)
+            return entry
+
+    return StreamingRecorder(clock)
+
+
 def _user_spec(text: str) -> tuple[str, str]:
     name, sep, password = text.partition(":")
     if not sep or not name:
@@ -50,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from twisted.internet import reactor
 
-    from fakes.record import Recorder
     from fakes.sip.server import FakeSipServer
 
     listens = args.listen or [("udp", "127.0.0.1", 5060)]
@@ -58,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(hosts) > 1:
         print(f"sipharness registrar: all --listen must use one host, got {sorted(hosts)}", file=sys.stderr)
         return 2
-    recorder = Recorder(reactor)
+    recorder = _streaming_recorder(reactor)
     server = FakeSipServer(args.name, recorder=recorder, reactor=reactor, host=listens[0][1], domain=args.domain,
                            users=dict(args.user) or None, min_expires=args.min_expires,
                            answer_delay=args.answer_delay, unknown_user=args.unknown_user)

@@ -34,6 +34,7 @@ from sipcore.transport import no_delay
 from fakes.record import Record, Recorder
 from fakes.sip.actions import Origin, Relay, Respond
 from fakes.sip.pbx import Pbx
+from fakes.sip.recent import RecentMap
 from fakes.sip.script import DELAY, DROP, RESPOND, Script
 
 __all__ = ["FakeSipServer"]
@@ -41,6 +42,8 @@ __all__ = ["FakeSipServer"]
 Address = tuple[str, int]
 _TRANSPORTS = ("udp", "tcp", "tls")
 MAX_MESSAGE = 65535
+_WINDOW = 64 * 0.5  # 64·T1: how long a client may retransmit (Timer B/F) and Timer J lasts
+_MAX_RECENT = 200_000  # bound of the retransmission memories (requests seen, responses given)
 
 
 # --------------------------------------------------------------------------- flows (reply paths)
@@ -147,6 +150,16 @@ class _Listener:
         self.port: Any = None
         self.protocol: Any = None
         self.address: Address = ("", 0)
+        self._flows: dict[Address, _UdpFlow] = {}
+
+    def flow(self, peer: Address) -> "_UdpFlow":
+        """The reply path to ``peer`` (one object per peer, shared by its bindings; bounded)."""
+        f = self._flows.get(peer)
+        if f is None:
+            if len(self._flows) >= 4096:
+                self._flows.clear()
+            f = self._flows[peer] = _UdpFlow(self, peer)
+        return f
 
 
 # --------------------------------------------------------------------------- bad input
@@ -180,6 +193,32 @@ def _lenient_400(raw: bytes, what: str) -> bytes | None:
         f"From: {found['From'][0]}", f"To: {to}", f"Call-ID: {found['Call-ID'][0]}", f"CSeq: {found['CSeq'][0]}",
         f"Warning: 399 fake \"{reason.replace(chr(34), chr(39))}\"", "Content-Length: 0"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+UDP_BUFFER = 4 * 1024 * 1024
+
+
+def _big_buffers(port: Any) -> None:
+    """Ask for 4 MiB UDP socket buffers (the kernel caps it at net.core.rmem_max/wmem_max).
+
+    The default (~200 KB) holds ~150 queued datagrams: under a load of thousands of requests
+    a second, a pause of a few tens of milliseconds (a garbage collection) overflowed it and
+    the kernel dropped requests, which the client then retransmitted 500 ms later. Real
+    servers do the same (Kamailio probes up to its maxbuffer, SIPp has -buff_size).
+    """
+    sock = getattr(port, "socket", None)
+    if sock is None:  # a fake reactor in a test
+        return
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, UDP_BUFFER)
+        except OSError:
+            pass
+
+
+def _stateless(request: Any, origin: Origin) -> bool:
+    """Whether ``request`` is answered without a ServerTransaction (non-INVITE over UDP)."""
+    return origin.transport == "udp" and request.method not in ("INVITE", "ACK")
 
 
 # --------------------------------------------------------------------------- the server
@@ -217,7 +256,10 @@ class FakeSipServer:
         self._origins: dict[tuple, Origin] = {}  # server transaction key → where its request came from
         self._twoxx: list[tuple[TwoXXRetransmitter, Origin]] = []
         self._counts: dict[str, int] = {}
-        self._seen: set[tuple] = set()
+        # SPEC §3 counts attempts: a retransmission is marked, not hidden. Both memories last
+        # 64·T1 and are bounded (fakes.sip.recent), whatever a peer sends.
+        self._seen = RecentMap(_WINDOW, _MAX_RECENT)  # (method, Call-ID, CSeq, branch) of requests seen
+        self._answered = RecentMap(_WINDOW, _MAX_RECENT)  # UDP non-INVITE server key → last response bytes
         self._calls: list[Any] = []  # delayed calls to cancel at stop()
         self._flap: Any = None
         self.stopped = False
@@ -342,6 +384,7 @@ class FakeSipServer:
         if lst.kind == "udp":
             lst.protocol = _Datagrams(self, lst)
             lst.port = self.reactor.listenUDP(lst.port_number, lst.protocol, interface=iface, maxPacketSize=MAX_MESSAGE)
+            _big_buffers(lst.port)
         elif lst.kind == "tcp":
             lst.port = self.reactor.listenTCP(lst.port_number, _StreamFactory(self, "tcp"), interface=iface)
         else:
@@ -375,7 +418,7 @@ class FakeSipServer:
 
     # ------------------------------------------------------------------ receiving
     def _datagram(self, data: bytes, peer: Address, lst: _Listener) -> None:
-        origin = Origin("udp", peer, lst.address, _UdpFlow(lst, peer))
+        origin = Origin("udp", peer, lst.address, lst.flow(peer))
         if is_keepalive(data):
             return
         try:
@@ -429,14 +472,13 @@ class FakeSipServer:
         now = self.clock.seconds()
         via = request.top_via
         key = (method, request.call_id, request.cseq[0], via.branch)
-        retx = key in self._seen
-        self._seen.add(key)
+        retx = self._seen.seen(key, now)
         if self.state == "blackhole":
-            self._record("in", request, raw, origin, note="dropped: down (blackhole)", retransmission=retx)
+            self._record("in", request, raw, origin, note="dropped: down (blackhole)", retransmission=retx, ids=key)
             return
         index = self._counts[method] = self._counts.get(method, 0) + 1
         decision = self.script.decide(method, index, now)
-        self._record("in", request, raw, origin, note=decision.note, retransmission=retx)
+        self._record("in", request, raw, origin, note=decision.note, retransmission=retx, ids=key)
         if decision.action == DROP:
             return
         if decision.action == RESPOND:
@@ -451,6 +493,11 @@ class FakeSipServer:
         self._process(request, origin)
 
     def _answer_scripted(self, request: Any, response: Any, origin: Origin) -> None:
+        if _stateless(request, origin):
+            key = server_key(request)
+            if not self._absorb(key, origin):
+                self._answer_stateless(key, request, response, origin)
+            return
         tx = self._table.match_request(request)
         if tx is None or tx.state == "terminated":
             tx = self._new_tx(request, origin)
@@ -483,12 +530,41 @@ class FakeSipServer:
                     self._twoxx.remove((r, o))
             self._run(self.logic.handle_request(request, origin, now), request, origin)
             return
+        lean = _stateless(request, origin)
+        if lean:
+            key = server_key(request)
+            if self._absorb(key, origin):
+                return
         tx = self._table.match_request(request)
         if tx is not None and tx.state != "terminated":
             self._tx_events(tx, tx.receive(request, now))
             return
+        actions = self.logic.handle_request(request, origin, now)
+        if lean and all(type(a) is Respond and a.after <= 0 and a.request is None for a in actions):
+            for a in actions:
+                self._answer_stateless(key, request, a.response, origin)
+            return
         self._new_tx(request, origin)
-        self._run(self.logic.handle_request(request, origin, now), request, origin)
+        self._run(actions, request, origin)
+
+    # RFC 3261 §17.2.2 without a transaction object: a non-INVITE over UDP answered at once is
+    # "completed" from its first response on; for Timer J (64·T1) a retransmission gets the last
+    # response again from ``_answered``. A request the logic answers later (a delay, a relayed
+    # BYE) still gets a full ServerTransaction. Why: see fakes.sip.recent.
+    def _absorb(self, key: tuple, origin: Origin) -> bool:
+        data = self._answered.get(key, self.clock.seconds())
+        if data is None:
+            return False
+        origin.flow.send(data)
+        self._record("out", parse(data), data, origin, retransmission=True)  # rare: parsed for the record only
+        return True
+
+    def _answer_stateless(self, key: tuple, request: Any, response: Any, origin: Origin) -> None:
+        data = response.to_bytes()
+        self._answered.put(key, data, self.clock.seconds())
+        origin.flow.send(data)
+        self._record("out", response, data, origin,
+                     ids=(request.method, request.call_id, request.cseq[0], request.top_via.branch))
 
     # ------------------------------------------------------------------ acting
     def _run(self, actions: list, request: Any, origin: Origin) -> None:
@@ -585,27 +661,42 @@ class FakeSipServer:
 
     # ------------------------------------------------------------------ recording
     def _record(self, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
-                retransmission: bool = False, summary: str | None = None) -> Record:
+                retransmission: bool = False, summary: str | None = None, ids: tuple | None = None) -> Record:
+        """Append what was seen. ``ids``: (method, Call-ID, CSeq number, branch) when the caller
+        has them already (a request's, for its own response): a response we built has no parsed
+        headers yet, and parsing them back only to record them was a third of a REGISTER's cost."""
         method = status = call_id = cseq = branch = None
         if message is not None:
             try:
                 if message.is_request:
                     method = message.method
-                    summary = summary or f"{message.method} {message.uri}"
+                    summary = summary or _request_summary(message, raw)
                 else:
                     status = message.status
-                    summary = summary or f"{message.status} {message.reason}"
-                call_id = message.headers.get("Call-ID")
-                c = message.cseq
-                cseq = c[0]
-                if status is not None:
-                    method = c[1]
-                branch = message.top_via.branch
+                    summary = summary or f"{status} {message.reason}"
+                if ids is None:
+                    c = message.cseq
+                    ids = (c[1], message.call_id, c[0], message.top_via.branch)
+                method, call_id, cseq, branch = ids
             except (SipParseError, ValueError, IndexError):
                 pass
         rec = Record(time=self.clock.seconds(), kind="sip", direction=direction, server=self.name,
-                     transport=origin.transport, local=tuple(origin.local), peer=tuple(origin.peer),
+                     transport=origin.transport, local=origin.local, peer=origin.peer,
                      summary=summary or "", method=method, status=status, retransmission=retransmission,
                      call_id=call_id, cseq=cseq, branch=branch, message=message, raw=bytes(raw), note=note)
         self.recorder.append(rec)
         return rec
+
+
+def _request_summary(request: Any, raw: bytes) -> str:
+    """"METHOD Request-URI" as the request line had it (the parser accepted it as exactly
+    METHOD SP URI SP SIP/2.0), without turning the parsed URI back into text."""
+    start = 0
+    while raw.startswith(b"\r\n", start):
+        start += 2
+    end = raw.find(b"\r\n", start)
+    line = raw[start:end].decode("utf-8", "surrogateescape") if end > 0 else ""
+    head = line.rsplit(" ", 1)[0]
+    if not head.startswith(request.method + " "):  # raw is not this request's (a copy we changed)
+        return f"{request.method} {request.uri}"
+    return head
