@@ -115,6 +115,7 @@ class Source:
     local: Address
     peer: Address
     _reply: Callable[[bytes], None] = field(repr=False, compare=False)
+    raw: bytes = field(default=b"", repr=False, compare=False)  # UDP: the datagram as received (fakes record it)
 
     def send(self, message: Any) -> None:
         """Reply with ``message`` (a Request or Response) the way this one came."""
@@ -184,11 +185,11 @@ class _UdpProtocol(protocol.DatagramProtocol):
         self.connected_peer: Address | None = None
         self.closing = False
 
-    def _source(self, peer: Address) -> Source:
+    def _source(self, peer: Address, raw: bytes = b"") -> Source:
         local = _addr(self.transport.getHost())
         if self.connected_peer is not None:
-            return Source("udp", local, peer, self._write_connected)
-        return Source("udp", local, peer, lambda data: self._write_to(data, peer))
+            return Source("udp", local, peer, self._write_connected, raw)
+        return Source("udp", local, peer, lambda data: self._write_to(data, peer), raw)
 
     def _write_connected(self, data: bytes) -> None:
         if self.transport is None or self.closing:
@@ -208,7 +209,7 @@ class _UdpProtocol(protocol.DatagramProtocol):
         peer = (addr[0], addr[1])
         if is_keepalive(data):
             return  # RFC 5626 keep-alive: nothing to parse, nothing to answer on UDP
-        source = self._source(peer)
+        source = self._source(peer, data)
         try:
             message = parse(data, max_size=self.max_size)
         except SipParseError as e:
@@ -388,7 +389,8 @@ class Listener:
     """
 
     def __init__(self, transport: str, handler: Any, host: str, port: int, clock: Any, reactor: Any,
-                 max_size: int, context_factory: Any = None, client_context: Any = None):
+                 max_size: int, context_factory: Any = None, client_context: Any = None,
+                 buffer_size: int | None = None):
         if transport not in ("udp", "tcp", "tls"):
             raise ValueError(f"transport must be 'udp', 'tcp' or 'tls', got {transport!r}")
         if transport == "tls" and context_factory is None:
@@ -401,6 +403,7 @@ class Listener:
         self._context_factory = context_factory
         self._client_context = client_context  # TLS: for connections this listener opens
         self._host = host
+        self._buffer_size = buffer_size  # UDP: SO_RCVBUF / SO_SNDBUF asked for at every open
         self._port_obj: Any = None
         self._udp: _UdpProtocol | None = None
         self.connections: dict[Address, _StreamProtocol] = {}  # by peer, open or opening
@@ -413,6 +416,8 @@ class Listener:
         if self.transport == "udp":
             self._udp = _UdpProtocol(self.handler, self.clock, self.max_size)
             self._port_obj = r.listenUDP(port, self._udp, interface=self._host, maxPacketSize=self.max_size + 1)
+            if self._buffer_size:
+                _set_buffers(self._port_obj, self._buffer_size)
         elif self.transport == "tcp":
             self._port_obj = r.listenTCP(port, _ListenerFactory(self), interface=self._host)
         else:
@@ -528,10 +533,28 @@ class Listener:
         return f"<Listener {self.transport} {self.address[0]}:{self.address[1]} {state}>"
 
 
+def _set_buffers(port: Any, size: int) -> None:
+    """Ask the kernel for ``size``-byte receive and send buffers (capped at net.core.rmem_max /
+    wmem_max); a reactor without real sockets (a test double) is left alone."""
+    sock = getattr(port, "socket", None)
+    if sock is None:
+        return
+    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+        except OSError:
+            pass
+
+
 def listen_udp(handler: Any, *, host: str = "127.0.0.1", port: int = 0, clock: Any, reactor: Any = None,
-               max_size: int = MAX_SIZE) -> Listener:
-    """Serve SIP over UDP on ``host:port`` (0 = any free port; see ``.address``)."""
-    return Listener("udp", handler, host, port, clock, reactor, max_size)
+               max_size: int = MAX_SIZE, buffer_size: int | None = None) -> Listener:
+    """Serve SIP over UDP on ``host:port`` (0 = any free port; see ``.address``).
+
+    ``buffer_size``: socket buffers to ask for (bytes). The default ~200 KB queues ~150
+    datagrams; a server under load (a benchmarked fake registrar) wants megabytes so that a
+    pause of a few milliseconds does not make the kernel drop requests.
+    """
+    return Listener("udp", handler, host, port, clock, reactor, max_size, buffer_size=buffer_size)
 
 
 def listen_tcp(handler: Any, *, host: str = "127.0.0.1", port: int = 0, clock: Any, reactor: Any = None,
