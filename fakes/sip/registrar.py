@@ -7,21 +7,22 @@ exactly what is left. Written by hand because the point is control: a test confi
 minimum expiry (423), the users that must authenticate (401, stale nonces) and reads the
 bindings back; a real registrar (Kamailio) does all that but cannot be scripted per test.
 
-Digest (RFC 2617 / RFC 3261 §22.4, MD5, qop=auth or none) is checked here with a private
-helper: a nonce is valid for ``nonce_lifetime`` phone seconds (or until
-:meth:`Registrar.expire_nonces`), a request carrying an old or unknown nonce gets a new
-challenge with ``stale=true``.
+Digest (RFC 2617 / RFC 7616 / RFC 3261 §22.4, MD5, qop=auth) is sipcore's
+:class:`sipcore.digest.DigestServer`, the one the phone's tests also meet: a nonce is valid
+for ``nonce_lifetime`` phone seconds (or until :meth:`Registrar.expire_nonces`) and its
+nonce count must grow; a right password with an old, unknown or replayed nonce gets a new
+challenge with ``stale=true`` (401), a wrong password or an unknown user 403, credentials
+that cannot be read (or name another realm, an algorithm or qop not offered) 400.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from sipcore.digest import BAD_PASSWORD, OK, STALE, UNKNOWN_USER, DigestServer
 from sipcore.message import make_response, new_tag
 from sipcore.uri import SipUri
 
@@ -67,29 +68,17 @@ def aor_user(aor: str) -> str:
     return user.split(";", 1)[0]
 
 
-_AUTH_PARAM = re.compile(r'\s*([A-Za-z0-9\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*,?')
+class _At:
+    """The IReactorTime DigestServer reads, set to the ``now`` each request is handled at
+    (the registrar stays sans-I/O: time comes in with the request)."""
 
+    __slots__ = ("now",)
 
-def _parse_authorization(value: str) -> dict[str, str] | None:
-    scheme, _, rest = value.strip().partition(" ")
-    if scheme.lower() != "digest":
-        return None
-    params: dict[str, str] = {}
-    pos = 0
-    while pos < len(rest):
-        m = _AUTH_PARAM.match(rest, pos)
-        if not m or m.end() == pos:
-            return None
-        v = m.group(2)
-        if v.startswith('"'):
-            v = v[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-        params[m.group(1).lower()] = v
-        pos = m.end()
-    return params
+    def __init__(self) -> None:
+        self.now = 0.0
 
-
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
+    def seconds(self) -> float:
+        return self.now
 
 
 class Registrar:
@@ -110,7 +99,8 @@ class Registrar:
         self.default_expires = default_expires
         self.nonce_lifetime = nonce_lifetime
         self._bindings: dict[str, dict[str, Binding]] = {}  # user → contact URI text → binding
-        self._nonces: dict[str, float] = {}  # nonce → issued at
+        self._at = _At()
+        self._digest = DigestServer(realm, self._at, nonce_ttl=nonce_lifetime, qop=("auth",), algorithm="MD5")
         self.known_users: set[str] = set(self.users or ())
 
     # -- queries
@@ -135,7 +125,9 @@ class Registrar:
 
     def expire_nonces(self) -> None:
         """Make every nonce issued so far stale (the next REGISTER using one gets stale=true)."""
-        self._nonces.clear()
+        old = self._digest  # a fresh DigestServer knows none of them; same realm, same opaque
+        self._digest = DigestServer(old.realm, self._at, nonce_ttl=old.nonce_ttl, qop=old.qop,
+                                    algorithm=old.algorithm, opaque=old.opaque, max_nonces=old.max_nonces)
 
     # -- the logic
     def handle(self, request: Any, origin: Origin, now: float) -> list[Respond]:
@@ -188,37 +180,35 @@ class Registrar:
                                            for b in live)
         return make_response(request, 200, "OK", to_tag=new_tag(), headers=headers)
 
-    def _challenge(self, request: Any, now: float, stale: bool = False) -> Any:
-        nonce = os.urandom(12).hex()
-        self._nonces[nonce] = now
-        value = f'Digest realm="{self.realm}", nonce="{nonce}", algorithm=MD5, qop="auth"'
-        if stale:
-            value += ", stale=true"
+    def _challenge(self, request: Any, stale: bool = False) -> Any:
+        value = self._digest.make_challenge(stale=stale)
+        # sipcore.digest writes stale=TRUE (RFC 2617's ABNF is case-insensitive); RFC 7616 §3.3
+        # and the peers write it lower-case, as this fake always did
+        value = value.replace("stale=TRUE", "stale=true")
         return make_response(request, 401, "Unauthorized", to_tag=new_tag(), headers={"WWW-Authenticate": value})
 
     def _authenticate(self, request: Any, now: float) -> Any | None:
-        """None when the request carries valid credentials; else the 401/403 to send."""
+        """None when the request carries valid credentials; else the 401/403/400 to send."""
+        self._at.now = now
         value = request.headers.get("Authorization")
         if value is None:
-            return self._challenge(request, now)
-        p = _parse_authorization(value)
-        if p is None or not all(k in p for k in ("username", "realm", "nonce", "uri", "response")):
-            return make_response(request, 400, "malformed Authorization header", to_tag=new_tag())
-        issued = self._nonces.get(p["nonce"])
-        if issued is None or now - issued > self.nonce_lifetime:
-            return self._challenge(request, now, stale=True)
-        password = self.users.get(p["username"])
-        if password is None:
-            return make_response(request, 403, f"unknown user {p['username']!r}", to_tag=new_tag())
-        ha1 = _md5(f"{p['username']}:{p['realm']}:{password}")
-        ha2 = _md5(f"{request.method}:{p['uri']}")
-        if p.get("qop"):
-            expected = _md5(f"{ha1}:{p['nonce']}:{p.get('nc', '')}:{p.get('cnonce', '')}:{p['qop']}:{ha2}")
-        else:
-            expected = _md5(f"{ha1}:{p['nonce']}:{ha2}")
-        if expected != p["response"].lower():
+            return self._challenge(request)
+        result = self._digest.verify(value, method=request.method, password_for=self.users.get)
+        if result.status == OK:
+            return None
+        if result.status == STALE:  # right password, old or unknown nonce: RFC 7616 §3.3
+            return self._challenge(request, stale=True)
+        if result.status == UNKNOWN_USER:
+            return make_response(request, 403, f"unknown user {_printable(result.username or '')!r}",
+                                 to_tag=new_tag())
+        if result.status == BAD_PASSWORD:
             return make_response(request, 403, "wrong password", to_tag=new_tag())
-        return None
+        return make_response(request, 400, f"bad Authorization: {_printable(result.reason)}", to_tag=new_tag())
+
+
+def _printable(text: str) -> str:
+    """Peer text fit for a reason phrase: printable ASCII, 80 characters at most."""
+    return re.sub(r"[^ -~]", "?", text)[:80]
 
 
 def _int_or_none(text: str) -> int | None:
