@@ -23,7 +23,6 @@ Why this shape:
 
 from __future__ import annotations
 
-import atexit
 import json
 import os
 import shlex
@@ -36,22 +35,13 @@ from typing import Any, Callable
 from twisted.internet import defer, error, protocol
 from twisted.protocols.basic import NetstringReceiver
 
+from .child import ChildProcess, deadline, track
 from .dut import DeviceUnderTest, DutEvent
 
 __all__ = ["BaresipPhone", "BaresipError", "translate", "read_cfg"]
 
 DEFAULT_MODULE_PATH = "/usr/lib/baresip/modules"
 _TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}  # 3 DNS-NAPTR: no transport parameter
-_LIVE: dict[int, Any] = {}  # pid → IProcessTransport of every baresip not yet reaped
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # pragma: no cover - only on an abrupt teardown
-    for pid in list(_LIVE):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class BaresipError(RuntimeError):
@@ -169,23 +159,19 @@ _IGNORED = {
 
 # --------------------------------------------------------------------------- process and control socket
 
-class _Process(protocol.ProcessProtocol):
+class _Process(ChildProcess):
     """baresip's output (bounded tail), its "ready" line, and its end."""
 
     READY = b"baresip is ready."
     KEEP = 16384
 
     def __init__(self) -> None:
+        super().__init__()
         self.out = b""
-        self.err = b""
         self.ready: defer.Deferred = defer.Deferred()
-        self.status: int | None = None
-        self.ended = False
-        self.pid: int | None = None
-        self._end_waiters: list[defer.Deferred] = []
 
     def connectionMade(self) -> None:
-        self.pid = self.transport.pid
+        super().connectionMade()
         self.transport.closeStdin()  # PEERS.md: baresip runs with stdin at EOF (no stdio UI loaded)
 
     def outReceived(self, data: bytes) -> None:
@@ -193,27 +179,9 @@ class _Process(protocol.ProcessProtocol):
         if not self.ready.called and self.READY in self.out:
             self.ready.callback(None)
 
-    def errReceived(self, data: bytes) -> None:
-        self.err = (self.err + data)[-self.KEEP:]
-
-    def processEnded(self, reason: Any) -> None:
-        self.ended = True
-        self.status = getattr(reason.value, "exitCode", None)
-        if self.status is None:
-            self.status = -(getattr(reason.value, "signal", 0) or 0)
-        _LIVE.pop(self.pid or -1, None)
+    def on_end(self) -> None:
         if not self.ready.called:
             self.ready.callback(None)  # the caller sees ``ended``
-        waiters, self._end_waiters = self._end_waiters, []
-        for d in waiters:
-            d.callback(True)
-
-    def when_ended(self) -> defer.Deferred:
-        if self.ended:
-            return defer.succeed(True)
-        d: defer.Deferred = defer.Deferred()
-        self._end_waiters.append(d)
-        return d
 
     def output(self, limit: int = 1500) -> str:
         text = self.out.decode("utf-8", "replace").strip()
@@ -269,21 +237,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _deadline(reactor: Any, d: defer.Deferred, seconds: float) -> defer.Deferred:
-    """Fires True when ``d`` fires (its value is not consumed), False after ``seconds`` of wall time."""
-    out: defer.Deferred = defer.Deferred()
-    timer = reactor.callLater(seconds, lambda: out.called or out.callback(False))
-
-    def done(value: Any) -> Any:
-        if timer.active():
-            timer.cancel()
-        if not out.called:
-            out.callback(True)
-        return value
-    d.addBoth(done)
-    return out
 
 
 # --------------------------------------------------------------------------- the DUT
@@ -391,7 +344,7 @@ class BaresipPhone(DeviceUnderTest):
             raise BaresipError(f"baresip DUT: cannot run {shlex.join(argv)}: {e}") from None
         self._proc = proc
         if proc.pid is not None and not proc.ended:
-            _LIVE[proc.pid] = self._ptransport
+            track(proc.pid, self._ptransport, "baresip")
         try:
             await self._until_ready(proc, argv, ctrl_port)
             for x, line in accounts:
@@ -404,7 +357,7 @@ class BaresipPhone(DeviceUnderTest):
 
     async def _until_ready(self, proc: _Process, argv: list[str], ctrl_port: int) -> None:
         where = f"127.0.0.1:{ctrl_port}"
-        ok = await _deadline(self._reactor, proc.ready, self.START_TIMEOUT)
+        ok = await deadline(self._reactor, proc.ready, self.START_TIMEOUT)
         if proc.ended or not ok:
             what = (f"exited with status {proc.status}" if proc.ended else
                     f"did not say 'baresip is ready.' within {self.START_TIMEOUT:g} s")
@@ -461,7 +414,7 @@ class BaresipPhone(DeviceUnderTest):
                             ptransport.signalProcess(step)
                         except error.ProcessExitedAlready:
                             break
-                    await _deadline(self._reactor, proc.when_ended(), grace)
+                    await deadline(self._reactor, proc.when_ended(), grace)
                 if not proc.ended:
                     raise BaresipError(f"baresip pid {ptransport.pid} did not exit after quit, TERM, TERM, KILL")
         finally:

@@ -29,7 +29,6 @@ in wall time whatever the test's clock says); event times are phone seconds of t
 
 from __future__ import annotations
 
-import atexit
 import base64
 import json
 import os
@@ -46,6 +45,7 @@ from twisted.python.failure import Failure as _Failure
 from sipcore.journal import WaitTimeout
 
 from .baresip import read_cfg
+from .child import ChildProcess, deadline, track
 from .dut import DeviceUnderTest, DutEvent
 from .provisioning import ProvisioningServer
 
@@ -57,7 +57,6 @@ ACTION_EVENTS = ("registered", "register_failed", "unregistered", "incoming_call
                  "call_proceeding", "ringback", "call_established", "call_terminated")
 _CALL_STATE = {"outgoing_call": "calling", "call_proceeding": "proceeding", "ringback": "ringing",
                "call_established": "established"}
-_LIVE: dict[int, Any] = {}  # pid → process transport of every emulation not yet reaped
 _WARM: dict[tuple, "_Warm"] = {}  # parked emulated phones waiting for this worker's next test
 
 
@@ -66,15 +65,6 @@ class _Warm:
 
     def __init__(self, proc: Any, ptransport: Any, prov: Any, epoch: float, phone_http: str):
         self.proc, self.ptransport, self.prov, self.epoch, self.phone_http = proc, ptransport, prov, epoch, phone_http
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # pragma: no cover - at the end of a session (warm phones) or an abrupt teardown
-    for pid in list(_LIVE):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 class VendorError(RuntimeError):
@@ -99,25 +89,20 @@ def pick_phone(spec: str, worker: str | None) -> tuple[str, int]:
     return phones[index], index
 
 
-class _Emulation(protocol.ProcessProtocol):
+class _Emulation(ChildProcess):
     """The emulated phone's process: JSON lines out (kept, bounded), its Action URI port, its end."""
 
     KEEP = 400
 
+    ERR_KEEP = 8192
+
     def __init__(self, on_end: Any):
+        super().__init__()
         self.lines: list[str] = []
-        self.err = b""
         self._buf = b""
         self.listening: defer.Deferred = defer.Deferred()
         self.booted: defer.Deferred = defer.Deferred()  # its power-on provisioning is over (applied or failed)
-        self.ended = False
-        self.status: int | None = None
-        self.pid: int | None = None
         self._on_end = on_end
-        self._end_waiters: list[defer.Deferred] = []
-
-    def connectionMade(self) -> None:
-        self.pid = self.transport.pid
 
     def outReceived(self, data: bytes) -> None:
         self._buf += data
@@ -135,49 +120,16 @@ class _Emulation(protocol.ProcessProtocol):
             elif detail.startswith(("provisioned from", "provisioning:")) and not self.booted.called:
                 self.booted.callback(None)
 
-    def errReceived(self, data: bytes) -> None:
-        self.err = (self.err + data)[-8192:]
-
-    def processEnded(self, reason: Any) -> None:
-        self.ended = True
-        self.status = getattr(reason.value, "exitCode", None)
-        if self.status is None:
-            self.status = -(getattr(reason.value, "signal", 0) or 0)
-        _LIVE.pop(self.pid or -1, None)
+    def on_end(self) -> None:
         if not self.listening.called:
             self.listening.callback(None)
         if not self.booted.called:
             self.booted.callback(None)
-        for d in self._end_waiters:
-            d.callback(True)
-        self._end_waiters = []
         self._on_end(self)
-
-    def when_ended(self) -> defer.Deferred:
-        if self.ended:
-            return defer.succeed(True)
-        d: defer.Deferred = defer.Deferred()
-        self._end_waiters.append(d)
-        return d
 
     def output(self, limit: int = 12) -> str:
         err = self.err.decode("utf-8", "replace").strip()
         return "\n".join(self.lines[-limit:] + ([f"[stderr] {err[-1500:]}"] if err else [])) or "(no output)"
-
-
-def _deadline(reactor: Any, d: defer.Deferred, seconds: float) -> defer.Deferred:
-    """Fires True when ``d`` fires (its value is not consumed), False after ``seconds`` of wall time."""
-    out: defer.Deferred = defer.Deferred()
-    timer = reactor.callLater(seconds, lambda: out.called or out.callback(False))
-
-    def done(value: Any) -> Any:
-        if timer.active():
-            timer.cancel()
-        if not out.called:
-            out.callback(True)
-        return value
-    d.addBoth(done)
-    return out
 
 
 class VendorPhone(DeviceUnderTest):
@@ -434,8 +386,8 @@ class VendorPhone(DeviceUnderTest):
         self._ptransport = self._reactor.spawnProcess(proc, sys.executable, argv, env=env, path=root)
         self._proc = proc
         if proc.pid is not None and not proc.ended:
-            _LIVE[proc.pid] = self._ptransport
-        ok = await _deadline(self._reactor, proc.listening, self.SPAWN_TIMEOUT)
+            track(proc.pid, self._ptransport, "vendor emulation")
+        ok = await deadline(self._reactor, proc.listening, self.SPAWN_TIMEOUT)
         address = proc.listening.result if proc.listening.called else None
         if not ok or proc.ended or not address:
             what = (f"exited with status {proc.status}" if proc.ended else
@@ -445,7 +397,7 @@ class VendorPhone(DeviceUnderTest):
         self.phone_http = address
         # Let its power-on provisioning (the parked file) finish: the phone is then settled, as a lab
         # phone is, and start() costs only key=AutoP and one fetch. A failed fetch is start()'s to report.
-        await _deadline(self._reactor, proc.booted, self.SPAWN_TIMEOUT)
+        await deadline(self._reactor, proc.booted, self.SPAWN_TIMEOUT)
 
     def _ended(self, proc: _Emulation) -> None:
         if proc is self._proc and self._stopping is None:
@@ -468,7 +420,7 @@ class VendorPhone(DeviceUnderTest):
                         ptransport.signalProcess(step)
                 except (error.ProcessExitedAlready, OSError):
                     pass
-                await _deadline(self._reactor, proc.when_ended(), grace)
+                await deadline(self._reactor, proc.when_ended(), grace)
             if not proc.ended:
                 raise VendorError(f"the emulated phone (pid {proc.pid}) did not exit after quit, TERM, KILL")
         finally:

@@ -13,6 +13,7 @@ from harness import baresip as hb
 from harness.baresip import BaresipError, BaresipPhone, read_cfg, translate
 from harness.dut import dut_class
 from harness.lab import Address, Domain, Lab
+from harness.child import running
 
 
 def _children(name: str = "baresip") -> list[int]:
@@ -117,7 +118,7 @@ def real_lab(peer):
     yield lab
     pytest_twisted.blockon(defer.ensureDeferred(lab.down()))
     assert not _children(), "a baresip process was left behind"
-    assert not hb._LIVE
+    assert not running("baresip")
 
 
 @pytest_twisted.ensureDeferred
@@ -187,7 +188,7 @@ async def test_missing_command_module_names_the_step_and_reaps_baresip(real_lab,
     lab.dut.module_path = str(tmp_path)
     with pytest.raises(BaresipError, match=r"baresip refused account\.1 \(uanew"):
         await lab.up(Address("primary"))
-    assert not _children() and not hb._LIVE
+    assert not _children() and not running("baresip")
 
 
 @pytest_twisted.ensureDeferred
@@ -202,7 +203,7 @@ async def test_program_that_never_gets_ready_times_out_and_is_killed(real_lab, t
     lab.dut.START_TIMEOUT, lab.dut.TERM_GRACE = 1.0, 0.3
     with pytest.raises(BaresipError, match=r"did not say 'baresip is ready\.' within 1 s; its output:\nstarting"):
         await lab.up(Address("primary"))
-    assert not hb._LIVE and not _children()
+    assert not running("baresip") and not _children()
 
 
 @pytest_twisted.ensureDeferred

@@ -223,9 +223,9 @@ def test_daemon_refuses_an_incomplete_vendor_command_line(capsys):
 
 
 def test_no_emulation_left_running():
-    from harness.vendor import _LIVE
+    from harness.child import running
 
-    assert not [pid for pid in _LIVE if _alive(pid)], "an emulated phone outlived its test"
+    assert not [pid for pid in running("vendor emulation") if _alive(pid)], "an emulated phone outlived its test"
     assert os.getpid()
 
 
