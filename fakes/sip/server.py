@@ -125,7 +125,10 @@ class FakeSipServer:
         self._listeners: dict[str, Listener] = {}
         self._table = TransactionTable()
         self._driver = TimerDriver(self.clock)
-        self._origins: dict[tuple, Origin] = {}  # server transaction key → where its request came from
+        self._origins: dict[tuple, Origin] = {}  # live server transaction key → where its request came from
+        # an INVITE answered 2xx here by a proxied callee: its origin, for the callee's 2xx
+        # retransmissions, for 64·T1 after the transaction ended (then forgotten; bounded)
+        self._answered_2xx = RecentMap(_WINDOW, _MAX_RECENT)
         self._twoxx: list[tuple[TwoXXRetransmitter, Origin]] = []
         self._counts: dict[str, int] = {}
         # SPEC §3 counts attempts: a retransmission is marked, not hidden. Both memories last
@@ -446,14 +449,14 @@ class FakeSipServer:
         tx = self._table.match_request(request)
         if tx is None or tx.state not in ("proceeding", "trying"):
             if (tx is None or tx.state == "terminated") and request.method == "INVITE" and 200 <= response.status < 300:
-                origin = self._origins.get(server_key(request))
+                origin = self._answered_2xx.get(server_key(request), now)
                 if origin is not None:  # a 2xx retransmission relayed by the proxy: stateless
                     self._transmit(response, origin, retransmission=True)
             return  # e.g. the 200 of a call cancelled meanwhile
         local_2xx = (tx.invite and 200 <= response.status < 300 and not self.logic.proxy.knows(request))
+        origin = self._origins.get(tx.key)  # (a 2xx ends the transaction: its origin moves on)
         self._tx_events(tx, tx.respond(response, now))
-        if local_2xx and not tx.reliable:
-            origin = self._origins[tx.key]
+        if local_2xx and not tx.reliable and origin is not None:
             r = TwoXXRetransmitter(response)
             r.start(now)  # its first send is the one the transaction just made
             self._twoxx.append((r, origin))
@@ -475,8 +478,9 @@ class FakeSipServer:
             elif isinstance(ev, Terminated):
                 self._table.remove(tx)
                 self._driver.unwatch(tx)
-                if not (tx.invite and tx.last_response is not None and tx.last_response.status < 300):
-                    self._origins.pop(tx.key, None)
+                origin_ = self._origins.pop(tx.key, None)
+                if tx.invite and tx.last_response is not None and tx.last_response.status < 300 and origin_:
+                    self._answered_2xx.put(tx.key, origin_, self.clock.seconds())
         if tx.state != "terminated":
             self._driver.poke(tx)
 

@@ -5,6 +5,10 @@ INVITE → 100 Trying at once, 180 Ringing, then 200 OK with an SDP answer (audi
 the INVITE; BYE → 200; ACK is absorbed. Media never flows (SPEC §7 "media need not flow"),
 so the SDP only has to be well formed. Written by hand: a few responses with a scripted
 delay are all a failover test needs of a callee, and they must run on the phone clock.
+
+Bounded: a call is remembered (for a CANCEL) until 64·T1 after its answer time, the life of
+its INVITE server transaction; older ones are swept in batches as new calls come, and at most
+``max_pending`` are kept whatever the load (the oldest go first).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from fakes.sip.actions import Origin, Respond
 
 __all__ = ["Uas", "sdp_answer"]
 
+KEEP = 64 * 0.5  # 64·T1 after the answer: a CANCEL later than that finds no transaction (481)
+
 
 def sdp_answer(host: str, port: int = 49170, session: int = 1) -> bytes:
     """A minimal SDP answer: audio, PCMU/8000 (RFC 3264), from ``host``."""
@@ -28,9 +34,13 @@ def sdp_answer(host: str, port: int = 49170, session: int = 1) -> bytes:
 class Uas:
     """``handle(request, origin, now)`` → ``[Respond(...)]``; ``answer_delay`` in phone seconds."""
 
-    def __init__(self, *, answer_delay: float = 0.0, user: str = "fake"):
+    def __init__(self, *, answer_delay: float = 0.0, user: str = "fake", max_pending: int = 10_000):
         if answer_delay < 0:
             raise ValueError(f"answer_delay must be >= 0 phone seconds, got {answer_delay!r}")
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending!r}")
+        self.max_pending = max_pending
+        self._sweep_at = 64
         self.answer_delay = float(answer_delay)
         self.user = user
         self._pending: dict[tuple, tuple[Any, float, str]] = {}  # INVITE key → (request, answer time, to-tag)
@@ -66,7 +76,7 @@ class Uas:
         answer = make_response(request, 200, "OK", to_tag=tag,
                                headers={"Contact": contact, "Content-Type": "application/sdp"},
                                body=sdp_answer(host, session=self._sessions))
-        self._pending[self._key(request)] = (request, now + self.answer_delay, tag)
+        self._remember(self._key(request), (request, now + self.answer_delay, tag), now)
         self.calls_answered += 1
         return [
             Respond(make_response(request, 100, "Trying")),
@@ -77,6 +87,9 @@ class Uas:
     def _cancel(self, cancel: Any, now: float) -> list[Respond]:
         key = self._key(cancel)
         pending = self._pending.get(key)
+        if pending is not None and pending[1] + KEEP <= now:  # its transaction is over
+            del self._pending[key]
+            pending = None
         if pending is None:
             return [Respond(make_response(cancel, 481, "Call/Transaction Does Not Exist", to_tag=new_tag()))]
         invite, answer_at, tag = pending
@@ -86,3 +99,14 @@ class Uas:
             self.calls_answered -= 1
             actions.append(Respond(make_response(invite, 487, "Request Terminated", to_tag=tag), request=invite))
         return actions
+
+    def _remember(self, key: tuple, entry: tuple, now: float) -> None:
+        pending = self._pending
+        pending.pop(key, None)  # a retransmitted INVITE moves to the end (insertion order = age)
+        pending[key] = entry
+        if len(pending) > self.max_pending:  # the cap, at once: the oldest call goes
+            del pending[next(iter(pending))]
+        if len(pending) >= self._sweep_at:  # amortised: a sweep each time the table doubles
+            for k in [k for k, (_, answer_at, _) in pending.items() if answer_at + KEEP <= now]:
+                del pending[k]
+            self._sweep_at = max(64, 2 * len(pending))
