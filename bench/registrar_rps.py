@@ -57,19 +57,33 @@ def free_port() -> int:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+    """Stop the server and every process it forked (its own session: Kamailio's children
+    outlived a SIGKILL of the main PID and kept their port): TERM, 10 s, then KILL, and wait
+    until the whole group is gone."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL if time.monotonic() > deadline - 15 else 0)
+        except ProcessLookupError:
+            break
+        proc.poll()
+        time.sleep(0.1)
+    proc.wait()
 
 
 def start_ours() -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen([sys.executable, "-m", "fakes.sip.cli", "--listen", "udp:127.0.0.1:0", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
+                            start_new_session=True)
     line = proc.stdout.readline().decode()
     m = re.match(r"listening udp 127\.0\.0\.1:(\d+)", line)
     if not m:
@@ -81,7 +95,8 @@ def start_ours() -> tuple[subprocess.Popen, int]:
 def start_kamailio() -> tuple[subprocess.Popen, int]:
     port = free_port()
     proc = subprocess.Popen(["kamailio", "-f", KAMAILIO_CFG, "-DD", "-E", "-n", "1", "-m", "2048", "-M", "16",
-                             "-l", f"udp:127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "-l", f"udp:127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     # ready when it answers: one REGISTER through SIPp
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
