@@ -12,8 +12,10 @@ fixture, and a script can use it on its own.
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from twisted.internet import defer
 
@@ -24,11 +26,16 @@ from fakes.sip import FakeSipServer
 from .dut import DeviceUnderTest
 from .timing import Tolerance, tolerance_for
 
-__all__ = ["Domain", "Address", "Lab", "Topology", "HOSTS", "USER", "PASSWORD"]
+__all__ = ["Domain", "Address", "Lab", "LabTooSmall", "Topology", "HOSTS", "USER", "PASSWORD"]
 
 #: SPEC §8: the guide's example addresses mapped to loopback, and the other roles' hosts.
 HOSTS = {"primary": "127.0.0.10", "secondary": "127.0.0.20", "fallback": "127.0.0.15", "dns": "127.0.0.53",
          "tertiary": "127.0.0.30", "fallback2": "127.0.0.25"}
+#: More loopback hosts by role (SPEC §8 maps the guide's server1/server2 to .10/.20).
+_MORE_HOSTS = {"server1": "127.0.0.10", "server2": "127.0.0.20", "low-1": "127.0.0.11", "low-2": "127.0.0.12",
+               "decoy": "127.0.0.30", "high": "127.0.0.20"}
+#: In lab mode the roles take the lab addresses in this order (then the others, round robin).
+_LAB_ROLES = ("primary", "secondary", "fallback")
 USER, PASSWORD = "1234", "1234"  # the guide's example account
 #: SPEC §9: the seed's own values run on the virtual clock; against a DUT on a real (or scaled)
 #: clock the suites use the smallest legal values so that a whole suite fits in about an hour.
@@ -88,19 +95,66 @@ class Topology:
     _domain_of: dict[int, str] = field(default_factory=dict)
 
 
+_spare = itertools.count(1)
+
+
+class LabTooSmall(RuntimeError):
+    """The scenario needs more distinct lab addresses than ``--lab-address`` gave (the plugin skips it)."""
+
+
 class Lab:
-    """Builds topologies on one clock and one recorder; ``down()`` stops everything it built."""
+    """Builds topologies on one clock and one recorder; ``down()`` stops everything it built.
+
+    On loopback (default) every role has its SPEC §8 host and the DNS an ephemeral port. In lab
+    mode (``addresses``: the harness host's addresses a phone on the network can reach) the roles
+    share those addresses (primary the first, secondary the second, ...) and the DNS listens on
+    ``dns_port`` (53: a real phone cannot be told another port).
+    """
 
     def __init__(self, clock: Any, recorder: Recorder, dut: DeviceUnderTest, *, reactor: Any = None,
-                 tls: Any = None):
+                 tls: Any = None, addresses: Sequence[str] | None = None, dns_port: int = 0, dns_index: int = 0):
         self.clock = clock
         self.recorder = recorder
         self.dut = dut
         self.reactor = reactor
         self.tls = tls  # a sipcore.tls.TestPKI, needed only for TLS topologies
+        self.addresses = list(addresses or [])
+        self.dns_port = dns_port
+        self.dns_index = dns_index  # which lab address holds this worker's DNS (one port 53 per address)
+        self._assigned: dict[str, str] = {}
         self._servers: list[FakeSipServer] = []
         self._dns: list[FakeDNS] = []
         self.topology: Topology | None = None
+
+    def host(self, name: str) -> str:
+        """The address the fake called ``name`` listens on (its SPEC §8 host on loopback)."""
+        if not self.addresses:
+            return HOSTS.get(name) or _MORE_HOSTS.get(name) or "127.0.0.1"
+        if name == "dns":
+            return self.addresses[self.dns_index % len(self.addresses)]
+        if name not in self._assigned:
+            if name in _LAB_ROLES:
+                self._assigned[name] = self.addresses[_LAB_ROLES.index(name) % len(self.addresses)]
+            else:
+                others = len([n for n in self._assigned if n not in _LAB_ROLES])
+                self._assigned[name] = self.addresses[(len(_LAB_ROLES) + others) % len(self.addresses)]
+        return self._assigned[name]
+
+    def spare_host(self) -> str:
+        """A host no other test uses now, for a fake that must sit on a fixed port (5060, SPEC §2)."""
+        if self.addresses:
+            return self.addresses[-1]
+        pid = os.getpid()
+        reserved = set(HOSTS.values()) | set(_MORE_HOSTS.values()) | {"127.0.0.1"}
+        while True:
+            n = next(_spare)
+            host = f"127.{1 + (pid >> 8) % 254}.{1 + pid % 254}.{1 + n % 254}"
+            if host not in reserved:
+                return host
+
+    def soa(self, origin: str) -> str:
+        """A zone's head: $ORIGIN, $TTL, SOA and NS (with the fake DNS's address)."""
+        return _soa(origin, self.host("dns"))
 
     def value(self, name: str) -> int:
         """The seed's value of ``name`` on the virtual clock, the smallest legal one otherwise (SPEC §9)."""
@@ -114,10 +168,11 @@ class Lab:
         return tolerance_for(self.clock)
 
     async def dns(self, *zone_texts: str, name: str = "dns") -> FakeDNS:
-        """A fake DNS on 127.0.0.53 serving one zone per text (none: an empty example.com zone)."""
+        """A fake DNS (127.0.0.53 on loopback) serving one zone per text (none: an empty example.com zone)."""
         zones = [Zone.from_text(text, filename=f"<{name} zone {i + 1}>")
-                 for i, text in enumerate(zone_texts or (_soa("example.com"),))]
-        dns = FakeDNS(zones, clock=self.clock, recorder=self.recorder, host=HOSTS["dns"], port=0, name=name,
+                 for i, text in enumerate(zone_texts or (self.soa("example.com"),))]
+        dns = FakeDNS(zones, clock=self.clock, recorder=self.recorder, host=self.host("dns"), port=self.dns_port,
+                      name=name,
                       reactor=self.reactor)
         self._dns.append(dns)
         await defer.maybeDeferred(dns.start)
@@ -125,9 +180,9 @@ class Lab:
 
     async def server(self, name: str, transport: str = "udp", *, port: int = 0, host: str | None = None,
                      **options: Any) -> FakeSipServer:
-        """A PBX-like fake called ``name`` on its SPEC §8 host, listening on ``transport``."""
+        """A PBX-like fake called ``name`` on :meth:`host` (its SPEC §8 host on loopback), on ``transport``."""
         srv = FakeSipServer(name, role="pbx", clock=self.clock, recorder=self.recorder, reactor=self.reactor,
-                            host=host or HOSTS.get(name, "127.0.0.1"), users=options.pop("users", None), **options)
+                            host=host or self.host(name), users=options.pop("users", None), **options)
         self._servers.append(srv)
         kw = {"context": self.tls.server_context()} if transport == "tls" and self.tls is not None else {}
         await defer.maybeDeferred(srv.listen, transport, port, **kw)
@@ -168,7 +223,7 @@ class Lab:
             else:
                 made = [await self.server(n, transport, **dict(server_options.get(n, {}))) for n in names]
             servers.update(zip(names, made))
-            zones.append(_zone_for(spec, made, transport))
+            zones.append(_zone_for(spec, made, transport, self.soa(spec.name.rstrip("."))))
             cfg[f"sip_server.{y}.address"] = spec.name
             cfg[f"sip_server.{y}.port"] = made[0].addresses[transport][1] if spec.lookup == "a" else 0
             if spec.lookup == "naptr":
@@ -212,6 +267,11 @@ class Lab:
 
     async def _same_port(self, names, transport, server_options) -> list[FakeSipServer]:
         """Servers on different hosts sharing one port (an A-only lookup gives one port for all)."""
+        hosts = [dict(server_options.get(n, {})).get("host") or self.host(n) for n in names]
+        if len(set(hosts)) < len(hosts):
+            raise LabTooSmall(f"{', '.join(names)} must sit on {len(names)} different addresses with one port "
+                              f"(an A-only lookup); the lab gives {', '.join(sorted(set(hosts)))}: add addresses "
+                              f"to --lab-address")
         for _attempt in range(20):
             first = await self.server(names[0], transport, **dict(server_options.get(names[0], {})))
             port = first.addresses[transport][1]
@@ -240,15 +300,15 @@ class Lab:
             raise errors[0]
 
 
-def _soa(origin: str) -> str:
+def _soa(origin: str, ns_host: str) -> str:
     return (f"$ORIGIN {origin}.\n$TTL 3600\n@ IN SOA ns.{origin}. hostmaster.{origin}. 1 3600 600 86400 60\n"
-            f"@ IN NS ns.{origin}.\nns IN A {HOSTS['dns']}\n")
+            f"@ IN NS ns.{origin}.\nns IN A {ns_host}\n")
 
 
-def _zone_for(spec: Domain, servers: list[FakeSipServer], transport: str) -> str:
+def _zone_for(spec: Domain, servers: list[FakeSipServer], transport: str, head: str) -> str:
     """Records leading ``spec.name`` to the servers, in order (first = primary). SPEC §2."""
     d = spec.name.rstrip(".")
-    lines = [_soa(d)]
+    lines = [head]
     if spec.lookup == "a":
         for s in servers:
             lines.append(f"@ {spec.a_ttl} IN A {s.addresses[transport][0]}")

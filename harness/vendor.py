@@ -169,7 +169,7 @@ class VendorPhone(DeviceUnderTest):
         port = options("--provision-port")
         pki = shared.get("tls_pki")
         return cls(clock, reactor=shared.get("reactor"), phone=phone, user=options("--phone-user"),
-                   password=options("--phone-password"), lab_address=options("--lab-address"),
+                   password=options("--phone-password"), lab_address=options("--lab-address").split(",")[0].strip(),
                    provision_port=port + index if port else 0, provision_timeout=options("--provision-timeout"),
                    ca_file=getattr(pki, "ca_file", None), mac=f"001565{index + 1:06x}", warm=phone == EMULATE)
 

@@ -1,8 +1,8 @@
 """COMBO: the guide's full example configuration, failover inside server 1 then fallback to server 2 (SPEC §6).
 
 The guide's ``.cfg`` (suites/data/seed-example.cfg) is used as it is, with only its addresses
-and ports mapped to loopback (SPEC §8: 192.168.1.15 → 127.0.0.15; yealink.pbx.com resolves to
-127.0.0.10 and 127.0.0.20) and the DNS server to use added at the top.
+and ports mapped to the lab's (SPEC §8 on loopback: 192.168.1.15 → 127.0.0.15; yealink.pbx.com
+resolves to 127.0.0.10 and 127.0.0.20) and the DNS server to use added at the top.
 """
 
 import re
@@ -23,13 +23,13 @@ async def _seed_lab(lab):
     primary, secondary = await lab.same_port(["primary", "secondary"], "udp")
     fallback = await lab.server("fallback", "udp")
     port = primary.addresses["udp"][1]
-    zone = ("$ORIGIN yealink.pbx.com.\n$TTL 3600\n@ IN SOA ns.yealink.pbx.com. hostmaster.yealink.pbx.com. "
-            "1 3600 600 86400 60\n@ IN NS ns.yealink.pbx.com.\nns IN A 127.0.0.53\n"
-            f"@ IN A {primary.addresses['udp'][0]}\n@ IN A {secondary.addresses['udp'][0]}\n")
+    zone = (lab.soa("yealink.pbx.com")
+            + f"@ IN A {primary.addresses['udp'][0]}\n@ IN A {secondary.addresses['udp'][0]}\n")
     dns = await lab.dns(zone)
     cfg = SEED_CFG
     cfg = cfg.replace("account.1.sip_server.1.port = 5060", f"account.1.sip_server.1.port = {port}")
-    cfg = cfg.replace("account.1.sip_server.2.address = 192.168.1.15", "account.1.sip_server.2.address = 127.0.0.15")
+    cfg = cfg.replace("account.1.sip_server.2.address = 192.168.1.15",
+                      f"account.1.sip_server.2.address = {fallback.addresses['udp'][0]}")
     cfg = cfg.replace("account.1.sip_server.2.port = 5060",
                       f"account.1.sip_server.2.port = {fallback.addresses['udp'][1]}")
     head = lab.write_cfg(dns, {}).splitlines()[1:]  # the DNS server and listen port lines

@@ -15,8 +15,6 @@ DNS-5 (no SRV: the phone must use 5060), which gives its fake a host of its own.
 
 from __future__ import annotations
 
-import itertools
-import os
 import re
 from pathlib import Path
 
@@ -24,14 +22,13 @@ import pytest
 import pytest_twisted
 
 from harness.assertions import attempt_runs, attempts, expect_no_request, expect_times
-from harness.lab import HOSTS, PASSWORD, USER
+from harness.lab import PASSWORD, USER
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED_ZONE = DATA / "seed-example.zone"
 
-#: SPEC §8: the guide's example addresses and their loopback mapping.
-SEED_ADDRESS_MAP = {"62.10.1.10": "127.0.0.10", "62.10.1.20": "127.0.0.20"}
-SERVER1, SERVER2 = SEED_ADDRESS_MAP["62.10.1.10"], SEED_ADDRESS_MAP["62.10.1.20"]
+#: SPEC §8: the guide's example addresses → the fakes that stand for them (127.0.0.10 / .20 on loopback).
+SEED_ADDRESS_MAP = {"62.10.1.10": "server1", "62.10.1.20": "server2"}
 WAIT = 60.0  # phone seconds: cheap on the virtual clock, generous on the real one
 
 # The guide's passages each scenario checks (seed/000_b0c8ec5742f7e148.txt).
@@ -57,11 +54,6 @@ I_FAULTS = "SPEC §2: DNS faults on the NAPTR/SRV step → next step as if empty
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-
-def _soa(domain: str) -> str:
-    return (f"$ORIGIN {domain}.\n$TTL 3600\n@ IN SOA ns.{domain}. hostmaster.{domain}. 1 3600 600 86400 60\n"
-            f"@ IN NS ns.{domain}.\nns IN A {HOSTS['dns']}\n")
-
 
 def _account(address: str, port: int, transport: int, **extra) -> dict:
     acc = {"enable": 1, "label": USER, "display_name": USER, "auth_name": USER, "user_name": USER,
@@ -109,29 +101,15 @@ def _expect_order(seen: list[tuple[str, str]], expected: list[tuple[str, str]], 
     assert not missing, f"{what}: expected the queries {expected} in this order; saw {seen}"
 
 
-def _seed_zone(port: int) -> str:
-    """The guide's appendix zone, addresses mapped to loopback (SPEC §8), SRV port 5060 → ``port``."""
+def _seed_zone(lab, port: int) -> str:
+    """The guide's appendix zone, addresses mapped to the lab's (SPEC §8), SRV port 5060 → ``port``."""
     text = SEED_ZONE.read_text(encoding="utf-8")
-    for guide, loop in SEED_ADDRESS_MAP.items():
-        text = text.replace(guide, loop)
+    for guide, name in SEED_ADDRESS_MAP.items():
+        text = text.replace(guide, lab.host(name))
     text, n = re.subn(r"^(_sip\._tcp\s+IN\s+SRV\s+\d+\s+\d+\s+)5060(\s)", rf"\g<1>{port}\g<2>", text, flags=re.M)
     assert n == 2, f"{SEED_ZONE}: expected the guide's two _sip._tcp SRV records with port 5060, replaced {n}"
     assert "62.10." not in text, "a guide address is left in the zone: it must never be contacted"
     return text
-
-
-_counter = itertools.count(1)
-_RESERVED = set(HOSTS.values()) | {"127.0.0.1"}
-
-
-def _private_host() -> str:
-    """A 127/8 host no other test process uses: from the pid and a counter (octets 1..254)."""
-    pid = os.getpid()
-    while True:
-        n = next(_counter)
-        host = f"127.{1 + (pid >> 8) % 254}.{1 + pid % 254}.{1 + n % 254}"
-        if host not in _RESERVED:
-            return host
 
 
 async def _udp_and_tcp(lab, name: str, host: str, port: int = 0):
@@ -151,15 +129,15 @@ async def _udp_and_tcp(lab, name: str, host: str, port: int = 0):
 
 
 async def _fake_on_5060(lab, name: str, transport: str):
-    """A fake on port 5060 of a 127/8 host of this test's own, or skip (the rule under test fixes 5060)."""
+    """A fake on port 5060 of a host of this test's own (``lab.spare_host()``), or skip (the rule fixes 5060)."""
     why = None
     for _ in range(5):
-        host = _private_host()
+        host = lab.spare_host()
         try:
             return await lab.server(name, transport, host=host, port=5060)
         except Exception as e:  # taken (or the host is not loopback here): another host
             why = e  # (the fake that could not listen holds no socket; the lab stops it at the end)
-    pytest.skip(f"cannot bind {transport} port 5060 on a private 127/8 host ({why}): the rule needs port 5060")
+    pytest.skip(f"cannot bind {transport} port 5060 on a host of this test's own ({why}): the rule needs port 5060")
 
 
 # ---------------------------------------------------------------------------------------------- DNS-1
@@ -173,9 +151,9 @@ async def _seed_lab(lab):
     address, which is what the guide's "picks 62.10.1.20 first" is about.
     """
     s1, s2 = await lab.same_port(["server1", "server2"], "tcp",
-                                 {"server1": {"host": SERVER1}, "server2": {"host": SERVER2}})
+                                 {"server1": {"host": lab.host("server1")}, "server2": {"host": lab.host("server2")}})
     port = s1.addresses["tcp"][1]
-    dns = await lab.dns(_seed_zone(port))
+    dns = await lab.dns(_seed_zone(lab, port))
     return s1, s2, dns, port
 
 
@@ -187,9 +165,9 @@ async def test_guide_example_naptr_srv_a_tcp_server2_first(lab):
     await s2.wait_for("REGISTER", direction="out", status=200, timeout=WAIT)
     first = _first_register(lab)
     assert first.server == "server2" and first.transport == "tcp", (
-        f"expected the first REGISTER over TCP at server2 {SERVER2}:{port} (NAPTR order 90 → TCP, SRV weight 2 first); "
+        f"expected the first REGISTER over TCP at server2 {lab.host('server2')}:{port} (NAPTR order 90 → TCP, SRV weight 2 first); "
         f"it reached {first.server} {first.local[0]}:{first.local[1]} over {first.transport}")
-    assert first.local == (SERVER2, port)
+    assert first.local == (lab.host("server2"), port)
     before = _queries_before(lab, first)
     assert before and before[0] == ("NAPTR", "yealink.pbx.com"), f"the first DNS query must be NAPTR yealink.pbx.com; saw {before}"
     _expect_order(before, [("NAPTR", "yealink.pbx.com"), ("SRV", "_sip._tcp.yealink.pbx.com"),
@@ -216,7 +194,7 @@ async def test_guide_example_server2_silent_then_server1(lab):
     assert [name for name, _ in runs] == ["server2", "server1"], (
         f"expected REGISTERs to server2 then server1; saw runs {[(n, len(rs)) for n, rs in runs]}")
     assert all(r.transport == "tcp" for _, rs in runs for r in rs)
-    assert runs[1][1][0].local == (SERVER1, port)
+    assert runs[1][1][0].local == (lab.host("server1"), port)
     _expect_order(_queries(lab), [("NAPTR", "yealink.pbx.com"), ("SRV", "_sip._tcp.yealink.pbx.com"),
                                   ("A", "server1.yealink.pbx.com")], "DNS queries")
     await lab.dut.wait_registered(account=1, timeout=WAIT)
@@ -240,22 +218,22 @@ async def test_guide_example_silent_tcp_target_given_up_after_7_5_s(lab):
 @pytest_twisted.ensureDeferred
 async def test_explicit_port_with_dns_naptr_queries_a_only(lab):
     domain = "pbx.example.com"
-    target = await _udp_and_tcp(lab, "a-record", HOSTS["primary"])
-    decoy = await _udp_and_tcp(lab, "decoy", HOSTS["tertiary"])
+    target = await _udp_and_tcp(lab, "a-record", lab.host("primary"))
+    decoy = await _udp_and_tcp(lab, "decoy", lab.host("tertiary"))
     port, dport = target.addresses["udp"][1], decoy.addresses["udp"][1]
-    zone = _soa(domain) + "\n".join([
+    zone = lab.soa(domain) + "\n".join([
         f'@ IN NAPTR 10 50 "s" "SIP+D2U" "" _sip._udp.{domain}.',
         f'@ IN NAPTR 20 50 "s" "SIP+D2T" "" _sip._tcp.{domain}.',
         f"_sip._udp IN SRV 0 10 {dport} decoy.{domain}.",
         f"_sip._tcp IN SRV 0 10 {dport} decoy.{domain}.",
-        f"decoy IN A {HOSTS['tertiary']}",
-        f"@ IN A {HOSTS['primary']}"]) + "\n"
+        f"decoy IN A {lab.host('tertiary')}",
+        f"@ IN A {lab.host('primary')}"]) + "\n"
     dns = await lab.dns(zone)
     await _start(lab, dns, _account(domain, port, 3))
     await target.wait_for("REGISTER", direction="out", status=200, timeout=WAIT)
     first = _first_register(lab)
     assert first.server == "a-record" and first.local[1] == port, (
-        f"expected the first REGISTER at the A record's server {HOSTS['primary']}:{port}; it reached "
+        f"expected the first REGISTER at the A record's server {lab.host('primary')}:{port}; it reached "
         f"{first.server} {first.local[0]}:{first.local[1]}")
     seen = _queries(lab)
     assert ("A", domain) in seen, f"no A query on {domain}; saw {seen}"
@@ -271,20 +249,19 @@ async def test_explicit_port_with_dns_naptr_queries_a_only(lab):
 @pytest_twisted.ensureDeferred
 async def test_empty_naptr_falls_back_to_srv_by_naptr_build(lab, naptr_build, transport):
     domain = "pbx.example.com"
-    # The TLS fake sits on 127.0.0.1: the test certificate names 127.0.0.1.
-    target = await lab.server("target", transport, host="127.0.0.1" if transport == "tls" else HOSTS["primary"])
+    target = await lab.server("target", transport, host=lab.host("primary"))
     host, port = target.addresses[transport]
     # Decoys on the SRV names naptr_build must not lead to.
     decoy_transport = "tcp" if naptr_build == 0 else "udp"
-    decoy = await lab.server("decoy", decoy_transport, host=HOSTS["tertiary"])
+    decoy = await lab.server("decoy", decoy_transport, host=lab.host("tertiary"))
     dport = decoy.addresses[decoy_transport][1]
     srv_name = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}[transport]
     decoy_name = "_sip._tcp" if naptr_build == 0 else "_sip._udp"
-    zone = _soa(domain) + "\n".join([
+    zone = lab.soa(domain) + "\n".join([
         f"{srv_name} IN SRV 0 10 {port} target.{domain}.",
         f"target IN A {host}",
         f"{decoy_name} IN SRV 0 10 {dport} decoy.{domain}.",
-        f"decoy IN A {HOSTS['tertiary']}"]) + "\n"
+        f"decoy IN A {lab.host('tertiary')}"]) + "\n"
     dns = await lab.dns(zone)
     await _start(lab, dns, _account(domain, 0, 3, naptr_build=naptr_build))
     await target.wait_for("REGISTER", direction="out", status=200, timeout=WAIT)
@@ -310,17 +287,17 @@ async def test_empty_naptr_falls_back_to_srv_by_naptr_build(lab, naptr_build, tr
 @pytest_twisted.ensureDeferred
 async def test_empty_naptr_flags_query_naptr_again_on_replacement(lab):
     domain, nxt = "pbx.example.com", "sip.pbx.example.com"
-    target = await lab.server("target", "tcp", host=HOSTS["primary"])
-    decoy = await lab.server("decoy", "udp", host=HOSTS["tertiary"])
+    target = await lab.server("target", "tcp", host=lab.host("primary"))
+    decoy = await lab.server("decoy", "udp", host=lab.host("tertiary"))
     port, dport = target.addresses["tcp"][1], decoy.addresses["udp"][1]
-    zone = _soa(domain) + "\n".join([
+    zone = lab.soa(domain) + "\n".join([
         f'@ IN NAPTR 10 50 "" "SIP+D2T" "" {nxt}.',
         f'sip IN NAPTR 10 50 "s" "SIP+D2T" "" _sip._tcp.{nxt}.',
         f"_sip._tcp.sip IN SRV 0 10 {port} host.{nxt}.",
-        f"host.sip IN A {HOSTS['primary']}",
+        f"host.sip IN A {lab.host('primary')}",
         # naptr_build 0 would lead here if the empty-flag record were ignored:
         f"_sip._udp IN SRV 0 10 {dport} decoy.{domain}.",
-        f"decoy IN A {HOSTS['tertiary']}"]) + "\n"
+        f"decoy IN A {lab.host('tertiary')}"]) + "\n"
     dns = await lab.dns(zone)
     await _start(lab, dns, _account(domain, 0, 3))
     await target.wait_for("REGISTER", direction="out", status=200, timeout=WAIT)
@@ -342,7 +319,7 @@ async def test_no_naptr_no_srv_a_record_port_5060(lab, transport_setting, transp
     domain = "pbx.example.com"
     target = await _fake_on_5060(lab, "target", transport)
     host = target.addresses[transport][0]
-    dns = await lab.dns(_soa(domain) + f"@ IN A {host}\n")
+    dns = await lab.dns(lab.soa(domain) + f"@ IN A {host}\n")
     await _start(lab, dns, _account(domain, 0, transport_setting))
     await target.wait_for("REGISTER", direction="out", status=200, timeout=WAIT)
     first = _first_register(lab)
@@ -361,15 +338,15 @@ async def test_srv_priority_beats_weight_and_every_a_record_is_a_target(lab):
     domain = "pbx.example.com"
     # low: priority 0 weight 1, two A records (127.0.0.11, 127.0.0.12) on one port; high: priority 1 weight 100.
     a1, a2 = await lab.same_port(["low-1", "low-2"], "udp",
-                                 {"low-1": {"host": "127.0.0.11"}, "low-2": {"host": "127.0.0.12"}})
-    b = await lab.server("high", "udp", host=HOSTS["secondary"])
+                                 {"low-1": {"host": lab.host("low-1")}, "low-2": {"host": lab.host("low-2")}})
+    b = await lab.server("high", "udp", host=lab.host("secondary"))
     lport, hport = a1.addresses["udp"][1], b.addresses["udp"][1]
-    zone = _soa(domain) + "\n".join([
+    zone = lab.soa(domain) + "\n".join([
         f"_sip._udp IN SRV 1 100 {hport} high.{domain}.",  # listed first: answer order must not matter
         f"_sip._udp IN SRV 0 1 {lport} low.{domain}.",
-        f"high IN A {HOSTS['secondary']}",
-        "low IN A 127.0.0.11",
-        "low IN A 127.0.0.12"]) + "\n"
+        f"high IN A {lab.host('secondary')}",
+        f"low IN A {lab.host('low-1')}",
+        f"low IN A {lab.host('low-2')}"]) + "\n"
     dns = await lab.dns(zone)
     a1.script.silent()
     a2.script.silent()
@@ -390,15 +367,15 @@ async def test_srv_priority_beats_weight_and_every_a_record_is_a_target(lab):
 async def test_second_a_record_of_a_target_before_next_srv_target(lab):
     domain = "pbx.example.com"
     a1, a2 = await lab.same_port(["low-1", "low-2"], "udp",
-                                 {"low-1": {"host": "127.0.0.11"}, "low-2": {"host": "127.0.0.12"}})
-    b = await lab.server("high", "udp", host=HOSTS["secondary"])
+                                 {"low-1": {"host": lab.host("low-1")}, "low-2": {"host": lab.host("low-2")}})
+    b = await lab.server("high", "udp", host=lab.host("secondary"))
     lport, hport = a1.addresses["udp"][1], b.addresses["udp"][1]
-    zone = _soa(domain) + "\n".join([
+    zone = lab.soa(domain) + "\n".join([
         f"_sip._udp IN SRV 0 1 {lport} low.{domain}.",
         f"_sip._udp IN SRV 1 100 {hport} high.{domain}.",
-        f"high IN A {HOSTS['secondary']}",
-        "low IN A 127.0.0.11",
-        "low IN A 127.0.0.12"]) + "\n"
+        f"high IN A {lab.host('secondary')}",
+        f"low IN A {lab.host('low-1')}",
+        f"low IN A {lab.host('low-2')}"]) + "\n"
     dns = await lab.dns(zone)
     a1.script.silent()
     await _start(lab, dns, _account(domain, 0, 0))
@@ -416,14 +393,14 @@ async def _naptr_lab(lab, domain="pbx.example.com"):
     A phone that follows the NAPTR answer registers at t-naptr over TCP; one that went on as if
     the NAPTR step were empty registers at t-srv over UDP.
     """
-    via_naptr = await lab.server("t-naptr", "tcp", host=HOSTS["primary"])
-    via_srv = await lab.server("t-srv", "udp", host=HOSTS["secondary"])
-    zone = _soa(domain) + "\n".join([
+    via_naptr = await lab.server("t-naptr", "tcp", host=lab.host("primary"))
+    via_srv = await lab.server("t-srv", "udp", host=lab.host("secondary"))
+    zone = lab.soa(domain) + "\n".join([
         f'@ IN NAPTR 10 50 "s" "SIP+D2T" "" _sip._tcp.{domain}.',
         f"_sip._tcp IN SRV 0 10 {via_naptr.addresses['tcp'][1]} n.{domain}.",
-        f"n IN A {HOSTS['primary']}",
+        f"n IN A {lab.host('primary')}",
         f"_sip._udp IN SRV 0 10 {via_srv.addresses['udp'][1]} s.{domain}.",
-        f"s IN A {HOSTS['secondary']}"]) + "\n"
+        f"s IN A {lab.host('secondary')}"]) + "\n"
     dns = await lab.dns(zone)
     return via_naptr, via_srv, dns
 
@@ -478,11 +455,11 @@ async def test_truncated_udp_answer_retried_over_tcp(lab):
 async def test_srv_fault_goes_on_to_a_on_the_domain(lab):
     """SERVFAIL on the SRV step (transport UDP, port 0) → as if no SRV: A on the domain, port 5060."""
     domain = "pbx.example.com"
-    decoy = await lab.server("decoy", "udp", host=HOSTS["primary"])
+    decoy = await lab.server("decoy", "udp", host=lab.host("primary"))
     target = await _fake_on_5060(lab, "target", "udp")
     host = target.addresses["udp"][0]
-    dns = await lab.dns(_soa(domain) + f"_sip._udp IN SRV 0 10 {decoy.addresses['udp'][1]} t.{domain}.\n"
-                        f"t IN A {HOSTS['primary']}\n@ IN A {host}\n")
+    dns = await lab.dns(lab.soa(domain) + f"_sip._udp IN SRV 0 10 {decoy.addresses['udp'][1]} t.{domain}.\n"
+                        f"t IN A {lab.host('primary')}\n@ IN A {host}\n")
     dns.faults.add("servfail", name=f"_sip._udp.{domain}", qtype="SRV")
     await _start(lab, dns, _account(domain, 0, 0))
     await target.wait_for("REGISTER", direction="out", status=200, timeout=WAIT)
@@ -496,13 +473,13 @@ async def test_srv_fault_goes_on_to_a_on_the_domain(lab):
 @pytest_twisted.ensureDeferred
 async def test_a_servfail_skips_that_target(lab):
     domain = "pbx.example.com"
-    first_t = await lab.server("first", "udp", host=HOSTS["primary"])
-    second_t = await lab.server("second", "udp", host=HOSTS["secondary"])
-    zone = _soa(domain) + "\n".join([
+    first_t = await lab.server("first", "udp", host=lab.host("primary"))
+    second_t = await lab.server("second", "udp", host=lab.host("secondary"))
+    zone = lab.soa(domain) + "\n".join([
         f"_sip._udp IN SRV 0 10 {first_t.addresses['udp'][1]} one.{domain}.",
         f"_sip._udp IN SRV 1 10 {second_t.addresses['udp'][1]} two.{domain}.",
-        f"one IN A {HOSTS['primary']}",
-        f"two IN A {HOSTS['secondary']}"]) + "\n"
+        f"one IN A {lab.host('primary')}",
+        f"two IN A {lab.host('secondary')}"]) + "\n"
     dns = await lab.dns(zone)
     dns.faults.add("servfail", name=f"one.{domain}", qtype="A")
     await _start(lab, dns, _account(domain, 0, 0))

@@ -14,9 +14,10 @@ def _run_suite(pytester, test: str, conftest: str = "", *args: str):
                      "markers =\n    scenario(id, passage=''): x\n    interp(rule): x\n")
     target = pytester.path / "test_suite_copy.py"
     target.write_text((SUITES / test).read_text(encoding="utf-8"), encoding="utf-8")
-    (pytester.path / "data").mkdir(exist_ok=True)
-    if conftest:
-        pytester.makeconftest(conftest)
+    import shutil
+
+    shutil.copytree(SUITES / "data", pytester.path / "data", dirs_exist_ok=True)
+    pytester.makeconftest(conftest)  # (also replaces a previous run's)
     return pytester.runpytest_subprocess("-p", "no:randomly", *args)
 
 
