@@ -30,6 +30,7 @@ def _lab_addresses_seen(lab):
 @pytest.mark.skipif(os.geteuid() != 0, reason="binding DNS port 53 needs root (CI runs as root)")
 def test_lab_addresses_and_dns_port_53(pytester):
     two = _run_suite(pytester, "test_register_failover.py", CHECK_LAB, "--lab-address", "127.0.0.100,127.0.0.101")
+    assert two.ret == 0, two.stdout.str()[-6000:]  # the inner run's report (ladder included) if it failed
     two.assert_outcomes(passed=1)
     # One address cannot hold the guide's example (two targets, one port): skipped with the reason.
     one = _run_suite(pytester, "test_combined_example.py", "", "--lab-address", "127.0.0.100", "-rs")
