@@ -155,7 +155,9 @@ def lab(request: pytest.FixtureRequest, sip_clock, sip_recorder, dut, tls_pki):
     from .lab import Lab
 
     addresses = _lab_addresses(request.config)
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # each xdist worker's DNS on its own address
+    # each xdist worker's DNS on its own address (workerinput exists only in an xdist worker: a pytest
+    # run started from inside a worker inherits PYTEST_XDIST_WORKER but is not one)
+    worker = getattr(request.config, "workerinput", {}).get("workerid", "gw0")
     the_lab = Lab(sip_clock, sip_recorder, dut, reactor=reactor, tls=tls_pki, addresses=addresses,
                   dns_port=53 if addresses else 0, dns_index=int(worker[2:] or 0))
     st = _state(request)
