@@ -17,7 +17,7 @@ from fakes.record import Record, Recorder
 
 from .timing import EXACT, Tolerance
 
-__all__ = ["spec_send_offsets", "expect_gaps", "attempts", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t"]
+__all__ = ["spec_send_offsets", "expect_gaps", "attempts", "first_attempt", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t"]
 
 
 def fmt_t(t: float) -> str:
@@ -58,6 +58,16 @@ def attempts(recorder: Recorder, method: str, server: str | None = None, *, sinc
     return [r for r in recorder.entries(since=since)
             if r.kind == "sip" and r.direction == "in" and r.status is None and r.method == method
             and (server is None or r.server == server) and (until is None or r.time <= until)]
+
+
+def first_attempt(recorder: Recorder, method: str, server: str | None = None, *, since: int = 0) -> Record:
+    """The first attempt of ``method`` to ``server``; an AssertionError naming them when there is none
+    (a phone that never sent it broke a rule: that is a finding, not a harness error)."""
+    seen = attempts(recorder, method, server, since=since)
+    if not seen:
+        where = _where(recorder, server) if server else "any server"
+        raise AssertionError(f"expected a {method} to {where}; none was sent")
+    return seen[0]
 
 
 def attempt_runs(recorder: Recorder, method: str, servers: Iterable[str], *, since: int = 0) -> list[tuple[str, list[Record]]]:

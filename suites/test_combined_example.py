@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_gaps, expect_times
+from harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, first_attempt
 
 SEED_CFG = (Path(__file__).parent / "data" / "seed-example.cfg").read_text(encoding="utf-8")
 PASSAGE = ("Working Server: SIP Server 1 is configured with the domain name of the working server ... resolved to "
@@ -62,8 +62,8 @@ async def test_whole_working_server_down_falls_back_then_returns(lab):
     fb = await lab.dut.wait_registered(account=1, server=2, timeout=120)
     expect_attempts(lab.recorder, "REGISTER", "primary", 4, then="secondary")
     expect_attempts(lab.recorder, "REGISTER", "secondary", 4, then="fallback")
-    first = attempts(lab.recorder, "REGISTER", "primary")[0]  # the phone's own t = 0, whatever its boot took
-    reg_fb = attempts(lab.recorder, "REGISTER", "fallback")[0]
+    first = first_attempt(lab.recorder, "REGISTER", "primary")  # the phone's own t = 0, whatever its boot took
+    reg_fb = first_attempt(lab.recorder, "REGISTER", "fallback")
     expect_times([reg_fb], [15.0], origin=first.time, tolerance=lab.tolerance,
                  what="the REGISTER to the fallback server (1 + 3 to each of server 1's two targets)")
     assert fb.time >= reg_fb.time

@@ -3,7 +3,7 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_times, spec_send_offsets
+from harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
 from harness.lab import Domain
 
 PASSAGE = ("Phone A sends an INVITE request to the primary server. Phone A retries INVITE requests to the primary "
@@ -42,7 +42,7 @@ async def test_invite_fails_over_and_next_call_starts_at_primary(lab, transport)
     topo["primary"].script.clear()
     mark = len(lab.recorder)
     await call_and_hangup(lab, topo.uri("2000"))
-    first = attempts(lab.recorder, "INVITE", since=mark)[0]
+    first = first_attempt(lab.recorder, "INVITE", since=mark)
     assert first.server == "primary", f"the next call's first INVITE went to {first.server} at t = {first.time:.3f} s"
 
 

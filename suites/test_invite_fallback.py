@@ -3,7 +3,7 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_times, spec_send_offsets
+from harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
 from harness.lab import Address
 
 PASSAGE = ("Phone A sends an INVITE request to the working server. Phone A retries INVITE requests to the working "
@@ -33,8 +33,8 @@ async def test_concurrent_registers_with_both_servers(lab):
     await lab.up(Address("primary"), Address("fallback"), account=CONCURRENT)
     await lab.dut.wait_registered(account=1, server=1, timeout=30)
     await lab.dut.wait_registered(account=1, server=2, timeout=30)
-    reg1 = attempts(lab.recorder, "REGISTER", "primary")[0]
-    reg2 = attempts(lab.recorder, "REGISTER", "fallback")[0]
+    reg1 = first_attempt(lab.recorder, "REGISTER", "primary")
+    reg2 = first_attempt(lab.recorder, "REGISTER", "fallback")
     expect_times([reg2], [reg1.time], tolerance=lab.tolerance, what="the REGISTER to the fallback server (concurrent)")
 
 

@@ -3,7 +3,7 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, spec_send_offsets
+from harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, first_attempt, spec_send_offsets
 from harness.lab import Address
 
 PASSAGE = ("1. The phone sends a REGISTER request to the working server. 2. The phone retries REGISTER requests to "
@@ -29,7 +29,7 @@ async def test_register_falls_back_after_retries(lab, retry_counts):
     offsets, give_up = spec_send_offsets("REGISTER", retry_counts)
     sends = expect_attempts(lab.recorder, "REGISTER", "primary", len(offsets), then="fallback")
     expect_times(sends, offsets, origin=sends[0].time, tolerance=lab.tolerance, what="REGISTERs to the working server")
-    first_fb = attempts(lab.recorder, "REGISTER", "fallback")[0]
+    first_fb = first_attempt(lab.recorder, "REGISTER", "fallback")
     expect_times([first_fb], [give_up], origin=sends[0].time, tolerance=lab.tolerance,
                  what="the first REGISTER to the fallback server")
     await lab.dut.wait_registered(account=1, server=2, timeout=10)

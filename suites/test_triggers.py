@@ -3,7 +3,7 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_times, spec_send_offsets
+from harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
 from harness.lab import Domain
 
 
@@ -29,9 +29,11 @@ async def test_register_trigger_moves_to_secondary(lab, trigger, transport, give
     await lab.dut.start()
     await lab.dut.wait_registered(account=1, timeout=60)
     # The phone's own t = 0 is its first DNS query (a real phone boots and provisions first).
-    t0 = lab.recorder.dns(direction="in")[0].time
+    queries = lab.recorder.dns(direction="in")
+    assert queries, "the phone made no DNS query for its domain server"
+    t0 = queries[0].time
     assert len(attempts(lab.recorder, "REGISTER", "primary")) == sends
-    first = attempts(lab.recorder, "REGISTER", "secondary")[0]
+    first = first_attempt(lab.recorder, "REGISTER", "secondary")
     expect_times([first], [give_up], origin=t0, tolerance=lab.tolerance,
                  what=f"the first REGISTER to the secondary after {trigger}")
 
