@@ -103,6 +103,8 @@ class _Emulation(ChildProcess):
         self.listening: defer.Deferred = defer.Deferred()
         self.booted: defer.Deferred = defer.Deferred()  # its power-on provisioning is over (applied or failed)
         self._on_end = on_end
+        self.provisionings = 0  # provisioning attempts the phone has finished (applied or failed)
+        self._provisioned: list[defer.Deferred] = []
 
     def outReceived(self, data: bytes) -> None:
         self._buf += data
@@ -117,10 +119,26 @@ class _Emulation(ChildProcess):
             detail = str(obj.get("detail") or "")
             if obj.get("kind") == "daemon" and detail.startswith("http listening on ") and not self.listening.called:
                 self.listening.callback(detail.rsplit(" ", 1)[1])
-            elif detail.startswith(("provisioned from", "provisioning:")) and not self.booted.called:
-                self.booted.callback(None)
+            elif detail.startswith(("provisioned from", "provisioning:")):
+                self.provisionings += 1
+                if not self.booted.called:
+                    self.booted.callback(None)
+                waiters, self._provisioned = self._provisioned, []
+                for d in waiters:
+                    d.callback(None)
+
+    def next_provisioning(self) -> defer.Deferred:
+        """Fires when the phone has finished its next provisioning (or has ended)."""
+        if self.ended:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._provisioned.append(d)
+        return d
 
     def on_end(self) -> None:
+        for d in self._provisioned:
+            d.callback(None)
+        self._provisioned = []
         if not self.listening.called:
             self.listening.callback(None)
         if not self.booted.called:
@@ -364,7 +382,12 @@ class VendorPhone(DeviceUnderTest):
             if self._in_call:
                 await self._action("park: end the call (Action URI key=CANCEL)", "key=CANCEL")
             self._prov.cfg_text = self.vendor_cfg(self.cfg_text, park=True)
+            # The emulation says when it has applied a file; a real phone does not (it may reboot).
+            applied = self._proc.next_provisioning() if self._proc is not None else None
             await self._provision("park")
+            if applied is not None and not await deadline(self._reactor, applied, self.provision_timeout):
+                self.notes.append(f"park: the emulated phone did not apply the parked file within "
+                                  f"{self.provision_timeout:g} s")
         except VendorError as e:
             self.notes.append(f"park: {e}")
 
