@@ -332,22 +332,26 @@ async def test_no_naptr_no_srv_a_record_port_5060(lab, transport_setting, transp
 
 # ---------------------------------------------------------------------------------------------- DNS-6
 
-@pytest.mark.scenario("DNS-6", P_DNS6)
-@pytest_twisted.ensureDeferred
-async def test_srv_priority_beats_weight_and_every_a_record_is_a_target(lab):
-    domain = "pbx.example.com"
-    # low: priority 0 weight 1, two A records (127.0.0.11, 127.0.0.12) on one port; high: priority 1 weight 100.
+async def _priority_lab(lab, *, high_listed_first: bool, domain: str = "pbx.example.com"):
+    """low: priority 0 weight 1, two A records (low-1, low-2: 127.0.0.11, .12) on one port;
+    high: priority 1 weight 100. ``high_listed_first``: the answer order must not matter."""
     a1, a2 = await lab.same_port(["low-1", "low-2"], "udp",
                                  {"low-1": {"host": lab.host("low-1")}, "low-2": {"host": lab.host("low-2")}})
     b = await lab.server("high", "udp", host=lab.host("secondary"))
     lport, hport = a1.addresses["udp"][1], b.addresses["udp"][1]
-    zone = lab.soa(domain) + "\n".join([
-        f"_sip._udp IN SRV 1 100 {hport} high.{domain}.",  # listed first: answer order must not matter
-        f"_sip._udp IN SRV 0 1 {lport} low.{domain}.",
+    srv = [f"_sip._udp IN SRV 0 1 {lport} low.{domain}.", f"_sip._udp IN SRV 1 100 {hport} high.{domain}."]
+    zone = lab.soa(domain) + "\n".join((srv[::-1] if high_listed_first else srv) + [
         f"high IN A {lab.host('secondary')}",
         f"low IN A {lab.host('low-1')}",
         f"low IN A {lab.host('low-2')}"]) + "\n"
-    dns = await lab.dns(zone)
+    return a1, a2, b, await lab.dns(zone)
+
+
+@pytest.mark.scenario("DNS-6", P_DNS6)
+@pytest_twisted.ensureDeferred
+async def test_srv_priority_beats_weight_and_every_a_record_is_a_target(lab):
+    domain = "pbx.example.com"
+    a1, a2, b, dns = await _priority_lab(lab, high_listed_first=True, domain=domain)
     a1.script.silent()
     a2.script.silent()
     await _start(lab, dns, _account(domain, 0, 0))
@@ -366,17 +370,7 @@ async def test_srv_priority_beats_weight_and_every_a_record_is_a_target(lab):
 @pytest_twisted.ensureDeferred
 async def test_second_a_record_of_a_target_before_next_srv_target(lab):
     domain = "pbx.example.com"
-    a1, a2 = await lab.same_port(["low-1", "low-2"], "udp",
-                                 {"low-1": {"host": lab.host("low-1")}, "low-2": {"host": lab.host("low-2")}})
-    b = await lab.server("high", "udp", host=lab.host("secondary"))
-    lport, hport = a1.addresses["udp"][1], b.addresses["udp"][1]
-    zone = lab.soa(domain) + "\n".join([
-        f"_sip._udp IN SRV 0 1 {lport} low.{domain}.",
-        f"_sip._udp IN SRV 1 100 {hport} high.{domain}.",
-        f"high IN A {lab.host('secondary')}",
-        f"low IN A {lab.host('low-1')}",
-        f"low IN A {lab.host('low-2')}"]) + "\n"
-    dns = await lab.dns(zone)
+    a1, a2, _b, dns = await _priority_lab(lab, high_listed_first=False, domain=domain)
     a1.script.silent()
     await _start(lab, dns, _account(domain, 0, 0))
     await a2.wait_for("REGISTER", direction="out", status=200, timeout=WAIT)

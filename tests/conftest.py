@@ -59,3 +59,19 @@ def free_port(host: str = "127.0.0.1") -> int:
             u.close()
             t.close()
     raise RuntimeError(f"no port free for both UDP and TCP on {host}")
+
+
+
+def failover_zone(p1: int, p2: int, srv: str = "_sip._udp") -> str:
+    """The phone's loopback tests' failover zone: two SRV targets on ``srv``, server1 = primary
+    127.0.0.10:p1 and server2 = secondary 127.0.0.20:p2 (SPEC §8 hosts)."""
+    return f"""$ORIGIN pbx.test.
+$TTL 3600
+@          IN SOA  ns.pbx.test. hostmaster.pbx.test. 1 3600 600 86400 60
+@          IN NS   ns.pbx.test.
+ns         IN A    127.0.0.53
+{srv}  IN SRV  0 1 {p1} server1.pbx.test.
+{srv}  IN SRV  1 1 {p2} server2.pbx.test.
+server1    IN A    127.0.0.10
+server2    IN A    127.0.0.20
+"""

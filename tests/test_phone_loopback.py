@@ -18,17 +18,8 @@ from sipcore import transport
 
 from sipcore.journal import Journal
 from sipcore.message import make_response
+from tests.conftest import failover_zone
 
-ZONE = """$ORIGIN pbx.test.
-$TTL 3600
-@          IN SOA  ns.pbx.test. hostmaster.pbx.test. 1 3600 600 86400 60
-@          IN NS   ns.pbx.test.
-ns         IN A    127.0.0.53
-_sip._udp  IN SRV  0 1 {p1} server1.pbx.test.
-_sip._udp  IN SRV  1 1 {p2} server2.pbx.test.
-server1    IN A    127.0.0.10
-server2    IN A    127.0.0.20
-"""
 
 
 class Responder:
@@ -76,7 +67,7 @@ async def lab(vclock):
     r1, r2 = Responder(vclock, "127.0.0.10"), Responder(vclock, "127.0.0.20")
     r1.listener = transport.listen_udp(r1, host="127.0.0.10", port=0, clock=vclock)
     r2.listener = transport.listen_udp(r2, host="127.0.0.20", port=0, clock=vclock)
-    dns = FakeDNS(zones=[Zone.from_text(ZONE.format(p1=r1.listener.address[1], p2=r2.listener.address[1]))],
+    dns = FakeDNS(zones=[Zone.from_text(failover_zone(r1.listener.address[1], r2.listener.address[1]))],
                   clock=vclock)
     await dns.start()
     phones = []

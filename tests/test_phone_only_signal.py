@@ -14,6 +14,7 @@ import pytest_twisted
 
 from phone.failover import only_signal_with_registered, register_first
 from tests.test_phone_fakewire import make_ua, ok, registrar, run_until, silent, tgt
+from tests.conftest import failover_zone
 
 
 @dataclass
@@ -134,16 +135,6 @@ def test_a_failed_over_target_that_refuses_the_register_gets_no_invite():
 
 # --- once over loopback (fake DNS + fake SIP servers on the virtual clock) --------------------
 
-ZONE = """$ORIGIN pbx.test.
-$TTL 3600
-@          IN SOA  ns.pbx.test. hostmaster.pbx.test. 1 3600 600 86400 60
-@          IN NS   ns.pbx.test.
-ns         IN A    127.0.0.53
-_sip._udp  IN SRV  0 1 {p1} server1.pbx.test.
-_sip._udp  IN SRV  1 1 {p2} server2.pbx.test.
-server1    IN A    127.0.0.10
-server2    IN A    127.0.0.20
-"""
 
 
 @pytest_twisted.ensureDeferred
@@ -158,7 +149,7 @@ async def test_only_signal_with_registered_over_loopback(vclock):
     primary = FakeSipServer("primary", clock=vclock, recorder=rec, host="127.0.0.10")
     secondary = FakeSipServer("secondary", clock=vclock, recorder=rec, host="127.0.0.20")
     p1, p2 = (await primary.listen("udp"))[1], (await secondary.listen("udp"))[1]
-    dns = FakeDNS(zones=[Zone.from_text(ZONE.format(p1=p1, p2=p2))], clock=vclock)
+    dns = FakeDNS(zones=[Zone.from_text(failover_zone(p1, p2))], clock=vclock)
     await dns.start()
     cfg = loads_config("#!version:1.0.0.1\naccount.1.enable = 1\naccount.1.user_name = 1001\n"
                        "account.1.sip_server.1.address = pbx.test\naccount.1.sip_server.1.port = 0\n"

@@ -21,17 +21,8 @@ from phone.config import loads_config
 from phone.phone import Phone
 
 from sipcore.tls import TestPKI
+from tests.conftest import failover_zone
 
-ZONE = """$ORIGIN pbx.test.
-$TTL 3600
-@          IN SOA  ns.pbx.test. hostmaster.pbx.test. 1 3600 600 86400 60
-@          IN NS   ns.pbx.test.
-ns         IN A    127.0.0.53
-_sip._tcp  IN SRV  0 1 {p1} server1.pbx.test.
-_sip._tcp  IN SRV  1 1 {p2} server2.pbx.test.
-server1    IN A    127.0.0.10
-server2    IN A    127.0.0.20
-"""
 
 
 
@@ -42,7 +33,7 @@ async def lab(vclock):
     secondary = FakeSipServer("secondary", role="registrar", clock=vclock, recorder=rec, host="127.0.0.20")
     await primary.listen("tcp")
     await secondary.listen("tcp")
-    dns = FakeDNS(Zone.from_text(ZONE.format(p1=primary.address[1], p2=secondary.address[1])), clock=vclock)
+    dns = FakeDNS(Zone.from_text(failover_zone(primary.address[1], secondary.address[1], srv="_sip._tcp")), clock=vclock)
     await dns.start()
     phones: list[Phone] = []
 
