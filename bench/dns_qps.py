@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print("dnsperf is not installed (apt-get install dnsperf)", file=sys.stderr)
         return 2
 
-    from fakes.dns import Zone
+    from sipharness.fakes.dns import Zone
     from tests.test_dns_zone import SEED_TEXT
 
     zone = Zone.from_file(str(SEED)) if SEED.exists() else Zone.from_text(SEED_TEXT)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     py = sys.executable
     servers = {
-        "ours (fakes.dns)": [py, "-m", "harness.cli", "dns", "--zone", str(zfile), "--quiet"],
+        "ours (fakes.dns)": [py, "-m", "sipharness.harness.cli", "dns", "--zone", str(zfile), "--quiet"],
         "dnslib DNSServer": [py, "-c", DNSLIB_SERVER, str(zfile)] + (["tcp"] if args.tcp else []),
         "twisted.names": [py, "-c", TWISTED_SERVER, str(pyfile)],
     }

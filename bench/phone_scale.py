@@ -102,9 +102,9 @@ def _big_buffers(port_obj) -> None:
 def serve_fakes() -> int:
     from twisted.internet import reactor
 
-    from fakes.dns import FakeDNS, Zone
-    from fakes.record import Recorder
-    from fakes.sip import FakeSipServer
+    from sipharness.fakes.dns import FakeDNS, Zone
+    from sipharness.fakes.record import Recorder
+    from sipharness.fakes.sip import FakeSipServer
 
     counts: dict[str, int] = {}
 
@@ -160,9 +160,9 @@ def phones_round(n: int, dns_host: str, dns_port: int, trace: bool, deadline: fl
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
 
-    import phone.dnsclient  # noqa: F401 - imported before the baseline (a phone imports it on first use)
-    from phone.config import loads_config
-    from phone.phone import Phone
+    import sipharness.phone.dnsclient  # noqa: F401 - imported before the baseline (a phone imports it on first use)
+    from sipharness.phone.config import loads_config
+    from sipharness.phone.phone import Phone
 
     # Twisted keeps up to 65 536 log events in memory until logging begins (and with them the
     # objects they name: every DNS query's UDP port "starting"/"stopping"); a real process logs

@@ -81,7 +81,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 def start_ours() -> tuple[subprocess.Popen, int]:
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "fakes.sip.cli", "--listen", "udp:127.0.0.1:0", "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "sipharness.fakes.sip.cli", "--listen", "udp:127.0.0.1:0", "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
                             start_new_session=True)
     line = proc.stdout.readline().decode()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 from typing import Iterable, Sequence
 
-from fakes.record import Record
+from sipharness.fakes.record import Record
 
 __all__ = ["render_ladder", "render_ladder_html"]
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from twisted.internet.interfaces import IReactorTime
 
-from sipcore.journal import Journal
+from sipharness.sipcore.journal import Journal
 
 __all__ = ["Record", "Recorder"]
 

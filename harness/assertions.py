@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from fakes.record import Record, Recorder
+from sipharness.fakes.record import Record, Recorder
 
 from .timing import EXACT, Tolerance
 

@@ -11,9 +11,9 @@ import importlib
 import sys
 
 _ROLES = {
-    "dns": ("fakes.dns.cli", "fake authoritative DNS server"),
-    "registrar": ("fakes.sip.cli", "PBX-like fake SIP server (registrar, proxy, UAS)"),
-    "phone": ("phone.daemon", "the bundled phone, from a .cfg, events as JSON lines"),
+    "dns": ("sipharness.fakes.dns.cli", "fake authoritative DNS server"),
+    "registrar": ("sipharness.fakes.sip.cli", "PBX-like fake SIP server (registrar, proxy, UAS)"),
+    "phone": ("sipharness.phone.daemon", "the bundled phone, from a .cfg, events as JSON lines"),
 }
 
 

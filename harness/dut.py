@@ -16,7 +16,7 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
-from sipcore.journal import Journal
+from sipharness.sipcore.journal import Journal
 
 __all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "BundledPhone", "DUT_KINDS", "register_dut_kind",
            "dut_class"]
@@ -157,7 +157,7 @@ class BundledPhone(DeviceUnderTest):
         self._unsubscribe: Callable[[], None] | None = None
 
     def apply_config(self, cfg_text: str) -> defer.Deferred:
-        from phone.config import ConfigError, loads_config
+        from sipharness.phone.config import ConfigError, loads_config
 
         try:
             self._config = loads_config(cfg_text, filename=f"<{self._name}.cfg>")
@@ -167,7 +167,7 @@ class BundledPhone(DeviceUnderTest):
         return defer.succeed(None)
 
     def effective_config(self) -> dict[str, str]:
-        from phone.config import dumps_config
+        from sipharness.phone.config import dumps_config
 
         if self._config is None:
             raise RuntimeError("BundledPhone.effective_config(): apply_config() first")
@@ -179,7 +179,7 @@ class BundledPhone(DeviceUnderTest):
         return out
 
     def start(self) -> defer.Deferred:
-        from phone.phone import Phone
+        from sipharness.phone.phone import Phone
 
         if self._config is None:
             raise RuntimeError("BundledPhone.start(): apply_config() first")
@@ -222,9 +222,9 @@ class BundledPhone(DeviceUnderTest):
 
 #: ``--dut`` names → "module:Class" of a DeviceUnderTest subclass, imported only when used.
 DUT_KINDS: dict[str, str] = {
-    "bundled": "harness.dut:BundledPhone",
-    "baresip": "harness.baresip:BaresipPhone",
-    "yealink": "harness.vendor:VendorPhone",
+    "bundled": "sipharness.harness.dut:BundledPhone",
+    "baresip": "sipharness.harness.baresip:BaresipPhone",
+    "yealink": "sipharness.harness.vendor:VendorPhone",
 }
 
 

@@ -19,9 +19,9 @@ from typing import Any, Mapping, Sequence
 
 from twisted.internet import defer
 
-from fakes.dns import FakeDNS, Zone
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
+from sipharness.fakes.dns import FakeDNS, Zone
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
 
 from .dut import DeviceUnderTest
 from .timing import Tolerance, tolerance_for
@@ -158,7 +158,7 @@ class Lab:
 
     def value(self, name: str) -> int:
         """The seed's value of ``name`` on the virtual clock, the smallest legal one otherwise (SPEC §9)."""
-        from sipcore.clock import VirtualClock
+        from sipharness.sipcore.clock import VirtualClock
 
         return (SEED_VALUES if isinstance(self.clock, VirtualClock) else SHORT_VALUES)[name]
 

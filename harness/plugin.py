@@ -21,7 +21,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from sipcore.clock import ScaledClock, VirtualClock, parse_clock_spec
+from sipharness.sipcore.clock import ScaledClock, VirtualClock, parse_clock_spec
 
 _STATE = "_sipharness_state"
 
@@ -111,7 +111,7 @@ def sip_clock(request: pytest.FixtureRequest):
 @pytest.fixture
 def sip_recorder(request: pytest.FixtureRequest, sip_clock):
     """The shared record of every DNS query and SIP message the fakes of this test saw."""
-    from fakes.record import Recorder
+    from sipharness.fakes.record import Recorder
 
     recorder = Recorder(sip_clock)
     _state(request).recorder = recorder
@@ -122,7 +122,7 @@ def sip_recorder(request: pytest.FixtureRequest, sip_clock):
 @pytest.fixture(scope="session")
 def tls_pki(tmp_path_factory, pytestconfig):
     """Test certificates (trustme): the fakes' TLS server context and a CA file a phone can trust."""
-    from sipcore.tls import TestPKI
+    from sipharness.sipcore.tls import TestPKI
 
     from .lab import HOSTS
 
@@ -174,7 +174,7 @@ def sip_server(request: pytest.FixtureRequest, sip_clock, sip_recorder):
     """Factory of fake SIP servers: ``srv = await sip_server("primary", "udp")``; stopped after the test."""
     from twisted.internet import reactor
 
-    from fakes.sip import FakeSipServer
+    from sipharness.fakes.sip import FakeSipServer
 
     made: list[Any] = []
 
@@ -199,7 +199,7 @@ def fake_dns(request: pytest.FixtureRequest, sip_clock, sip_recorder):
     """A started fake DNS with an empty ``example.com`` zone; add records with ``fake_dns.add(...)``."""
     from twisted.internet import reactor
 
-    from fakes.dns import FakeDNS, Zone
+    from sipharness.fakes.dns import FakeDNS, Zone
 
     zone = Zone.from_text("$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns.example.com. hostmaster.example.com. "
                           "1 3600 600 86400 60\n@ IN NS ns.example.com.\nns IN A 127.0.0.53\n")
@@ -228,7 +228,7 @@ def _server_errors(servers: list[Any]) -> list[BaseException]:
 def _ladder_text(st: _TestState) -> str | None:
     if st is None or st.recorder is None or not len(st.recorder):
         return None
-    from fakes.ladder import render_ladder
+    from sipharness.fakes.ladder import render_ladder
 
     return render_ladder(list(st.recorder))
 
@@ -284,7 +284,7 @@ def _write_html_ladder(item: pytest.Item, st: _TestState) -> None:
     directory = item.config.getoption("--ladder-dir")
     if not directory or st.recorder is None:
         return
-    from fakes.ladder import render_ladder_html
+    from sipharness.fakes.ladder import render_ladder_html
 
     os.makedirs(directory, exist_ok=True)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)[:180] + ".html"

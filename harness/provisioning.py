@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 from twisted.internet import defer
 from twisted.web import resource, server
 
-from sipcore.journal import Journal
+from sipharness.sipcore.journal import Journal
 
 __all__ = ["ProvisioningServer", "Fetch", "EMPTY_CFG"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sipcore.clock import ScaledClock, VirtualClock
+from sipharness.sipcore.clock import ScaledClock, VirtualClock
 
 __all__ = ["Tolerance", "tolerance_for"]
 

@@ -42,7 +42,7 @@ from twisted.web.client import Agent  # imported here, not at the first Action U
 from twisted.web.http_headers import Headers
 from twisted.python.failure import Failure as _Failure
 
-from sipcore.journal import WaitTimeout
+from sipharness.sipcore.journal import WaitTimeout
 
 from .baresip import read_cfg
 from .child import ChildProcess, deadline, track
@@ -396,7 +396,7 @@ class VendorPhone(DeviceUnderTest):
         speed = self._speed
         self._phone_epoch = self._clock_epoch
         clock_spec = ("real" if speed == 1.0 else f"scaled:{speed:g}") + f"@{self._phone_epoch:.6f}"
-        argv = [sys.executable, "-m", "phone.daemon", "--provision", self._prov.url, "--mac", self.mac,
+        argv = [sys.executable, "-m", "sipharness.phone.daemon", "--provision", self._prov.url, "--mac", self.mac,
                 "--http", "127.0.0.1:0", "--clock", clock_spec, "--name", "yealink-emulation", "--exit-on-eof",
                 "--action-uri-allow", self.lab_address]
         if self.ca_file:

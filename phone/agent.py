@@ -22,18 +22,18 @@ from typing import Any, Callable
 
 from twisted.internet import defer
 
-from sipcore.journal import Journal
-from sipcore.message import NameAddr, SipUri, Via, make_request, make_response, new_branch, new_call_id, new_tag
-from sipcore.transaction import (ClientTransaction, Send, ServerTransaction, TimedOut, TimerDriver, TransactionTable,
+from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.message import NameAddr, SipUri, Via, make_request, make_response, new_branch, new_call_id, new_tag
+from sipharness.sipcore.transaction import (ClientTransaction, Send, ServerTransaction, TimedOut, TimerDriver, TransactionTable,
                                  TwoXXRetransmitter)
 
-from phone.call import Call, sdp
-from phone.events import KEEP_EVENTS, EventJournal, PhoneEvent
-from phone.failback import Failback
-from phone.fallback import Fallback
-from phone.registration import Registration
-from phone.resolver import is_ip_literal
-from phone.sender import ServerRequest
+from sipharness.phone.call import Call, sdp
+from sipharness.phone.events import KEEP_EVENTS, EventJournal, PhoneEvent
+from sipharness.phone.failback import Failback
+from sipharness.phone.fallback import Fallback
+from sipharness.phone.registration import Registration
+from sipharness.phone.resolver import is_ip_literal
+from sipharness.phone.sender import ServerRequest
 
 __all__ = ["UserAgent", "UNREGISTER_TIMEOUT"]
 
@@ -230,7 +230,7 @@ class UserAgent:
         return bool(self.account_cfg(x).password)
 
     def authorize(self, x: int, resp: Any, request: Any) -> str:
-        from sipcore import digest  # lands with the message layer
+        from sipharness.sipcore import digest  # lands with the message layer
 
         acct = self.account_cfg(x)
         name = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
@@ -471,7 +471,7 @@ class UserAgent:
         port = port or (5061 if transport == "tls" else 5060)
         if tgt is not None and (tgt.host, tgt.port, tgt.transport) == (host, port, transport):
             return defer.succeed(call.flow)
-        from phone.resolver import Target
+        from sipharness.phone.resolver import Target
 
         return self.flow(Target(host, port, transport, source="in-dialog next hop"))
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipcore.message import NameAddr, SipUri
+from sipharness.sipcore.message import NameAddr, SipUri
 
 __all__ = ["Call", "sdp"]
 

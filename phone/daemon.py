@@ -124,7 +124,7 @@ class _Console(LineOnlyReceiver):
 class _Daemon:
     def __init__(self, args: argparse.Namespace, config: Any, reactor: Any, clock: Any, dns: tuple[str, int] | None,
                  tls_context: Any = None):
-        from phone.phone import Phone
+        from sipharness.phone.phone import Phone
 
         self.args, self.reactor, self.clock = args, reactor, clock
         self.emulation: Any = None
@@ -133,7 +133,7 @@ class _Daemon:
             self.phone = Phone(config, clock=clock, reactor=reactor, dns_server=dns, local_host=args.local_host,
                                tls_context=tls_context, name=args.name)
         else:  # vendor emulation: the phone comes from the provisioning server
-            from phone.emulation import VendorEmulation
+            from sipharness.phone.emulation import VendorEmulation
 
             allow = tuple(a for a in (args.action_uri_allow or "").split(",") if a)
             self.emulation = VendorEmulation(
@@ -279,8 +279,8 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0)
-    from phone.config import ConfigError, load_config
-    from sipcore.clock import ScaledClock, parse_clock_spec
+    from sipharness.phone.config import ConfigError, load_config
+    from sipharness.sipcore.clock import ScaledClock, parse_clock_spec
 
     spec, _, epoch_text = args.clock.partition("@")
     try:

@@ -33,8 +33,8 @@ from twisted.internet import defer, error as _ierror
 from twisted.names import client, dns, error as dnserror
 from twisted.python import failure as _failure
 
-from phone.resolver import Address, Fault, Naptr, Query, Resolution, Srv, Target
-from sipcore.reactor import clocked_reactor
+from sipharness.phone.resolver import Address, Fault, Naptr, Query, Resolution, Srv, Target
+from sipharness.sipcore.reactor import clocked_reactor
 
 __all__ = ["Resolver", "KEEP_RESOLUTIONS"]
 

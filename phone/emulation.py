@@ -37,9 +37,9 @@ from twisted.web.client import Agent
 
 # Imported now, not when the first file is applied: a provisioned phone must start as fast as the
 # bundled phone does in the harness (the suites time it from the harness's start(); SPEC §9).
-from phone import dnsclient as _dnsclient  # noqa: F401,E402  (the phone imports it lazily at its first query)
-from phone.config import ConfigError, loads_config  # noqa: E402
-from phone.phone import Phone  # noqa: E402
+from sipharness.phone import dnsclient as _dnsclient  # noqa: F401,E402  (the phone imports it lazily at its first query)
+from sipharness.phone.config import ConfigError, loads_config  # noqa: E402
+from sipharness.phone.phone import Phone  # noqa: E402
 
 __all__ = ["VendorEmulation", "ACTION_URL_EVENTS", "expand_variables"]
 

@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from sipcore.journal import Journal
+from sipharness.sipcore.journal import Journal
 
 __all__ = ["PhoneEvent", "KINDS", "CALL_STATES", "EventJournal", "KEEP_EVENTS"]
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from twisted.internet import defer
 
-from phone.agent import UNREGISTER_TIMEOUT, UserAgent
-from phone.call import Call
-from phone.events import KEEP_EVENTS, PhoneEvent
-from phone.resolver import Target, TRANSPORTS, is_ip_literal
-from phone.wire import SocketWire
-from sipcore.journal import Journal
+from sipharness.phone.agent import UNREGISTER_TIMEOUT, UserAgent
+from sipharness.phone.call import Call
+from sipharness.phone.events import KEEP_EVENTS, PhoneEvent
+from sipharness.phone.resolver import Target, TRANSPORTS, is_ip_literal
+from sipharness.phone.wire import SocketWire
+from sipharness.sipcore.journal import Journal
 
 __all__ = ["Phone", "PhoneEvent"]
 
@@ -137,7 +137,7 @@ class Phone:
             return defer.succeed([])
         resolver = self._resolvers.get(acct.srv_select)
         if resolver is None:
-            from phone.dnsclient import Resolver
+            from sipharness.phone.dnsclient import Resolver
 
             resolver = self._resolvers[acct.srv_select] = Resolver(
                 self.dns_server, clock=self.clock, reactor=self.reactor, srv_select=acct.srv_select, rng=self.rng)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sipcore.message import NameAddr, make_request
+from sipharness.sipcore.message import NameAddr, make_request
 
-from phone.sender import ServerRequest
+from sipharness.phone.sender import ServerRequest
 
 __all__ = ["granted_expiry", "refresh_delay", "Registration", "REFRESH_FRACTION"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sipcore.transaction import Deliver, TimedOut, TransportFailed
+from sipharness.sipcore.transaction import Deliver, TimedOut, TransportFailed
 
-from phone.failover import Outcome, TargetWalk, classify, register_first, retry_counts_for
+from sipharness.phone.failover import Outcome, TargetWalk, classify, register_first, retry_counts_for
 
 __all__ = ["ServerRequest"]
 
@@ -31,7 +31,7 @@ def _why(status_or_reason: Any) -> str:
 
 def _stale(resp: Any) -> bool:
     """The 401/407 is a Digest challenge with ``stale=true`` (an unparsable one is not)."""
-    from sipcore import digest
+    from sipharness.sipcore import digest
 
     value = resp.headers.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate")
     if value is None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.internet import defer
 
-from sipcore import transport as _t
+from sipharness.sipcore import transport as _t
 
 __all__ = ["SocketWire"]
 

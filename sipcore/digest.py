@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sipcore.uri import SipParseError
+from sipharness.sipcore.uri import SipParseError
 
 __all__ = [
     "Challenge", "Credentials", "authorize", "make_challenge", "DigestServer",

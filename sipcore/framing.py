@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from sipcore.message import MAX_SIZE, Request, Response, SipParseError, parse
+from sipharness.sipcore.message import MAX_SIZE, Request, Response, SipParseError, parse
 
 __all__ = ["StreamFramer"]
 

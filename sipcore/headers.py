@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from sipcore.uri import SipParseError
+from sipharness.sipcore.uri import SipParseError
 
 __all__ = ["Headers", "COMPACT_FORMS", "LIST_HEADERS", "canonical_name"]
 

@@ -30,7 +30,7 @@ import re
 import secrets
 from typing import Any, Callable, Iterable, TypeVar
 
-from sipcore.headers import (
+from sipharness.sipcore.headers import (
     Headers,
     canonical_name,
     format_params,
@@ -38,7 +38,7 @@ from sipcore.headers import (
     quoted_string_end,
     split_list,
 )
-from sipcore.uri import SipParseError, SipUri
+from sipharness.sipcore.uri import SipParseError, SipUri
 
 __all__ = [
     "SipParseError", "Headers", "Via", "NameAddr", "Message", "Request", "Response",

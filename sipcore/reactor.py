@@ -23,8 +23,8 @@ from typing import Any, Callable
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from zope.interface import directlyProvides, providedBy
 
-from sipcore.clock import note_activity
-from sipcore.transport import no_delay
+from sipharness.sipcore.clock import note_activity
+from sipharness.sipcore.transport import no_delay
 
 __all__ = ["clocked_reactor", "ClockedReactor"]
 

@@ -57,9 +57,9 @@ from twisted.internet.interfaces import IHandshakeListener
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from sipcore.clock import note_activity
-from sipcore.framing import StreamFramer
-from sipcore.message import MAX_SIZE, SipParseError, is_keepalive, parse
+from sipharness.sipcore.clock import note_activity
+from sipharness.sipcore.framing import StreamFramer
+from sipharness.sipcore.message import MAX_SIZE, SipParseError, is_keepalive, parse
 
 __all__ = ["no_delay", 
     "Source",
@@ -94,7 +94,7 @@ def no_delay(transport: Any) -> None:
                 pass
             return
 
-_log = Logger(namespace="sipcore.transport")
+_log = Logger(namespace="sipharness.sipcore.transport")
 
 Address = tuple[str, int]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, first_attempt
+from sipharness.harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, first_attempt
 
 SEED_CFG = (Path(__file__).parent / "data" / "seed-example.cfg").read_text(encoding="utf-8")
 PASSAGE = ("Working Server: SIP Server 1 is configured with the domain name of the working server ... resolved to "

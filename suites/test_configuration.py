@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from harness.dut import ConfigRejected
+from sipharness.harness.dut import ConfigRejected
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED_CFG = DATA / "seed-example.cfg"

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempt_runs, attempts, expect_no_request, expect_times
-from harness.lab import PASSWORD, USER
+from sipharness.harness.assertions import attempt_runs, attempts, expect_no_request, expect_times
+from sipharness.harness.lab import PASSWORD, USER
 
 DATA = Path(__file__).resolve().parent / "data"
 SEED_ZONE = DATA / "seed-example.zone"

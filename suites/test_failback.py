@@ -3,8 +3,8 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import first_attempt
-from harness.lab import Domain
+from sipharness.harness.assertions import first_attempt
+from sipharness.harness.lab import Domain
 
 MODES = ("0-newRequests: all requests are sent to the primary server first, regardless of the last server that was "
          "used. 1-DNSTTL: the IP phone will retry to send requests to the primary server after the timeout equal to "

@@ -3,8 +3,8 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
-from harness.lab import Domain
+from sipharness.harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
+from sipharness.harness.lab import Domain
 
 PASSAGE = ("Phone A sends an INVITE request to the primary server. Phone A retries INVITE requests to the primary "
            "server (three times by default). After no response from the primary server, the phone sends an INVITE "

@@ -3,8 +3,8 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
-from harness.lab import Address
+from sipharness.harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
+from sipharness.harness.lab import Address
 
 PASSAGE = ("Phone A sends an INVITE request to the working server. Phone A retries INVITE requests to the working "
            "server (three times by default). After no response from the working server, the phone sends an INVITE "

@@ -3,8 +3,8 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import expect_attempts, expect_times
-from harness.lab import Domain
+from sipharness.harness.assertions import expect_attempts, expect_times
+from sipharness.harness.lab import Domain
 
 PASSAGE = ("The phone sends REGISTER request to the primary server. The phone retries REGISTER requests to the "
            "primary server (three times by default). After no response from the primary server, the phone sends a "

@@ -3,8 +3,8 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, first_attempt, spec_send_offsets
-from harness.lab import Address
+from sipharness.harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, first_attempt, spec_send_offsets
+from sipharness.harness.lab import Address
 
 PASSAGE = ("1. The phone sends a REGISTER request to the working server. 2. The phone retries REGISTER requests to "
            "the working server (three times by default). 3. After no response from the working server, the phone "

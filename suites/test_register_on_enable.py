@@ -3,8 +3,8 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts
-from harness.lab import Domain
+from sipharness.harness.assertions import attempts
+from sipharness.harness.lab import Domain
 
 PASSAGE = ("account.x.sip_server.y.register_on_enable: Enables or disables the IP phone to register to the secondary "
            "server before sending requests to the secondary server in the failover mode.")

@@ -3,8 +3,8 @@
 import pytest
 import pytest_twisted
 
-from harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
-from harness.lab import Domain
+from sipharness.harness.assertions import attempts, expect_attempts, expect_times, first_attempt, spec_send_offsets
+from sipharness.harness.lab import Domain
 
 
 @pytest.mark.scenario("TRIG", "SPEC §3: silence, 503, 408, ICMP port unreachable and TCP refused give the target up")

@@ -34,7 +34,7 @@ def vclock():
     """A SPEC §9 virtual clock over the test reactor, stopped after the test."""
     from twisted.internet import reactor
 
-    from sipcore.clock import VirtualClock
+    from sipharness.sipcore.clock import VirtualClock
 
     clock = VirtualClock(reactor)
     yield clock

@@ -6,8 +6,8 @@ from dnslib import EDNS0, QTYPE, DNSHeader, DNSQuestion, DNSRecord
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakes.dns import Zone
-from fakes.dns.authority import Authority, Bad, Query, decode
+from sipharness.fakes.dns import Zone
+from sipharness.fakes.dns.authority import Authority, Bad, Query, decode
 from tests.test_dns_zone import seed_zone
 
 

@@ -41,7 +41,7 @@ def _readline(proc, deadline: float) -> str:
 
 
 def _start(*args):
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "dns", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "sipharness.harness.cli", "dns", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 

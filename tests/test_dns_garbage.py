@@ -14,8 +14,8 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import DatagramProtocol, Protocol
 
-from fakes.dns import FakeDNS
-from sipcore.clock import VirtualClock
+from sipharness.fakes.dns import FakeDNS
+from sipharness.sipcore.clock import VirtualClock
 from tests.test_dns_zone import seed_zone
 
 D = "yealink.pbx.com"
@@ -57,7 +57,7 @@ def test_ten_thousand_random_udp_packets_then_a_query_is_answered(fake, caplog):
     rng = random.Random(20260101)
     client = _UDPClient()
     port = reactor.listenUDP(0, client, interface="127.0.0.1")
-    caplog.set_level(logging.WARNING, logger="fakes.dns")
+    caplog.set_level(logging.WARNING, logger="sipharness.fakes.dns")
     try:
         sent = 0
         for burst in range(100):  # bounded bursts: never more than a socket buffer's worth in flight

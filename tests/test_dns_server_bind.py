@@ -3,7 +3,7 @@
 import pytest
 from twisted.internet.error import CannotListenError
 
-from fakes.dns import FakeDNS
+from sipharness.fakes.dns import FakeDNS
 from tests.test_dns_zone import seed_zone
 
 

@@ -7,7 +7,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import utils
 
-from fakes.dns import FakeDNS
+from sipharness.fakes.dns import FakeDNS
 from tests.test_dns_zone import seed_zone
 
 D = "yealink.pbx.com"

@@ -13,9 +13,9 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
-from fakes.dns import FakeDNS
-from fakes.record import Recorder
-from sipcore.clock import ScaledClock, VirtualClock
+from sipharness.fakes.dns import FakeDNS
+from sipharness.fakes.record import Recorder
+from sipharness.sipcore.clock import ScaledClock, VirtualClock
 from tests.test_dns_zone import seed_zone
 
 D = "yealink.pbx.com"

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE
 
-from fakes.dns import Zone, ZoneError
+from sipharness.fakes.dns import Zone, ZoneError
 
 SEED = Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.zone"
 SEED_TEXT = """\

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
-from fakes.sip.actions import Origin
-from fakes.sip.uas import KEEP, Uas
-from sipcore.message import make_request, new_branch, new_tag
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.fakes.sip.actions import Origin
+from sipharness.fakes.sip.uas import KEEP, Uas
+from sipharness.sipcore.message import make_request, new_branch, new_tag
 from tests.test_fakes_sip_server import Peer, invite
 
 ORIGIN = Origin("udp", ("127.0.0.1", 5062), ("127.0.0.1", 5060))

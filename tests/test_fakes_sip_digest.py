@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sipcore.digest import Challenge, authorize
-from sipcore.message import make_request, new_branch, new_tag
+from sipharness.sipcore.digest import Challenge, authorize
+from sipharness.sipcore.message import make_request, new_branch, new_tag
 
-from fakes.sip.actions import Origin
-from fakes.sip.registrar import Registrar
+from sipharness.fakes.sip.actions import Origin
+from sipharness.fakes.sip.registrar import Registrar
 
 ORIGIN = Origin("udp", ("127.0.0.1", 5062), ("127.0.0.1", 5060))
 

@@ -17,10 +17,10 @@ import pytest_twisted
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.internet import protocol, reactor
 
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
-from sipcore.journal import Journal
-from sipcore.message import is_keepalive, make_request, new_branch, new_tag, parse
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.message import is_keepalive, make_request, new_branch, new_tag, parse
 
 _HEAD = st.sampled_from([b"REGISTER sip:x SIP/2.0\r\n", b"INVITE sip:a@b SIP/2.0\r\n", b"SIP/2.0 200 OK\r\n", b""])
 _LINES = st.lists(st.sampled_from([b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n", b"From: <sip:a@b>;tag=1\r\n",
@@ -84,7 +84,7 @@ def test_ten_thousand_random_datagrams_then_register_ok():
 def test_cli_prints_addresses_logs_json_and_exits_0_on_sigterm(peer):
     sipp = peer("sipp")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.Popen([sys.executable, "-m", "fakes.sip.cli", "--listen", "udp:127.0.0.1:0",
+    proc = subprocess.Popen([sys.executable, "-m", "sipharness.fakes.sip.cli", "--listen", "udp:127.0.0.1:0",
                              "--listen", "tcp:127.0.0.1:0", "--user", "alice:pw"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:

@@ -8,10 +8,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
-from fakes.sip.cli import _streaming_recorder
-from fakes.sip.recent import RecentMap
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.fakes.sip.cli import _streaming_recorder
+from sipharness.fakes.sip.recent import RecentMap
 from tests.test_fakes_sip_server import Peer, register
 
 

@@ -15,8 +15,8 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
 from tests.conftest import free_port
 
 HERE = os.path.join(os.path.dirname(__file__), "sipp")
@@ -109,7 +109,7 @@ def test_sipp_call_through_proxy_to_registered_sipp(peer, fake, transport):
                            "-key", "contact_port", str(uas_port), transport=transport)))
     assert s.bindings("bob")[0][0].lower() == f"sip:bob@127.0.0.1:{uas_port};transport={transport}"
     caller = yield run_sipp(sipp, addr, "-sn", "uac", "-s", "bob", transport=transport)
-    from fakes.ladder import render_ladder
+    from sipharness.fakes.ladder import render_ladder
     print(render_ladder(s.records))
     _check(caller)
     _check((yield callee))

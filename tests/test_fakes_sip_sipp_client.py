@@ -20,14 +20,14 @@ import pytest_twisted
 from twisted.internet import reactor, task
 from twisted.internet.utils import getProcessOutputAndValue
 
-from fakes.ladder import render_ladder
-from fakes.record import Record, Recorder
-from sipcore.clock import ScaledClock
-from sipcore.journal import Journal
-from sipcore.message import make_request, new_branch, new_tag
-from sipcore.transaction import (ClientTransaction, Deliver, Send, Terminated, TimedOut, TimerDriver,
+from sipharness.fakes.ladder import render_ladder
+from sipharness.fakes.record import Record, Recorder
+from sipharness.sipcore.clock import ScaledClock
+from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.message import make_request, new_branch, new_tag
+from sipharness.sipcore.transaction import (ClientTransaction, Deliver, Send, Terminated, TimedOut, TimerDriver,
                                  send_offsets)
-from sipcore.transport import connect_udp
+from sipharness.sipcore.transport import connect_udp
 from tests.conftest import free_port
 
 HERE = os.path.join(os.path.dirname(__file__), "sipp")

@@ -9,10 +9,10 @@ import pytest_twisted
 from twisted.internet import protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
-from sipcore.journal import Journal
-from sipcore.transport import listen_udp
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.transport import listen_udp
 from tests.test_fakes_sip_server import Peer, register
 
 

@@ -9,11 +9,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from harness import baresip as hb
-from harness.baresip import BaresipError, BaresipPhone, read_cfg, translate
-from harness.dut import dut_class
-from harness.lab import Address, Domain, Lab
-from harness.child import running
+from sipharness.harness import baresip as hb
+from sipharness.harness.baresip import BaresipError, BaresipPhone, read_cfg, translate
+from sipharness.harness.dut import dut_class
+from sipharness.harness.lab import Address, Domain, Lab
+from sipharness.harness.child import running
 
 
 def _children(name: str = "baresip") -> list[int]:
@@ -108,8 +108,8 @@ def real_lab(peer):
     """A lab on the real clock (SPEC §9) with a baresip DUT; baresip and the fakes are stopped after."""
     from twisted.internet import reactor
 
-    from fakes.record import Recorder
-    from sipcore.clock import ScaledClock
+    from sipharness.fakes.record import Recorder
+    from sipharness.sipcore.clock import ScaledClock
 
     program = peer("baresip")
     clock = ScaledClock(reactor, 1.0)

@@ -1,7 +1,7 @@
 """fakes/ladder.py on hand-made records: columns, arrows, drops, retransmissions, HTML."""
 
-from fakes.ladder import render_ladder, render_ladder_html
-from fakes.record import Record
+from sipharness.fakes.ladder import render_ladder, render_ladder_html
+from sipharness.fakes.record import Record
 
 P, A, B, D = ("127.0.0.1", 40000), ("127.0.0.10", 5060), ("127.0.0.20", 5060), ("127.0.0.53", 53)
 

@@ -144,7 +144,7 @@ def test_granted_expiry_from_contact_param_beats_expires_header():
 
 
 def test_digest_challenge_one_retry():
-    from sipcore import digest
+    from sipharness.sipcore import digest
 
     def respond(req):
         if req.headers.get("Authorization") is None:
@@ -161,7 +161,7 @@ def test_digest_challenge_one_retry():
 
 
 def test_digest_challenge_twice_is_a_failure():
-    from sipcore import digest
+    from sipharness.sipcore import digest
 
     clock, wire, ua = make_ua(DOMAIN, {1: [P]})
     wire.responders = {"127.0.0.10": lambda r: ok(r, 401, headers=[("WWW-Authenticate", digest.make_challenge("pbx"))])}

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phone.config import (
+from sipharness.phone.config import (
     PARAMETERS,
     VERSION_LINE,
     ConfigError,

@@ -16,10 +16,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
-from fakes.dns import FakeDNS, Zone
-from fakes.sip import FakeSipServer
-from phone.daemon import event_json, parse_command
-from sipcore.journal import Journal
+from sipharness.fakes.dns import FakeDNS, Zone
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.phone.daemon import event_json, parse_command
+from sipharness.sipcore.journal import Journal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START = 20.0  # wall seconds a daemon may take to start and register (Python start-up included)
@@ -94,7 +94,7 @@ async def spawn(tmp_path):
         cfg = tmp_path / f"phone{len(procs)}.cfg"
         cfg.write_text(cfg_text)
         p = DaemonProcess()
-        argv = [sys.executable, "-m", "harness.cli", "phone", "--config", str(cfg), *extra]
+        argv = [sys.executable, "-m", "sipharness.harness.cli", "phone", "--config", str(cfg), *extra]
         reactor.spawnProcess(p, sys.executable, argv, env=dict(os.environ), path=ROOT)
         procs.append(p)
         return p
@@ -162,7 +162,7 @@ async def test_bad_cfg_exits_2_naming_file_and_line(spawn, registrar):
 async def test_missing_cfg_and_virtual_clock_exit_2(spawn, tmp_path, registrar):
     p = DaemonProcess()
     missing = str(tmp_path / "nope.cfg")
-    reactor.spawnProcess(p, sys.executable, [sys.executable, "-m", "harness.cli", "phone", "--config", missing],
+    reactor.spawnProcess(p, sys.executable, [sys.executable, "-m", "sipharness.harness.cli", "phone", "--config", missing],
                          env=dict(os.environ), path=ROOT)
     assert await p.exit() == 2 and "nope.cfg" in p.stderr.decode()
     q = spawn(cfg("127.0.0.1", registrar.address[1]), "--clock", "virtual")

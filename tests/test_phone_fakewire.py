@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from twisted.internet import task
 
-from phone.agent import UserAgent
-from phone.config import loads_config
-from phone.resolver import Target
-from sipcore.message import make_response
+from sipharness.phone.agent import UserAgent
+from sipharness.phone.config import loads_config
+from sipharness.phone.resolver import Target
+from sipharness.sipcore.message import make_response
 
 
 class Flow:

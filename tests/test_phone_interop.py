@@ -25,9 +25,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
-from phone.config import loads_config
-from phone.phone import Phone
-from sipcore.clock import ScaledClock
+from sipharness.phone.config import loads_config
+from sipharness.phone.phone import Phone
+from sipharness.sipcore.clock import ScaledClock
 from tests.conftest import require_peer
 from tests.conftest import free_port
 

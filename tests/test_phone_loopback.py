@@ -11,13 +11,13 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from fakes.dns import FakeDNS, Zone
-from phone.config import loads_config
-from phone.phone import Phone
-from sipcore import transport
+from sipharness.fakes.dns import FakeDNS, Zone
+from sipharness.phone.config import loads_config
+from sipharness.phone.phone import Phone
+from sipharness.sipcore import transport
 
-from sipcore.journal import Journal
-from sipcore.message import make_response
+from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.message import make_response
 from tests.conftest import failover_zone
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_twisted
 
-from phone.failover import only_signal_with_registered, register_first
+from sipharness.phone.failover import only_signal_with_registered, register_first
 from tests.test_phone_fakewire import make_ua, ok, registrar, run_until, silent, tgt
 from tests.conftest import failover_zone
 
@@ -139,11 +139,11 @@ def test_a_failed_over_target_that_refuses_the_register_gets_no_invite():
 
 @pytest_twisted.ensureDeferred
 async def test_only_signal_with_registered_over_loopback(vclock):
-    from fakes.dns import FakeDNS, Zone
-    from fakes.record import Recorder
-    from fakes.sip import FakeSipServer
-    from phone.config import loads_config
-    from phone.phone import Phone
+    from sipharness.fakes.dns import FakeDNS, Zone
+    from sipharness.fakes.record import Recorder
+    from sipharness.fakes.sip import FakeSipServer
+    from sipharness.phone.config import loads_config
+    from sipharness.phone.phone import Phone
 
     rec = Recorder(vclock)
     primary = FakeSipServer("primary", clock=vclock, recorder=rec, host="127.0.0.10")

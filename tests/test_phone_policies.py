@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from phone.failback import Failback
-from phone.fallback import Fallback
-from phone.failover import Outcome, TargetWalk, classify, max_sends, retry_counts_for
+from sipharness.phone.failback import Failback
+from sipharness.phone.fallback import Fallback
+from sipharness.phone.failover import Outcome, TargetWalk, classify, max_sends, retry_counts_for
 
 
 @dataclass(frozen=True)

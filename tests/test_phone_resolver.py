@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from phone.resolver import NAPTR_LOOP_GUARD, Address, Fault, Naptr, Query, Resolution, Srv, Target
+from sipharness.phone.resolver import NAPTR_LOOP_GUARD, Address, Fault, Naptr, Query, Resolution, Srv, Target
 
 D = "yealink.pbx.com"
 

@@ -15,9 +15,9 @@ from twisted.internet import defer, protocol, task
 from twisted.internet.error import CannotListenError
 from twisted.protocols.basic import Int16StringReceiver
 
-from phone.dnsclient import Resolver
-from sipcore.clock import note_activity
-from sipcore.reactor import clocked_reactor
+from sipharness.phone.dnsclient import Resolver
+from sipharness.sipcore.clock import note_activity
+from sipharness.sipcore.reactor import clocked_reactor
 
 SEED_ZONE = open(Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.zone", encoding="utf-8").read()
 D = "yealink.pbx.com"

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from fakes.dns import FakeDNS, Zone
-from phone.dnsclient import Resolver
+from sipharness.fakes.dns import FakeDNS, Zone
+from sipharness.phone.dnsclient import Resolver
 
 
 SEED_ZONE = open(Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.zone", encoding="utf-8").read()

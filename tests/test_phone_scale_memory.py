@@ -10,8 +10,8 @@ import random
 
 from twisted.internet import task
 
-from phone.config import loads_config
-from phone.phone import Phone
+from sipharness.phone.config import loads_config
+from sipharness.phone.phone import Phone
 
 CFG = ("#!version:1.0.0.1\naccount.1.enable = 1\naccount.1.user_name = 1001\n"
        "account.1.sip_server.1.address = 127.0.0.1\n")
@@ -65,7 +65,7 @@ def test_events_have_no_instance_dict():
 def test_untouched_accounts_are_shared_read_only_defaults():
     import pytest
 
-    from phone.config import PhoneConfig, dumps_config
+    from sipharness.phone.config import PhoneConfig, dumps_config
 
     a, b = loads_config(CFG), loads_config(CFG.replace("1001", "1002"))
     assert a.accounts[1] is not b.accounts[1]  # configured: each its own
@@ -86,7 +86,7 @@ def test_untouched_accounts_are_shared_read_only_defaults():
 # --- DNS: one twisted.names client per (server, clock) for the process, few resolutions kept -----
 
 def test_resolvers_of_one_server_and_clock_share_one_client_until_the_last_closes():
-    from phone import dnsclient
+    from sipharness.phone import dnsclient
 
     clock, other = task.Clock(), task.Clock()
     r1 = dnsclient.Resolver(("127.0.0.1", 5353), clock=clock)
@@ -114,7 +114,7 @@ def test_resolvers_of_one_server_and_clock_share_one_client_until_the_last_close
 def test_event_journal_keeps_the_last_events_with_stable_indices():
     import pytest
 
-    from phone.events import EventJournal, PhoneEvent
+    from sipharness.phone.events import EventJournal, PhoneEvent
 
     clock = task.Clock()
     j = EventJournal(clock, keep=8)
@@ -152,8 +152,8 @@ def test_a_phone_keeps_a_bounded_number_of_events():
 
 
 def test_a_resolver_keeps_its_last_few_lookups_and_a_finished_plan_drops_its_frame():
-    from phone import dnsclient
-    from phone.resolver import Address, Resolution
+    from sipharness.phone import dnsclient
+    from sipharness.phone.resolver import Address, Resolution
 
     r = dnsclient.Resolver(("127.0.0.1", 5353), clock=task.Clock())
     try:

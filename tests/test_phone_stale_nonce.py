@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from sipcore import digest
+from sipharness.sipcore import digest
 from tests.test_phone_fakewire import make_ua, ok, run_until, tgt
 
 P = tgt("127.0.0.10")
@@ -69,10 +69,10 @@ def test_a_non_stale_second_challenge_is_a_wrong_password():
 
 @pytest_twisted.ensureDeferred
 async def test_stale_nonce_against_the_fake_registrar(vclock):
-    from fakes.record import Recorder
-    from fakes.sip import FakeSipServer
-    from phone.config import loads_config
-    from phone.phone import Phone
+    from sipharness.fakes.record import Recorder
+    from sipharness.fakes.sip import FakeSipServer
+    from sipharness.phone.config import loads_config
+    from sipharness.phone.phone import Phone
 
     rec = Recorder(vclock)
     pbx = FakeSipServer("pbx", clock=vclock, recorder=rec, host="127.0.0.10", users={"1001": "secret"})

@@ -8,10 +8,10 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
-from phone.config import loads_config
-from phone.phone import Phone
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.phone.config import loads_config
+from sipharness.phone.phone import Phone
 
 
 async def _lab(vclock):

@@ -14,13 +14,13 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from fakes.dns import FakeDNS, Zone
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
-from phone.config import loads_config
-from phone.phone import Phone
+from sipharness.fakes.dns import FakeDNS, Zone
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.phone.config import loads_config
+from sipharness.phone.phone import Phone
 
-from sipcore.tls import TestPKI
+from sipharness.sipcore.tls import TestPKI
 from tests.conftest import failover_zone
 
 

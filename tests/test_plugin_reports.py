@@ -22,7 +22,7 @@ def _run_suite(pytester, test: str, conftest: str = "", *args: str):
 
 
 BROKEN_FAILBACK = '''
-import phone.failback as fb
+import sipharness.phone.failback as fb
 # A deliberately broken phone: the failback mode is ignored (always newRequests).
 fb.Failback.start_index = lambda self, now, *, refresh=False, call_up=False: 0
 '''

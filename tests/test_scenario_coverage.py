@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.coverage import SCENARIOS, render, scan
+from sipharness.harness.coverage import SCENARIOS, render, scan
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT.parent / "shared" / "SPEC.md"
@@ -22,7 +22,7 @@ def test_every_spec_scenario_has_a_test():
 def test_coverage_md_is_current():
     text = (ROOT / "suites" / "COVERAGE.md").read_text(encoding="utf-8")
     assert text == render(scan(ROOT / "suites")), (
-        "suites/COVERAGE.md is stale: run `python -m harness.coverage > suites/COVERAGE.md`")
+        "suites/COVERAGE.md is stale: run `python -m sipharness.harness.coverage > suites/COVERAGE.md`")
 
 
 def test_scenario_list_matches_spec_table():

@@ -5,8 +5,8 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor
 
-from sipcore.clock import ScaledClock, VirtualClock, make_clock, note_activity, parse_clock_spec
-from sipcore.journal import Journal, WaitTimeout
+from sipharness.sipcore.clock import ScaledClock, VirtualClock, make_clock, note_activity, parse_clock_spec
+from sipharness.sipcore.journal import Journal, WaitTimeout
 
 
 @pytest_twisted.inlineCallbacks

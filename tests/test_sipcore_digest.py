@@ -3,9 +3,9 @@
 import pytest
 from twisted.internet.task import Clock
 
-from sipcore import digest
-from sipcore.digest import Challenge, Credentials, DigestServer, authorize, compute_response, make_challenge
-from sipcore.message import SipParseError
+from sipharness.sipcore import digest
+from sipharness.sipcore.digest import Challenge, Credentials, DigestServer, authorize, compute_response, make_challenge
+from sipharness.sipcore.message import SipParseError
 
 RFC2617_CHALLENGE = ('Digest realm="testrealm@host.com", qop="auth,auth-int", '
                      'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '

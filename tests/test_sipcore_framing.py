@@ -2,8 +2,8 @@
 
 import pytest
 
-from sipcore.framing import StreamFramer
-from sipcore.message import SipParseError, make_response, parse
+from sipharness.sipcore.framing import StreamFramer
+from sipharness.sipcore.message import SipParseError, make_response, parse
 
 from tests.test_sipcore_message import REGISTER
 

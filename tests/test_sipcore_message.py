@@ -2,8 +2,8 @@
 
 import pytest
 
-from sipcore.headers import Headers, split_list
-from sipcore.message import (
+from sipharness.sipcore.headers import Headers, split_list
+from sipharness.sipcore.message import (
     NameAddr,
     Request,
     Response,
@@ -17,7 +17,7 @@ from sipcore.message import (
     new_tag,
     parse,
 )
-from sipcore.uri import SipUri
+from sipharness.sipcore.uri import SipUri
 
 REGISTER = (
     b"REGISTER sip:example.com SIP/2.0\r\n"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipcore.framing import StreamFramer
-from sipcore.message import Request, Response, SipParseError, parse
+from sipharness.sipcore.framing import StreamFramer
+from sipharness.sipcore.message import Request, Response, SipParseError, parse
 
 DATA = Path(__file__).parent / "data" / "rfc4475"
 VALID = sorted((DATA / "valid").glob("*.dat"))

@@ -10,11 +10,11 @@ import socket
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from fakes.record import Recorder
-from fakes.sip import FakeSipServer
-from sipcore import transport as T
-from sipcore.clock import VirtualClock
-from sipcore.message import Via, make_request, new_branch
+from sipharness.fakes.record import Recorder
+from sipharness.fakes.sip import FakeSipServer
+from sipharness.sipcore import transport as T
+from sipharness.sipcore.clock import VirtualClock
+from sipharness.sipcore.message import Via, make_request, new_branch
 
 
 class _Handler:

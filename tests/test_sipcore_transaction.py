@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet import task
 
-from sipcore.transaction import (
+from sipharness.sipcore.transaction import (
     ClientTransaction,
     Deliver,
     Send,
@@ -20,7 +20,7 @@ from sipcore.transaction import (
     send_offsets,
 )
 
-from sipcore.message import make_request, make_response, new_branch, parse
+from sipharness.sipcore.message import make_request, make_response, new_branch, parse
 
 
 def request(method="INVITE", branch=None, cseq=1, route=None, host="127.0.0.1", port=5062):

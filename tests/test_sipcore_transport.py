@@ -6,11 +6,11 @@ import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
 
-from sipcore.clock import ScaledClock
-from sipcore.journal import Journal
-from sipcore.message import make_request, make_response, new_branch
-from sipcore.tls import TestPKI
-from sipcore.transport import (
+from sipharness.sipcore.clock import ScaledClock
+from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.message import make_request, make_response, new_branch
+from sipharness.sipcore.tls import TestPKI
+from sipharness.sipcore.transport import (
     SipTransportError,
     connect_tcp,
     connect_tls,

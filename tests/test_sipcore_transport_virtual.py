@@ -12,10 +12,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from sipcore.clock import VirtualClock
-from sipcore.journal import Journal
-from sipcore.message import make_request, make_response, new_branch
-from sipcore.transaction import (
+from sipharness.sipcore.clock import VirtualClock
+from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.message import make_request, make_response, new_branch
+from sipharness.sipcore.transaction import (
     ClientTransaction,
     Deliver,
     Send,
@@ -25,7 +25,7 @@ from sipcore.transaction import (
     TransactionTable,
     TransportFailed,
 )
-from sipcore.transport import connect_tcp, connect_udp, listen_tcp, listen_udp
+from sipharness.sipcore.transport import connect_tcp, connect_udp, listen_tcp, listen_udp
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from fakes.record import Recorder
-from harness.dut import dut_class
-from harness.lab import Address, Domain, Lab
-from harness.provisioning import EMPTY_CFG
-from harness.vendor import ACTION_EVENTS, VendorError, VendorPhone, pick_phone
-from phone.emulation import expand_variables
-from sipcore.clock import ScaledClock
+from sipharness.fakes.record import Recorder
+from sipharness.harness.dut import dut_class
+from sipharness.harness.lab import Address, Domain, Lab
+from sipharness.harness.provisioning import EMPTY_CFG
+from sipharness.harness.vendor import ACTION_EVENTS, VendorError, VendorPhone, pick_phone
+from sipharness.phone.emulation import expand_variables
+from sipharness.sipcore.clock import ScaledClock
 
 SPEED = 20.0
 
@@ -35,7 +35,7 @@ async def _get(url: str, *, user: str = "admin", password: str = "admin", bind: 
     from twisted.web.client import Agent
     from twisted.web.http_headers import Headers
 
-    from harness.vendor import _read_body
+    from sipharness.harness.vendor import _read_body
 
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     agent = Agent(reactor, connectTimeout=5, bindAddress=(bind, 0))
@@ -209,7 +209,7 @@ async def test_provisioning_server_serves_only_the_phone(vendor_lab):
 
 
 def test_daemon_refuses_an_incomplete_vendor_command_line(capsys):
-    from phone.daemon import main
+    from sipharness.phone.daemon import main
 
     assert main(["--provision", "http://127.0.0.1:1/", "--mac", "xyz", "--http", "127.0.0.1:0"]) == 2
     assert "--mac 'xyz': expected 12 hex digits" in capsys.readouterr().err
@@ -223,7 +223,7 @@ def test_daemon_refuses_an_incomplete_vendor_command_line(capsys):
 
 
 def test_no_emulation_left_running():
-    from harness.child import running
+    from sipharness.harness.child import running
 
     assert not [pid for pid in running("vendor emulation") if _alive(pid)], "an emulated phone outlived its test"
     assert os.getpid()
@@ -231,7 +231,7 @@ def test_no_emulation_left_running():
 
 @pytest_twisted.ensureDeferred
 async def test_warm_phone_is_parked_and_reused_by_the_next_test_with_its_clock(tls_pki):
-    from harness.vendor import _WARM
+    from sipharness.harness.vendor import _WARM
 
     pids, labs = [], []
     try:

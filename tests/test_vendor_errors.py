@@ -10,10 +10,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor
 
-from fakes.record import Recorder
-from harness.lab import Address, Lab
-from harness.vendor import VendorError, VendorPhone
-from sipcore.clock import ScaledClock
+from sipharness.fakes.record import Recorder
+from sipharness.harness.lab import Address, Lab
+from sipharness.harness.vendor import VendorError, VendorPhone
+from sipharness.sipcore.clock import ScaledClock
 from tests.conftest import free_port
 from tests.test_vendor_driver import _alive, _get
 

@@ -5,7 +5,7 @@ and a mutation API), ``Authority`` (authority.py: answers like BIND for the reco
 phone asks for), ``Faults`` (faults.py: drop, delay, SERVFAIL, ... per name/type).
 """
 
-from fakes.dns.server import FakeDNS
-from fakes.dns.zone import Zone, ZoneError
+from sipharness.fakes.dns.server import FakeDNS
+from sipharness.fakes.dns.zone import Zone, ZoneError
 
 __all__ = ["FakeDNS", "Zone", "ZoneError"]

@@ -24,7 +24,7 @@ from typing import Iterable
 
 from dnslib import CLASS, EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
-from fakes.dns.zone import Zone
+from sipharness.fakes.dns.zone import Zone
 
 __all__ = ["Authority", "Query", "Reply", "Bad", "decode"]
 

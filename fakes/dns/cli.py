@@ -16,7 +16,7 @@ import json
 import signal
 import sys
 
-from fakes.record import Record, Recorder
+from sipharness.fakes.record import Record, Recorder
 
 __all__ = ["main"]
 
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as e:
         return int(e.code or 0)
 
-    from fakes.dns.zone import Zone, ZoneError
+    from sipharness.fakes.dns.zone import Zone, ZoneError
 
     zones = []
     try:
@@ -65,8 +65,8 @@ def main(argv: list[str]) -> int:
     from twisted.internet import reactor
     from twisted.internet.error import CannotListenError
 
-    from fakes.dns.server import FakeDNS
-    from sipcore.clock import make_clock
+    from sipharness.fakes.dns.server import FakeDNS
+    from sipharness.sipcore.clock import make_clock
 
     try:
         clock = make_clock(args.clock, reactor)

@@ -26,16 +26,16 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 
-from fakes.dns.authority import Authority, Bad, Reply, decode
-from fakes.dns.faults import Faults
-from fakes.dns.zone import Zone
-from fakes.record import Record, Recorder
-from sipcore.clock import note_activity
-from sipcore.transport import no_delay
+from sipharness.fakes.dns.authority import Authority, Bad, Reply, decode
+from sipharness.fakes.dns.faults import Faults
+from sipharness.fakes.dns.zone import Zone
+from sipharness.fakes.record import Record, Recorder
+from sipharness.sipcore.clock import note_activity
+from sipharness.sipcore.transport import no_delay
 
 __all__ = ["FakeDNS"]
 
-log = logging.getLogger("fakes.dns")
+log = logging.getLogger("sipharness.fakes.dns")
 
 _MAX_TCP_QUERY = 16384  # a length prefix above this is garbage, not a query
 _BIND_TRIES = 10

@@ -5,7 +5,7 @@
 ``fakes.record.Recorder``.
 """
 
-from fakes.sip.script import Decision, Rule, Script
-from fakes.sip.server import FakeSipServer
+from sipharness.fakes.sip.script import Decision, Rule, Script
+from sipharness.fakes.sip.server import FakeSipServer
 
 __all__ = ["FakeSipServer", "Script", "Rule", "Decision"]

@@ -34,7 +34,7 @@ def _listen_spec(text: str) -> tuple[str, str, int]:
 
 
 def _streaming_recorder(clock):
-    from fakes.record import Recorder
+    from sipharness.fakes.record import Recorder
 
     class StreamingRecorder(Recorder):
         """Hands each record to the subscribers and forgets it (no wait_for, no ladder)."""
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from twisted.internet import reactor
 
-    from fakes.sip.server import FakeSipServer
+    from sipharness.fakes.sip.server import FakeSipServer
 
     listens = args.listen or [("udp", "127.0.0.1", 5060)]
     hosts = {h for _, h, _ in listens}
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     for transport, host, port in listens:
         context = None
         if transport == "tls":
-            from sipcore.tls import TestPKI
+            from sipharness.sipcore.tls import TestPKI
             pki = pki or TestPKI((host, "localhost"))
             context = pki.server_context()
         try:

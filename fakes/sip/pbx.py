@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipcore.message import make_response, new_tag
+from sipharness.sipcore.message import make_response, new_tag
 
-from fakes.sip.actions import Origin, Respond
-from fakes.sip.proxy import Proxy
-from fakes.sip.registrar import Registrar
-from fakes.sip.uas import Uas
+from sipharness.fakes.sip.actions import Origin, Respond
+from sipharness.fakes.sip.proxy import Proxy
+from sipharness.fakes.sip.registrar import Registrar
+from sipharness.fakes.sip.uas import Uas
 
 __all__ = ["Pbx", "ROLES"]
 

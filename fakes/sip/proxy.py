@@ -17,11 +17,11 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sipcore.message import make_request, make_response, new_tag
-from sipcore.uri import SipUri
+from sipharness.sipcore.message import make_request, make_response, new_tag
+from sipharness.sipcore.uri import SipUri
 
-from fakes.sip.actions import Origin, Relay, Respond
-from fakes.sip.registrar import Registrar
+from sipharness.fakes.sip.actions import Origin, Relay, Respond
+from sipharness.fakes.sip.registrar import Registrar
 
 __all__ = ["Proxy"]
 

@@ -22,11 +22,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sipcore.digest import BAD_PASSWORD, OK, STALE, UNKNOWN_USER, DigestServer
-from sipcore.message import make_response, new_tag
-from sipcore.uri import SipUri
+from sipharness.sipcore.digest import BAD_PASSWORD, OK, STALE, UNKNOWN_USER, DigestServer
+from sipharness.sipcore.message import make_response, new_tag
+from sipharness.sipcore.uri import SipUri
 
-from fakes.sip.actions import Origin, Respond
+from sipharness.fakes.sip.actions import Origin, Respond
 
 __all__ = ["Binding", "Registrar", "aor_user"]
 

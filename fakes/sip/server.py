@@ -29,16 +29,16 @@ from typing import Any
 
 from twisted.internet import defer
 
-from sipcore.message import SipParseError, make_response, new_tag, parse
-from sipcore.transaction import (Send, ServerTransaction, Terminated, TimerDriver, TransactionTable,
+from sipharness.sipcore.message import SipParseError, make_response, new_tag, parse
+from sipharness.sipcore.transaction import (Send, ServerTransaction, Terminated, TimerDriver, TransactionTable,
                                  TwoXXRetransmitter, server_key)
-from sipcore.transport import Listener, listen_tcp, listen_tls, listen_udp
+from sipharness.sipcore.transport import Listener, listen_tcp, listen_tls, listen_udp
 
-from fakes.record import Record, Recorder
-from fakes.sip.actions import Origin, Relay, Respond
-from fakes.sip.pbx import Pbx
-from fakes.sip.recent import RecentMap
-from fakes.sip.script import DELAY, DROP, RESPOND, Script
+from sipharness.fakes.record import Record, Recorder
+from sipharness.fakes.sip.actions import Origin, Relay, Respond
+from sipharness.fakes.sip.pbx import Pbx
+from sipharness.fakes.sip.recent import RecentMap
+from sipharness.fakes.sip.script import DELAY, DROP, RESPOND, Script
 
 __all__ = ["FakeSipServer"]
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipcore.message import make_response, new_tag
+from sipharness.sipcore.message import make_response, new_tag
 
-from fakes.sip.actions import Origin, Respond
+from sipharness.fakes.sip.actions import Origin, Respond
 
 __all__ = ["Uas", "sdp_answer"]
 
