@@ -24,6 +24,7 @@ from twisted.internet import defer
 
 from sipharness.sipcore.journal import Journal
 from sipharness.sipcore.message import NameAddr, SipUri, Via, make_request, make_response, new_branch, new_call_id, new_tag
+from sipharness.sipcore.uri import default_port
 from sipharness.sipcore.transaction import (ClientTransaction, Send, ServerTransaction, TimedOut, TimerDriver, TransactionTable,
                                  TwoXXRetransmitter)
 
@@ -468,7 +469,7 @@ class UserAgent:
         host, port, transport = call.next_hop()
         tgt = call.target
         transport = (transport or call.flow.transport).lower()
-        port = port or (5061 if transport == "tls" else 5060)
+        port = port or default_port(transport)
         if tgt is not None and (tgt.host, tgt.port, tgt.transport) == (host, port, transport):
             return defer.succeed(call.flow)
         from sipharness.phone.resolver import Target

@@ -23,10 +23,10 @@ from sipharness.phone.events import KEEP_EVENTS, PhoneEvent
 from sipharness.phone.resolver import Target, TRANSPORTS, is_ip_literal
 from sipharness.phone.wire import SocketWire
 from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.uri import default_port
 
 __all__ = ["Phone", "PhoneEvent"]
 
-_DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}
 # One generator for every phone not given its own: a Random holds 2.5 KB of Mersenne Twister
 # state, the biggest single object of an idle phone (bench/phone_scale.py); phones need
 # unpredictable tags and SRV weights, not independent streams. Pass rng= for reproducibility.
@@ -129,7 +129,7 @@ class Phone:
         srv = acct.servers[y]
         if is_ip_literal(srv.address):
             transport = TRANSPORTS.get(acct.transport, "tcp" if acct.naptr_build else "udp")
-            port = srv.port or _DEFAULT_PORT[transport]
+            port = srv.port or default_port(transport)
             return defer.succeed([Target(srv.address.strip("[]"), port, transport, source="IP literal")])
         if self.dns_server is None:
             self.ua.decide(f"server {y} {srv.address!r}: a domain but no DNS server configured", account=acct.index,

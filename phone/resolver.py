@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Generator, NamedTuple, Sequence, Union
 
+from sipharness.sipcore.uri import default_port
+
 __all__ = [
     "Target",
     "Naptr",
@@ -45,7 +47,6 @@ __all__ = [
 # account.X.transport → transport of the targets (3 = DNS-NAPTR decides). SPEC §1
 TRANSPORTS = {0: "udp", 1: "tcp", 2: "tls"}
 _SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}  # SPEC §2 [RFC]
-_DEFAULT_PORT = {"udp": 5060, "tcp": 5060, "tls": 5061}  # SPEC §2 [seed, RFC]
 _NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}  # SPEC §2 [seed]
 NAPTR_LOOP_GUARD = 8  # at most this many NAPTR queries in one lookup, SPEC §2
 SRV_SELECT = ("seed", "rfc2782")
@@ -304,7 +305,7 @@ class Resolution:
         if is_ip_literal(addr):
             host = str(ipaddress.ip_address(addr.strip("[]")))
             transport = TRANSPORTS.get(self.transport, "udp")
-            port = self.port or _DEFAULT_PORT[transport]
+            port = self.port or default_port(transport)
             self._note(f"{addr} is an IP literal: no DNS")
             self.targets = [Target(host, port, transport, None, None, "IP literal")]
             return
@@ -344,7 +345,7 @@ class Resolution:
             self._note("SRV said no service ('.') or gave no address: no A query on the domain")
             return
         # SPEC §2: no SRV and no NAPTR result → A on the domain, port 5060 (5061 for TLS, RFC 3263).
-        port = _DEFAULT_PORT[a_transport]
+        port = default_port(a_transport)
         self._note(f"no SRV/NAPTR result: A on {domain}, port {port}")
         yield from self._resolve_host(domain, port, a_transport, _Chain((), ()))
 

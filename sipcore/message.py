@@ -763,9 +763,12 @@ def _validate(msg: Request | Response, items: list[tuple[str, str, str]],
 
 # -- builders ----------------------------------------------------------------------------------
 
+MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: a branch that starts with it is unique (RFC 3261 rules)
+
+
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 80 random bits)."""
-    return "z9hG4bK" + secrets.token_hex(10)
+    return MAGIC_COOKIE + secrets.token_hex(10)
 
 
 def new_tag() -> str:

@@ -27,6 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from sipharness.sipcore.message import MAGIC_COOKIE  # re-exported; its one home is sipcore.message
+from sipharness.sipcore.uri import default_port
+
 __all__ = [
     "Send",
     "Deliver",
@@ -43,7 +46,6 @@ __all__ = [
     "MAGIC_COOKIE",
 ]
 
-MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
 _EPSILON = 1e-9
 
 
@@ -512,7 +514,7 @@ def server_key(request: Any) -> tuple:
         raise ValueError(f"{request.method} request without Via: cannot match a transaction")
     branch = via.branch or ""
     if branch.startswith(MAGIC_COOKIE):
-        port = via.port if via.port is not None else (5061 if via.transport.upper() == "TLS" else 5060)
+        port = via.port if via.port is not None else default_port(via.transport)
         return (branch, via.host.lower(), port, method)
     from_tag = request.from_.tag if request.from_ is not None else None
     return ("rfc2543", request.call_id, request.cseq[0], from_tag, str(via), method)

@@ -25,6 +25,15 @@ from urllib.parse import unquote
 __all__ = ["SipParseError", "SipUri"]
 
 
+#: RFC 3261 §19.1.2 / §26.2: the port a SIP URI or a target means when it names none, by transport.
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "sctp": 5060}
+
+
+def default_port(transport: str) -> int:
+    """5061 for TLS (sips), 5060 otherwise (RFC 3261 §19.1.2; SPEC §2 "port 0 → 5060, 5061 for TLS")."""
+    return DEFAULT_PORTS.get(transport.lower(), 5060)
+
+
 class SipParseError(ValueError):
     """Malformed SIP input. ``what`` says what is wrong, ``where`` names the place
     (``"line 3, header 'Via'"``, ``"byte 120"``); ``str()`` is ``"where: what"``."""

@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sipharness.sipcore.message import make_request, make_response, new_tag
-from sipharness.sipcore.uri import SipUri
+from sipharness.sipcore.message import MAGIC_COOKIE
+from sipharness.sipcore.uri import SipUri, default_port
 
 from sipharness.fakes.sip.actions import Origin, Relay, Respond
 from sipharness.fakes.sip.registrar import Registrar
 
 __all__ = ["Proxy"]
 
-_COOKIE = "z9hG4bK"
 
 
 @dataclass
@@ -80,7 +80,7 @@ class Proxy:
     def _branch_for(self, request: Any, extra: str = "") -> str:
         via = request.top_via
         seed = f"{via.branch if via else ''}|{request.call_id}|{request.cseq[0]}|{extra}"
-        return _COOKIE + "fk" + hashlib.sha1(seed.encode()).hexdigest()[:16]
+        return MAGIC_COOKIE + "fk" + hashlib.sha1(seed.encode()).hexdigest()[:16]
 
     def _via(self, transport: str, branch: str) -> str:
         host, port = self.addresses.get(transport) or next(iter(self.addresses.values()))
@@ -129,7 +129,7 @@ class Proxy:
         transport = (target.transport or default_transport).lower()
         if transport not in self.addresses:
             transport = "udp" if "udp" in self.addresses else next(iter(self.addresses))
-        port = target.port or (5061 if transport == "tls" else 5060)
+        port = target.port or default_port(transport)
         address = (target.host, port)
         flow = None
         if not routes:
