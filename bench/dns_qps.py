@@ -2,7 +2,7 @@
 
     python bench/dns_qps.py [--seconds 10] [--tcp]
 
-Serves the guide's zone (shared/data/seed-example.zone, or an inline copy) from three
+Serves the guide's zone (suites/data/seed-example.zone) from three
 servers, each in its own process on 127.0.0.1 and an ephemeral port:
 
 1. ours: ``sipharness dns --quiet`` (fakes.dns.FakeDNS: decode, fault table, record, answer);
@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SEED = ROOT.parent / "shared" / "data" / "seed-example.zone"
+SEED = ROOT / "suites" / "data" / "seed-example.zone"
 QUERIES = ["yealink.pbx.com NAPTR", "_sip._tcp.yealink.pbx.com SRV", "server1.yealink.pbx.com A",
            "server2.yealink.pbx.com A"]
 
@@ -129,9 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from sipharness.fakes.dns import Zone
-    from tests.test_dns_zone import SEED_TEXT
 
-    zone = Zone.from_file(str(SEED)) if SEED.exists() else Zone.from_text(SEED_TEXT)
+    zone = Zone.from_file(str(SEED))
     tmp = Path(tempfile.mkdtemp(prefix="dns_qps_"))
     zfile, pyfile, qfile = tmp / "bench.zone", tmp / "bench_zone.py", tmp / "queries.txt"
     zfile.write_text(zone.to_text())

@@ -10,7 +10,7 @@ its 200 (SIPp exit 0, no failed call) and the run kept the rate (done within 1.2
 rate of each and the ratio ours / Kamailio. Each server climbs the rates until its first
 unclean run, so both figures are ceilings, not lower bounds; if a server never fails the
 line says so (``>=``) and the ratio is marked as a bound. Same-box figures: compare the
-ratio, not the absolutes (see /work/shared/PEERS.md); other work on the box moves both.
+ratio, not the absolutes (both share this box's cores); other work on the box moves both.
 Ports are found free on 127.0.0.1; a server is stopped by PID and waited for (SIGKILL after
 10 s) before the next one starts.
 

@@ -1,6 +1,6 @@
 """The phone's resolver against the project's fake authoritative DNS (fakes.dns), SPEC §2 / §8 DNS-*.
 
-The zone is the guide's appendix (shared/data/seed-example.zone): resolution only, its
+The zone is the guide's appendix (suites/data/seed-example.zone): resolution only, its
 62.10.1.x addresses are never contacted. Times are phone seconds on the virtual clock.
 """
 
