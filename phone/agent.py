@@ -33,7 +33,7 @@ from sipharness.phone.events import KEEP_EVENTS, EventJournal, PhoneEvent
 from sipharness.phone.failback import Failback
 from sipharness.phone.fallback import Fallback
 from sipharness.phone.registration import Registration
-from sipharness.phone.resolver import is_ip_literal
+from sipharness.phone.rfc3263 import is_ip_literal
 from sipharness.phone.sender import ServerRequest
 
 __all__ = ["UserAgent", "UNREGISTER_TIMEOUT"]
@@ -472,7 +472,7 @@ class UserAgent:
         port = port or default_port(transport)
         if tgt is not None and (tgt.host, tgt.port, tgt.transport) == (host, port, transport):
             return defer.succeed(call.flow)
-        from sipharness.phone.resolver import Target
+        from sipharness.phone.rfc3263 import Target
 
         return self.flow(Target(host, port, transport, source="in-dialog next hop"))
 

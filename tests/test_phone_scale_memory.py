@@ -153,7 +153,7 @@ def test_a_phone_keeps_a_bounded_number_of_events():
 
 def test_a_resolver_keeps_its_last_few_lookups_and_a_finished_plan_drops_its_frame():
     from sipharness.phone import dnsclient
-    from sipharness.phone.resolver import Address, Resolution
+    from sipharness.phone.rfc3263 import Address, Resolution
 
     r = dnsclient.Resolver(("127.0.0.1", 5353), clock=task.Clock())
     try:

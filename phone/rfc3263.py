@@ -1,13 +1,21 @@
-"""RFC 3263 server location for the bundled phone: ``sip_server.Y`` → ordered targets (SPEC §2).
+"""The RFC 3263 plan: ``sip_server.Y`` → the ordered list of targets (SPEC §2).
 
-Two layers, in the project's sans-I/O style:
+This module is the one home of SPEC §2's rules and the only place that builds a
+:class:`Target` (an IP literal's too: :func:`literal_targets`). Two layers, in the project's
+sans-I/O style:
 
 - :class:`Resolution` is the plan for one lookup. It knows nothing of sockets or clocks: it
   says which query to make next (:meth:`Resolution.next_query`), is fed the answer (records
   or a :class:`Fault`), and when done exposes the ordered :class:`Target` list and a log of
   every decision. Every rule of SPEC §2 lives here and is tested on canned answers.
-- :class:`Resolver` (in :mod:`phone.dnsclient`) puts it on the wire with ``twisted.names``
-  and keeps the TTL cache on the injected clock.
+- :class:`phone.dnsclient.Resolver` (the DNS client) puts it on the wire with
+  ``twisted.names`` and keeps the TTL cache on the injected clock.
+
+What a hostile or broken DNS server cannot make the plan do (SPEC §2, issue 12): use a record
+that does not answer the question (its owner must be the name asked, or reached from it by a
+CNAME of the same answer [RFC 2181 §5.4.1, RFC 5452]); use more than
+:data:`MAX_RECORDS_PER_ANSWER` records of one answer; ask more than
+:data:`MAX_QUERIES_PER_LOOKUP` queries in one lookup. Each cut is a log line.
 
 Why written by hand: no Python library implements the *guide's* reading of RFC 3263. The
 guide orders equal-priority SRV records by weight, heaviest first, instead of RFC 2782's
@@ -36,12 +44,16 @@ __all__ = [
     "Naptr",
     "Srv",
     "Address",
+    "Cname",
     "Fault",
     "Query",
     "Resolution",
     "TRANSPORTS",
     "NAPTR_LOOP_GUARD",
     "is_ip_literal",
+    "literal_targets",
+    "MAX_RECORDS_PER_ANSWER",
+    "MAX_QUERIES_PER_LOOKUP",
 ]
 
 # account.X.transport → transport of the targets (3 = DNS-NAPTR decides). SPEC §1
@@ -50,6 +62,13 @@ _SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}  # S
 _NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}  # SPEC §2 [seed]
 NAPTR_LOOP_GUARD = 8  # at most this many NAPTR queries in one lookup, SPEC §2
 SRV_SELECT = ("seed", "rfc2782")
+# SPEC §2 [interp]: records of one answer the plan uses (the most preferred, after ordering) and
+# queries one lookup may make. A real SIP service has a handful of each; 1 000 SRV records once
+# cost ~850 A queries for one lookup (issue 12). 16 targets already mean 2 minutes of failover.
+MAX_RECORDS_PER_ANSWER = 16
+MAX_QUERIES_PER_LOOKUP = 64
+_CNAME_GUARD = 8  # CNAME links followed inside one answer
+_LOG_EXAMPLES = 3  # records quoted when many are cut or ignored (the rest are counted)
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,7 @@ class Naptr:
     regexp: str
     replacement: str
     ttl: int = 0
+    owner: str | None = None  # the record's name; None (canned answers): the name asked
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,7 @@ class Srv:
     port: int
     target: str
     ttl: int = 0
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +128,16 @@ class Address:
     """An A or AAAA record's address (text form)."""
 
     address: str
+    ttl: int = 0
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class Cname:
+    """A CNAME record of an answer: ``owner`` is an alias of ``target`` (RFC 1034 §3.6.2)."""
+
+    owner: str
+    target: str
     ttl: int = 0
 
 
@@ -119,6 +150,7 @@ class Fault(enum.Enum):
     NXDOMAIN = "nxdomain"
     TRUNCATED = "truncated"  # truncated over UDP and the TCP retry failed too
     ERROR = "error"  # anything else: FORMERR, NOTIMP, unparsable answer, socket error
+    BUDGET = "budget"  # not asked: the lookup spent MAX_QUERIES_PER_LOOKUP (SPEC §2 [interp])
 
 
 class Query(NamedTuple):
@@ -127,6 +159,15 @@ class Query(NamedTuple):
 
 
 Answer = Union[Sequence[Any], Fault]
+
+
+def literal_targets(address: str, port: int = 0, transport: int = 0) -> list[Target]:
+    """The one target of an IP-literal server address (SPEC §2: no DNS).
+
+    Transport 3 (DNS-NAPTR) has no DNS to ask here, so UDP [RFC 3263 §4.1: a numeric IP
+    address uses UDP for a sip: URI]; ``naptr_build`` does not apply (it picks the SRV names
+    when NAPTR gives nothing, and no NAPTR is asked)."""
+    return Resolution(address, port, transport).targets
 
 
 def is_ip_literal(address: str) -> bool:
@@ -176,9 +217,11 @@ class Resolution:
 
     ``address``/``port``/``transport``/``naptr_build`` are the account settings
     (``transport``: 0 UDP, 1 TCP, 2 TLS, 3 DNS-NAPTR). ``srv_select``: ``"seed"`` (equal
-    priority → heavier weight first, then answer order) or ``"rfc2782"`` (weighted random,
-    drawn from ``rng``, a :class:`random.Random`). ``ipv6``: also query AAAA. ``now``: phone
-    time at the start; :meth:`feed` takes the time each answer arrived.
+    priority → heavier weight first; equal priority and weight → an order drawn from ``rng``
+    for this resolution, so a fleet spreads over those hosts) or ``"rfc2782"`` (weighted
+    random, drawn from ``rng``). ``rng``: a :class:`random.Random` (inject a seeded one for
+    an exact test). ``ipv6``: also query AAAA. ``now``: phone time at the start;
+    :meth:`feed` takes the time each answer arrived.
 
     Loop: ``while (q := r.next_query()) is not None: r.feed(q.name, q.qtype, answer, now=t)``;
     then :attr:`targets`, :attr:`log`, :attr:`expires_at` (when the result should be
@@ -222,6 +265,7 @@ class Resolution:
         self.faults: list[tuple[Query, Fault]] = []
         self._expiries: list[float] = []  # expiry of every record the result depends on
         self._answered: dict[Query, list[Any]] = {}
+        self._additional: Sequence[Any] = ()
         self._pending: Query | None = None
         self.done = False
         self._gen = self._plan()
@@ -232,14 +276,18 @@ class Resolution:
         """The query to make now, or None when done."""
         return self._pending
 
-    def feed(self, name: str, qtype: str, answer: Answer, now: float | None = None) -> None:
-        """Give the answer (a list of records, or a :class:`Fault`) to the pending query."""
+    def feed(self, name: str, qtype: str, answer: Answer, now: float | None = None,
+             additional: Sequence[Any] = ()) -> None:
+        """Give the answer (the answer section's records, or a :class:`Fault`) to the pending
+        query; ``additional``: the additional section's records (never used: the phone asks A
+        for each target itself [seed]; the ones that are not glue of this answer are logged)."""
         if self._pending is None:
             raise RuntimeError(f"feed({name!r}, {qtype!r}): no query is pending (resolution done)")
         if (_hostname(name) or name, qtype.upper()) != tuple(self._pending):
             raise ValueError(f"feed({name!r}, {qtype!r}): the pending query is {self._pending.qtype} {self._pending.name}")
         if now is not None:
             self.now = float(now)
+        self._additional = additional
         self._advance(answer)
 
     @property
@@ -270,12 +318,21 @@ class Resolution:
         self.log.append(text)
 
     def _ask(self, name: str, qtype: str) -> Generator[Query, Any, list[Any]]:
-        """One query; returns the valid records of the answer ([] on a fault, logged)."""
+        """One query; returns the usable records of the answer ([] on a fault, logged).
+
+        Usable: valid (:func:`_invalid`) and answering the question: owned by ``name`` or by a
+        name a CNAME of the same answer leads to from it (SPEC §2 [RFC 2181 §5.4.1, RFC 5452]).
+        """
         q = Query(name, qtype)
         if q in self._answered:  # asked already in this lookup (e.g. NAPTR's UDP SRV, then naptr_build 0)
             self._note(f"{qtype} {name}: answered earlier in this lookup")
             return self._answered[q]
         self._answered[q] = []
+        if len(self.queries) >= MAX_QUERIES_PER_LOOKUP:
+            self.faults.append((q, Fault.BUDGET))
+            self._note(f"{qtype} {name}: not asked: this lookup made {MAX_QUERIES_PER_LOOKUP} queries already "
+                       f"(SPEC §2 [interp])")
+            return []
         answer = yield q
         if isinstance(answer, Fault):
             if answer is Fault.NXDOMAIN:
@@ -288,16 +345,58 @@ class Resolution:
             self.faults.append((q, Fault.ERROR))
             self._note(f"{qtype} {name}: unusable answer {answer!r} → as empty")
             return []
-        good = []
+        answer = list(answer)
+        names = _names_answering(name, answer)
+        good, bad, foreign = [], [], []
         for rec in answer:
+            if isinstance(rec, Cname):
+                if _hostname(rec.owner) not in names:
+                    foreign.append(rec)
+                continue
+            owner = getattr(rec, "owner", None)
             why = _invalid(rec, qtype)
             if why:
-                self._note(f"{qtype} {name}: bad record skipped ({why}): {rec!r}")
+                bad.append(f"{why}: {rec!r}")
+            elif owner is not None and _hostname(owner) not in names:
+                foreign.append(rec)
             else:
                 good.append(rec)
+        if bad:
+            self._note(f"{qtype} {name}: {len(bad)} bad record(s) skipped: " + "; ".join(bad[:_LOG_EXAMPLES])
+                       + (" ..." if len(bad) > _LOG_EXAMPLES else ""))
+        if foreign:
+            self._note(f"{qtype} {name}: {len(foreign)} record(s) that do not answer the question ignored "
+                       f"(SPEC §2): " + "; ".join(_brief(r) for r in foreign[:_LOG_EXAMPLES])
+                       + (" ..." if len(foreign) > _LOG_EXAMPLES else ""))
+        if len(names) > 1:
+            self._note(f"{qtype} {name}: CNAME → {' → '.join(sorted(names - {name}))}")
+        self._note_additional(name, qtype, good)
         self._note(f"{qtype} {name}: {len(good)} record(s)")
         self._answered[q] = good
         return good
+
+    def _note_additional(self, name: str, qtype: str, good: list[Any]) -> None:
+        """Log the additional-section records that are not glue of this answer (SPEC §2)."""
+        extra, self._additional = self._additional, ()
+        if not extra:
+            return
+        glue = {_hostname(r.target) for r in good if isinstance(r, Srv)}
+        glue |= {_hostname(r.replacement) for r in good if isinstance(r, Naptr)}
+        stray = [r for r in extra if _hostname(getattr(r, "owner", None)) not in glue]
+        if stray:
+            self._note(f"{qtype} {name}: {len(stray)} additional record(s) for names this answer does not lead "
+                       f"to ignored: " + "; ".join(_brief(r) for r in stray[:_LOG_EXAMPLES])
+                       + (" ..." if len(stray) > _LOG_EXAMPLES else ""))
+
+    def _cut(self, records: list[Any], what: str) -> list[Any]:
+        """The first :data:`MAX_RECORDS_PER_ANSWER` of ``records`` (already in preference order)."""
+        if len(records) <= MAX_RECORDS_PER_ANSWER:
+            return records
+        cut = records[MAX_RECORDS_PER_ANSWER:]
+        self._note(f"{what}: {len(records)} usable records, the first {MAX_RECORDS_PER_ANSWER} used, {len(cut)} cut "
+                   f"(SPEC §2 [interp]): " + "; ".join(_brief(r) for r in cut[:_LOG_EXAMPLES])
+                   + (" ..." if len(cut) > _LOG_EXAMPLES else ""))
+        return records[:MAX_RECORDS_PER_ANSWER]
 
     def _plan(self) -> Generator[Query, Any, None]:
         addr = self.address
@@ -374,6 +473,7 @@ class Resolution:
                         usable.append(r)
                     else:
                         self._note(f"NAPTR {r.order} {r.preference} {r.flags!r} {r.service!r} skipped")
+                usable = self._cut(usable, f"NAPTR {name}")
                 stack[:0] = [(r, chain, self.now) for r in usable]
                 continue
             rec, chain, received = stack.pop(0)
@@ -403,7 +503,7 @@ class Resolution:
         if not live:
             self._note(f"SRV {name}: target '.' → no service")  # SPEC §2 [RFC 2782]
             return False, True
-        ordered = self._order_srv(live)
+        ordered = self._cut(self._order_srv(live), f"SRV {name}")
         self._note("SRV order: " + ", ".join(f"{r.priority} {r.weight} {r.port} {_hostname(r.target)}" for r in ordered))
         before = len(self.targets)
         for r in ordered:
@@ -418,12 +518,14 @@ class Resolution:
             by_prio.setdefault(r.priority, []).append(r)
         out: list[Srv] = []
         for prio in sorted(by_prio):  # SPEC §2: priority ascending
+            if len(out) >= MAX_RECORDS_PER_ANSWER:
+                out.extend(by_prio[prio])  # past the cap: order does not matter, _cut logs them
+                continue
             group = by_prio[prio]
             if self.srv_select == "seed":
-                # SPEC §2 [seed]: equal priority → higher weight first; equal weight → answer order.
-                out.extend(sorted(group, key=lambda r: -r.weight))
+                out.extend(_seed_order(group, self.rng))
             else:
-                out.extend(_rfc2782_order(group, self.rng))
+                out.extend(_rfc2782_order(group, self.rng, MAX_RECORDS_PER_ANSWER))
         return out
 
     def _resolve_host(self, host: str, port: int, transport: str, chain: _Chain) -> Generator[Query, Any, None]:
@@ -431,7 +533,7 @@ class Resolution:
         qtypes = ["A", "AAAA"] if self.ipv6 else ["A"]
         for qtype in qtypes:
             records = yield from self._ask(host, qtype)
-            for r in records:
+            for r in self._cut(records, f"{qtype} {host}"):
                 ip = str(ipaddress.ip_address(r.address))
                 step = f"{qtype} {ip}"
                 source = " → ".join(chain.text + (step,)) if chain.text else f"{qtype} {host} → {ip}"
@@ -444,11 +546,29 @@ class Resolution:
                 self._note(f"target {t} ttl {r.ttl}")
 
 
-def _rfc2782_order(group: list[Srv], rng: _random.Random) -> list[Srv]:
-    """RFC 2782 weighted random order of one priority group (zero weights first in the list)."""
+def _seed_order(group: list[Srv], rng: _random.Random) -> list[Srv]:
+    """One priority group in the guide's order: heavier weight first [seed]; records of equal
+    weight in an order drawn from ``rng`` for this resolution [seed: "keep the same to load
+    balance"; SPEC §2 revised 2026-12-01: it was the answer's order, so a fleet of phones all
+    went to the host the DNS server listed first]."""
+    by_weight: dict[int, list[Srv]] = {}
+    for r in group:
+        by_weight.setdefault(r.weight, []).append(r)
+    out: list[Srv] = []
+    for weight in sorted(by_weight, reverse=True):
+        same = by_weight[weight]
+        if len(same) > 1:
+            rng.shuffle(same)
+        out.extend(same)
+    return out
+
+
+def _rfc2782_order(group: list[Srv], rng: _random.Random, limit: int) -> list[Srv]:
+    """RFC 2782 weighted random order of one priority group (zero weights first in the list);
+    the first ``limit`` picks are drawn, the rest follow as they are (they will be cut)."""
     pool = [r for r in group if r.weight == 0] + [r for r in group if r.weight != 0]
     out = []
-    while pool:
+    while pool and len(out) < limit:
         total = sum(r.weight for r in pool)
         pick = rng.randint(0, total)
         running = 0
@@ -457,7 +577,31 @@ def _rfc2782_order(group: list[Srv], rng: _random.Random) -> list[Srv]:
             if running >= pick:
                 out.append(pool.pop(i))
                 break
-    return out
+    return out + pool
+
+
+def _names_answering(name: str, answer: list[Any]) -> set[str]:
+    """``name`` and every name a chain of the answer's CNAME records leads to from it."""
+    links = {}
+    for rec in answer:
+        if isinstance(rec, Cname):
+            owner, target = _hostname(rec.owner), _hostname(rec.target)
+            if owner is not None and target is not None:
+                links.setdefault(owner, target)
+    names = {name}
+    current = name
+    for _ in range(_CNAME_GUARD):
+        current = links.get(current)
+        if current is None or current in names:
+            break
+        names.add(current)
+    return names
+
+
+def _brief(rec: Any) -> str:
+    """A record in a few words for the log (its type, owner and data)."""
+    text = repr(rec)
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _invalid(rec: Any, qtype: str) -> str | None:
