@@ -33,7 +33,8 @@ from twisted.internet import defer, error as _ierror
 from twisted.names import client, dns, error as dnserror
 from twisted.python import failure as _failure
 
-from sipharness.phone.rfc3263 import Address, Cname, Fault, Naptr, Query, Resolution, Srv, Target
+from sipharness.phone.dnsrecords import Address, Cname, Fault, Naptr, Query, Srv, Target
+from sipharness.phone.rfc3263 import Resolution
 from sipharness.sipcore.reactor import clocked_reactor
 
 __all__ = ["Resolver", "KEEP_RESOLUTIONS"]

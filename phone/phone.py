@@ -20,7 +20,8 @@ from twisted.internet import defer
 from sipharness.phone.agent import UNREGISTER_TIMEOUT, UserAgent
 from sipharness.phone.call import Call
 from sipharness.phone.events import KEEP_EVENTS, PhoneEvent
-from sipharness.phone.rfc3263 import Target, is_ip_literal, literal_targets
+from sipharness.phone.dnsrecords import Target, is_ip_literal
+from sipharness.phone.rfc3263 import literal_targets
 from sipharness.phone.wire import SocketWire
 from sipharness.sipcore.journal import Journal
 

@@ -1,8 +1,9 @@
 """The RFC 3263 plan: ``sip_server.Y`` → the ordered list of targets (SPEC §2).
 
-This module is the one home of SPEC §2's rules and the only place that builds a
-:class:`Target` (an IP literal's too: :func:`literal_targets`). Two layers, in the project's
-sans-I/O style:
+This module holds SPEC §2's steps and is the only place that builds a :class:`Target` (an IP
+literal's too: :func:`literal_targets`); what it is fed (records, faults) is
+:mod:`phone.dnsrecords`, the order of SRV records :mod:`phone.srvorder`. Two layers, in the
+project's sans-I/O style:
 
 - :class:`Resolution` is the plan for one lookup. It knows nothing of sockets or clocks: it
   says which query to make next (:meth:`Resolution.next_query`), is fed the answer (records
@@ -30,28 +31,22 @@ so the order of the steps reads top to bottom like SPEC §2.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import random as _random
-import re
-from dataclasses import dataclass
-from typing import Any, Generator, NamedTuple, Sequence, Union
+from typing import Any, Generator, NamedTuple, Sequence
 
 from sipharness.sipcore.uri import default_port
 
+from sipharness.phone.srvorder import SRV_SELECT, order_srv
+from sipharness.phone.dnsrecords import (Answer, Cname, Fault, Naptr, Query, Srv, Target, brief, hostname, invalid,
+                                         is_ip_literal, names_answering, u16)
+
 __all__ = [
-    "Target",
-    "Naptr",
-    "Srv",
-    "Address",
-    "Cname",
-    "Fault",
-    "Query",
     "Resolution",
     "TRANSPORTS",
     "NAPTR_LOOP_GUARD",
-    "is_ip_literal",
     "literal_targets",
+    "hop_target",
     "MAX_RECORDS_PER_ANSWER",
     "MAX_QUERIES_PER_LOOKUP",
 ]
@@ -61,104 +56,18 @@ TRANSPORTS = {0: "udp", 1: "tcp", 2: "tls"}
 _SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}  # SPEC §2 [RFC]
 _NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}  # SPEC §2 [seed]
 NAPTR_LOOP_GUARD = 8  # at most this many NAPTR queries in one lookup, SPEC §2
-SRV_SELECT = ("seed", "rfc2782")
 # SPEC §2 [interp]: records of one answer the plan uses (the most preferred, after ordering) and
 # queries one lookup may make. A real SIP service has a handful of each; 1 000 SRV records once
 # cost ~850 A queries for one lookup (issue 12). 16 targets already mean 2 minutes of failover.
 MAX_RECORDS_PER_ANSWER = 16
 MAX_QUERIES_PER_LOOKUP = 64
-_CNAME_GUARD = 8  # CNAME links followed inside one answer
 _LOG_EXAMPLES = 3  # records quoted when many are cut or ignored (the rest are counted)
 
 
-@dataclass(frozen=True)
-class Target:
-    """One place to send SIP to: (IP address, port, transport), and how DNS gave it.
-
-    ``a_ttl`` / ``expires_at``: TTL of the A (AAAA) record that gave the address and the
-    phone time it runs out (None for an IP literal); failback mode DNSTTL (SPEC §5) goes back
-    to the primary at ``expires_at`` of the current target. ``source`` is the chain for the
-    log, e.g. ``NAPTR 90 50 SIP+D2T → SRV 0 2 5060 server2.example.com → A 62.10.1.20``.
-    """
-
-    host: str
-    port: int
-    transport: str  # "udp" | "tcp" | "tls"
-    a_ttl: int | None = None
-    expires_at: float | None = None
-    source: str = ""
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-    @property
-    def key(self) -> tuple[str, int, str]:
-        """(host, port, transport): what identifies the target regardless of TTL."""
-        return (self.host, self.port, self.transport)
-
-
-# --- answer records, as the planner is fed them -------------------------------------------
-
-
-@dataclass(frozen=True)
-class Naptr:
-    order: int
-    preference: int
-    flags: str
-    service: str
-    regexp: str
-    replacement: str
-    ttl: int = 0
-    owner: str | None = None  # the record's name; None (canned answers): the name asked
-
-
-@dataclass(frozen=True)
-class Srv:
-    priority: int
-    weight: int
-    port: int
-    target: str
-    ttl: int = 0
-    owner: str | None = None
-
-
-@dataclass(frozen=True)
-class Address:
-    """An A or AAAA record's address (text form)."""
-
-    address: str
-    ttl: int = 0
-    owner: str | None = None
-
-
-@dataclass(frozen=True)
-class Cname:
-    """A CNAME record of an answer: ``owner`` is an alias of ``target`` (RFC 1034 §3.6.2)."""
-
-    owner: str
-    target: str
-    ttl: int = 0
-
-
-class Fault(enum.Enum):
-    """Why a query gave no answer (SPEC §2 [interp]); NXDOMAIN counts as an empty answer."""
-
-    SERVFAIL = "servfail"
-    REFUSED = "refused"
-    TIMEOUT = "timeout"
-    NXDOMAIN = "nxdomain"
-    TRUNCATED = "truncated"  # truncated over UDP and the TCP retry failed too
-    ERROR = "error"  # anything else: FORMERR, NOTIMP, unparsable answer, socket error
-    BUDGET = "budget"  # not asked: the lookup spent MAX_QUERIES_PER_LOOKUP (SPEC §2 [interp])
-
-
-class Query(NamedTuple):
-    name: str
-    qtype: str  # "NAPTR" | "SRV" | "A" | "AAAA"
-
-
-Answer = Union[Sequence[Any], Fault]
+def hop_target(host: str, port: int, transport: str) -> Target:
+    """The next hop of an in-dialog request (the dialog's route or remote target, RFC 3261
+    §12.2.1.1): SPEC §5 says those follow the dialog, never a failover, so no lookup."""
+    return Target(host, port, transport, source="in-dialog next hop")
 
 
 def literal_targets(address: str, port: int = 0, transport: int = 0) -> list[Target]:
@@ -168,38 +77,6 @@ def literal_targets(address: str, port: int = 0, transport: int = 0) -> list[Tar
     address uses UDP for a sip: URI]; ``naptr_build`` does not apply (it picks the SRV names
     when NAPTR gives nothing, and no NAPTR is asked)."""
     return Resolution(address, port, transport).targets
-
-
-def is_ip_literal(address: str) -> bool:
-    """True for an IPv4 or IPv6 literal (IPv6 with or without brackets)."""
-    try:
-        ipaddress.ip_address(address.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
-_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
-
-
-def _hostname(name: Any) -> str | None:
-    """Normalised domain name (lower case, no trailing dot), '.' for the root, None if bad."""
-    if not isinstance(name, str):
-        return None
-    if name == ".":
-        return "."
-    n = name[:-1] if name.endswith(".") else name
-    if not n or len(n) > 253 or not all(_LABEL.match(label) for label in n.split(".")):
-        return None
-    return n.lower()
-
-
-def _u16(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
-
-
-def _ttl(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0x7FFFFFFF
 
 
 # --- the plan ------------------------------------------------------------------------------
@@ -242,7 +119,7 @@ class Resolution:
     ):
         if not isinstance(address, str) or not address.strip():
             raise ValueError(f"address: expected an IP literal or a domain name, got {address!r}")
-        if not _u16(port):
+        if not u16(port):
             raise ValueError(f"port: expected 0..65535, got {port!r}")
         if transport not in (0, 1, 2, 3):
             raise ValueError(f"transport: expected 0 UDP, 1 TCP, 2 TLS or 3 DNS-NAPTR, got {transport!r}")
@@ -283,7 +160,7 @@ class Resolution:
         for each target itself [seed]; the ones that are not glue of this answer are logged)."""
         if self._pending is None:
             raise RuntimeError(f"feed({name!r}, {qtype!r}): no query is pending (resolution done)")
-        if (_hostname(name) or name, qtype.upper()) != tuple(self._pending):
+        if (hostname(name) or name, qtype.upper()) != tuple(self._pending):
             raise ValueError(f"feed({name!r}, {qtype!r}): the pending query is {self._pending.qtype} {self._pending.name}")
         if now is not None:
             self.now = float(now)
@@ -346,18 +223,18 @@ class Resolution:
             self._note(f"{qtype} {name}: unusable answer {answer!r} → as empty")
             return []
         answer = list(answer)
-        names = _names_answering(name, answer)
+        names = names_answering(name, answer)
         good, bad, foreign = [], [], []
         for rec in answer:
             if isinstance(rec, Cname):
-                if _hostname(rec.owner) not in names:
+                if hostname(rec.owner) not in names:
                     foreign.append(rec)
                 continue
             owner = getattr(rec, "owner", None)
-            why = _invalid(rec, qtype)
+            why = invalid(rec, qtype)
             if why:
                 bad.append(f"{why}: {rec!r}")
-            elif owner is not None and _hostname(owner) not in names:
+            elif owner is not None and hostname(owner) not in names:
                 foreign.append(rec)
             else:
                 good.append(rec)
@@ -366,7 +243,7 @@ class Resolution:
                        + (" ..." if len(bad) > _LOG_EXAMPLES else ""))
         if foreign:
             self._note(f"{qtype} {name}: {len(foreign)} record(s) that do not answer the question ignored "
-                       f"(SPEC §2): " + "; ".join(_brief(r) for r in foreign[:_LOG_EXAMPLES])
+                       f"(SPEC §2): " + "; ".join(brief(r) for r in foreign[:_LOG_EXAMPLES])
                        + (" ..." if len(foreign) > _LOG_EXAMPLES else ""))
         if len(names) > 1:
             self._note(f"{qtype} {name}: CNAME → {' → '.join(sorted(names - {name}))}")
@@ -380,12 +257,12 @@ class Resolution:
         extra, self._additional = self._additional, ()
         if not extra:
             return
-        glue = {_hostname(r.target) for r in good if isinstance(r, Srv)}
-        glue |= {_hostname(r.replacement) for r in good if isinstance(r, Naptr)}
-        stray = [r for r in extra if _hostname(getattr(r, "owner", None)) not in glue]
+        glue = {hostname(r.target) for r in good if isinstance(r, Srv)}
+        glue |= {hostname(r.replacement) for r in good if isinstance(r, Naptr)}
+        stray = [r for r in extra if hostname(getattr(r, "owner", None)) not in glue]
         if stray:
             self._note(f"{qtype} {name}: {len(stray)} additional record(s) for names this answer does not lead "
-                       f"to ignored: " + "; ".join(_brief(r) for r in stray[:_LOG_EXAMPLES])
+                       f"to ignored: " + "; ".join(brief(r) for r in stray[:_LOG_EXAMPLES])
                        + (" ..." if len(stray) > _LOG_EXAMPLES else ""))
 
     def _cut(self, records: list[Any], what: str) -> list[Any]:
@@ -394,7 +271,7 @@ class Resolution:
             return records
         cut = records[MAX_RECORDS_PER_ANSWER:]
         self._note(f"{what}: {len(records)} usable records, the first {MAX_RECORDS_PER_ANSWER} used, {len(cut)} cut "
-                   f"(SPEC §2 [interp]): " + "; ".join(_brief(r) for r in cut[:_LOG_EXAMPLES])
+                   f"(SPEC §2 [interp]): " + "; ".join(brief(r) for r in cut[:_LOG_EXAMPLES])
                    + (" ..." if len(cut) > _LOG_EXAMPLES else ""))
         return records[:MAX_RECORDS_PER_ANSWER]
 
@@ -408,7 +285,7 @@ class Resolution:
             self._note(f"{addr} is an IP literal: no DNS")
             self.targets = [Target(host, port, transport, None, None, "IP literal")]
             return
-        domain = _hostname(addr)
+        domain = hostname(addr)
         if domain is None or domain == ".":
             raise ValueError(f"address: {addr!r} is neither an IP literal nor a valid domain name")
 
@@ -477,7 +354,7 @@ class Resolution:
                 stack[:0] = [(r, chain, self.now) for r in usable]
                 continue
             rec, chain, received = stack.pop(0)
-            repl = _hostname(rec.replacement)
+            repl = hostname(rec.replacement)
             step = f"NAPTR {rec.order} {rec.preference} {rec.service or '(no service)'}"
             link = _Chain(chain.text + (step,), chain.expiries + (received + rec.ttl,))
             if rec.flags == "":
@@ -499,34 +376,18 @@ class Resolution:
         received = self.now
         if not records:
             return False, False
-        live = [r for r in records if _hostname(r.target) != "."]
+        live = [r for r in records if hostname(r.target) != "."]
         if not live:
             self._note(f"SRV {name}: target '.' → no service")  # SPEC §2 [RFC 2782]
             return False, True
-        ordered = self._cut(self._order_srv(live), f"SRV {name}")
-        self._note("SRV order: " + ", ".join(f"{r.priority} {r.weight} {r.port} {_hostname(r.target)}" for r in ordered))
+        ordered = self._cut(order_srv(live, self.srv_select, self.rng, MAX_RECORDS_PER_ANSWER), f"SRV {name}")
+        self._note("SRV order: " + ", ".join(f"{r.priority} {r.weight} {r.port} {hostname(r.target)}" for r in ordered))
         before = len(self.targets)
         for r in ordered:
-            step = f"SRV {r.priority} {r.weight} {r.port} {_hostname(r.target)}"
+            step = f"SRV {r.priority} {r.weight} {r.port} {hostname(r.target)}"
             link = _Chain(chain.text + (step,), chain.expiries + (received + r.ttl,))
-            yield from self._resolve_host(_hostname(r.target), r.port, transport, link)
+            yield from self._resolve_host(hostname(r.target), r.port, transport, link)
         return len(self.targets) > before, True
-
-    def _order_srv(self, records: list[Srv]) -> list[Srv]:
-        by_prio: dict[int, list[Srv]] = {}
-        for r in records:
-            by_prio.setdefault(r.priority, []).append(r)
-        out: list[Srv] = []
-        for prio in sorted(by_prio):  # SPEC §2: priority ascending
-            if len(out) >= MAX_RECORDS_PER_ANSWER:
-                out.extend(by_prio[prio])  # past the cap: order does not matter, _cut logs them
-                continue
-            group = by_prio[prio]
-            if self.srv_select == "seed":
-                out.extend(_seed_order(group, self.rng))
-            else:
-                out.extend(_rfc2782_order(group, self.rng, MAX_RECORDS_PER_ANSWER))
-        return out
 
     def _resolve_host(self, host: str, port: int, transport: str, chain: _Chain) -> Generator[Query, Any, None]:
         """A (and AAAA with ipv6) on ``host``: each address is a target, in answer order."""
@@ -544,99 +405,3 @@ class Resolution:
                 self._expiries.extend(chain.expiries + (self.now + r.ttl,))
                 self.targets.append(t)
                 self._note(f"target {t} ttl {r.ttl}")
-
-
-def _seed_order(group: list[Srv], rng: _random.Random) -> list[Srv]:
-    """One priority group in the guide's order: heavier weight first [seed]; records of equal
-    weight in an order drawn from ``rng`` for this resolution [seed: "keep the same to load
-    balance"; SPEC §2 revised 2026-12-01: it was the answer's order, so a fleet of phones all
-    went to the host the DNS server listed first]."""
-    by_weight: dict[int, list[Srv]] = {}
-    for r in group:
-        by_weight.setdefault(r.weight, []).append(r)
-    out: list[Srv] = []
-    for weight in sorted(by_weight, reverse=True):
-        same = by_weight[weight]
-        if len(same) > 1:
-            rng.shuffle(same)
-        out.extend(same)
-    return out
-
-
-def _rfc2782_order(group: list[Srv], rng: _random.Random, limit: int) -> list[Srv]:
-    """RFC 2782 weighted random order of one priority group (zero weights first in the list);
-    the first ``limit`` picks are drawn, the rest follow as they are (they will be cut)."""
-    pool = [r for r in group if r.weight == 0] + [r for r in group if r.weight != 0]
-    out = []
-    while pool and len(out) < limit:
-        total = sum(r.weight for r in pool)
-        pick = rng.randint(0, total)
-        running = 0
-        for i, r in enumerate(pool):
-            running += r.weight
-            if running >= pick:
-                out.append(pool.pop(i))
-                break
-    return out + pool
-
-
-def _names_answering(name: str, answer: list[Any]) -> set[str]:
-    """``name`` and every name a chain of the answer's CNAME records leads to from it."""
-    links = {}
-    for rec in answer:
-        if isinstance(rec, Cname):
-            owner, target = _hostname(rec.owner), _hostname(rec.target)
-            if owner is not None and target is not None:
-                links.setdefault(owner, target)
-    names = {name}
-    current = name
-    for _ in range(_CNAME_GUARD):
-        current = links.get(current)
-        if current is None or current in names:
-            break
-        names.add(current)
-    return names
-
-
-def _brief(rec: Any) -> str:
-    """A record in a few words for the log (its type, owner and data)."""
-    text = repr(rec)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-def _invalid(rec: Any, qtype: str) -> str | None:
-    """Why ``rec`` is unusable for a ``qtype`` answer, or None if it is fine."""
-    if qtype == "NAPTR":
-        if not isinstance(rec, Naptr):
-            return "not a NAPTR record"
-        if not (_u16(rec.order) and _u16(rec.preference)):
-            return "order/preference out of range"
-        if not (isinstance(rec.flags, str) and isinstance(rec.service, str) and isinstance(rec.regexp, str)):
-            return "flags/service/regexp not text"
-        if _hostname(rec.replacement) is None:
-            return f"bad replacement {rec.replacement!r}"
-        if rec.flags.lower() in ("s", "") and _hostname(rec.replacement) == ".":
-            return "empty replacement ('.') with flags s or empty"
-    elif qtype == "SRV":
-        if not isinstance(rec, Srv):
-            return "not an SRV record"
-        if not (_u16(rec.priority) and _u16(rec.weight) and _u16(rec.port)):
-            return "priority/weight/port out of range"
-        if _hostname(rec.target) is None:
-            return f"bad target {rec.target!r}"
-        if rec.port == 0 and _hostname(rec.target) != ".":
-            return "port 0"
-    elif qtype in ("A", "AAAA"):
-        if not isinstance(rec, Address) or not isinstance(rec.address, str):
-            return f"not an {qtype} record"
-        try:
-            ip = ipaddress.ip_address(rec.address)
-        except ValueError:
-            return f"bad address {rec.address!r}"
-        if ip.version != (4 if qtype == "A" else 6):
-            return f"IPv{ip.version} address in an {qtype} answer"
-    else:
-        return f"unknown query type {qtype}"
-    if not _ttl(rec.ttl):
-        return f"bad TTL {rec.ttl!r}"
-    return None

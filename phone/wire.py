@@ -6,7 +6,7 @@ connection (refused, reset or a failed handshake gives it up at once). The flow'
 address is what the phone puts in Via and Contact. Flows are opened on first use and kept;
 a closed TCP/TLS connection is forgotten so the next request reconnects.
 
-Thin adapter (the project's house style): every decision is in :mod:`phone.agent`; this
+Thin adapter (the project's house style): every decision is in the sans-I/O parts; this
 module only opens, caches and closes sockets and forwards what they report.
 """
 
@@ -58,7 +58,7 @@ class SocketWire:
 
     def sip_bad_input(self, raw: bytes, error: Any, source: Any) -> None:
         if self.ua is not None:
-            self.ua.decide(f"ignored bad input from {source.peer}: {error}")
+            self.ua.decide(f"ignored bad input from {source.peer}: {error}", limit="bad input")
 
     def sip_transport_error(self, peer: Any, transport: str, reason: str) -> None:
         if transport != "udp":

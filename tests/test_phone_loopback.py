@@ -83,7 +83,7 @@ async def lab(vclock):
     for p in phones:
         await p.stop()
         # nothing of the phone is left on the clock: no timer, no watched transaction
-        assert not [t for t in p.ua._timers if t.active()] and len(p.ua.driver) == 0
+        assert not [t for t in p.ua._timers if t.active()] and len(p.ua.transactions) == 0
         assert p.wire.closed and not p.wire._flows
     await r1.listener.stop()
     await r2.listener.stop()

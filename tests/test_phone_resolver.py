@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from sipharness.phone.rfc3263 import NAPTR_LOOP_GUARD, Address, Fault, Naptr, Query, Resolution, Srv, Target
+from sipharness.phone.dnsrecords import Address, Cname, Fault, Naptr, Query, Srv, Target
+from sipharness.phone.rfc3263 import NAPTR_LOOP_GUARD, Resolution
 
 D = "yealink.pbx.com"
 
@@ -464,8 +465,6 @@ def test_same_query_is_not_asked_twice_in_one_lookup():
 
 def test_a_record_owned_by_another_name_is_ignored_and_logged():
     """Issue 12: an SRV for another name, in the answer to _sip._udp.pbx.test, was used."""
-    from sipharness.phone.rfc3263 import Cname  # noqa: F401 - the record type exists
-
     name = "_sip._udp." + D
     zone = {
         (name, "SRV"): [Srv(0, 0, 5999, "evil.attacker.test", 60, owner="_sip._udp.attacker.test"),
@@ -481,8 +480,6 @@ def test_a_record_owned_by_another_name_is_ignored_and_logged():
 
 
 def test_records_reached_by_a_cname_of_the_same_answer_are_used_others_not():
-    from sipharness.phone.rfc3263 import Cname
-
     name = "_sip._udp." + D
     zone = {
         (name, "SRV"): [Cname(name, "_sip._udp.real.example.net", 60),
@@ -498,8 +495,6 @@ def test_records_reached_by_a_cname_of_the_same_answer_are_used_others_not():
 
 
 def test_a_cname_loop_in_an_answer_ends():
-    from sipharness.phone.rfc3263 import Cname
-
     name = "_sip._udp." + D
     zone = {(name, "SRV"): [Cname(name, "x." + D, 60), Cname("x." + D, name, 60)], (D, "A"): [Address("62.10.1.1", 60)]}
     assert addrs(run(Resolution(D, 0, 0), zone)) == ["udp:62.10.1.1:5060"]  # no SRV: A on the domain
