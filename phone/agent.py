@@ -21,7 +21,6 @@ wire and canned target lists, so every rule is checked to the exact phone second
 from __future__ import annotations
 
 import functools
-import random
 from typing import Any, Callable
 
 from twisted.internet import defer
@@ -46,14 +45,12 @@ QUIET_WINDOW = 1.0  # phone seconds: a flood of the same rejection is one log li
 
 class UserAgent:
     def __init__(self, config: Any, *, clock: Any, wire: Any, resolve: Callable[[Any, int], Any],
-                 name: str = "phone", rng: random.Random | None = None, local_host: str = "127.0.0.1",
-                 keep_events: int = KEEP_EVENTS):
+                 name: str = "phone", local_host: str = "127.0.0.1", keep_events: int = KEEP_EVENTS):
         self.config = config
         self.clock = clock
         self.wire = wire
         self._resolve = resolve
         self.name = name
-        self.rng = rng or random.Random()
         self.local_host = local_host
         self.events: Journal[PhoneEvent] = EventJournal(clock, keep_events)  # the last keep_events
         self.transactions = TransactionLayer(clock)

@@ -54,7 +54,7 @@ class Phone:
         self.dns_server = dns_server
         self._resolvers: dict[str, Any] = {}
         self.wire = SocketWire(clock=clock, reactor=reactor, local_host=local_host, tls_context=tls_context)
-        self.ua = UserAgent(config, clock=clock, wire=self.wire, resolve=self._resolve, name=name, rng=self.rng,
+        self.ua = UserAgent(config, clock=clock, wire=self.wire, resolve=self._resolve, name=name,
                             local_host=local_host, keep_events=keep_events)
         self.wire.ua = self.ua
         self.started = False

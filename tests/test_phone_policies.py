@@ -125,6 +125,16 @@ def test_same_target_again_keeps_the_duration_clock():
     assert fb.start_index(220.0) == 0
 
 
+def test_a_stay_a_call_forced_past_the_ttl_does_not_renew_it():
+    """SPEC §5: mode 1 would switch at the A record's TTL (600); a call was up then, so a request
+    stayed on the secondary and re-resolution gave it a fresh TTL (900). Once no call is up the
+    switch is due at once, not at the fresh TTL."""
+    fb = failed_over(1)
+    assert fb.start_index(650.0, call_up=True) == 1
+    fb.answered(1, T("secondary", 900.0), 650.0, started=1)
+    assert fb.start_index(660.0) == 0 and fb.switch_at() == 600.0
+
+
 @pytest.mark.parametrize("mode", [1, 2, 3])
 def test_sticky_modes_switch_only_when_no_call_is_up(mode):
     fb = failed_over(mode, timeout=60)
