@@ -24,6 +24,7 @@ from twisted.internet import defer
 
 from sipharness.sipcore.events import CallState, EventKind
 from sipharness.sipcore.message import NameAddr, SipUri, make_request, new_call_id, new_tag
+from sipharness.sipcore.transaction import TxState
 from sipharness.sipcore.uri import default_port
 
 from sipharness.phone import addressing
@@ -94,7 +95,7 @@ class CallControl:
         self._ended.append(call.call_id)
         while len(self._ended) > KEEP_ENDED:
             old = self.calls.get(self._ended[0])
-            if old is not None and old.retransmitter is not None and old.retransmitter.state != "terminated":
+            if old is not None and old.retransmitter is not None and old.retransmitter.state is not TxState.TERMINATED:
                 break  # still retransmitting its 2xx: dropped once that is over
             self.calls.pop(self._ended.pop(0), None)
 

@@ -22,6 +22,7 @@ pure functions at the top, tested on their own.
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Callable, Protocol
 
 from sipharness.sipcore.events import EventKind
@@ -31,7 +32,7 @@ from sipharness.phone import addressing
 from sipharness.phone.accountserver import AccountServer
 from sipharness.phone.sender import RequestHost, ServerRequest
 
-__all__ = ["granted_expiry", "refresh_delay", "Registration", "RegistrationHost", "REFRESH_FRACTION"]
+__all__ = ["granted_expiry", "refresh_delay", "Registration", "RegistrationHost", "RegState", "REFRESH_FRACTION"]
 
 REFRESH_FRACTION = 0.9  # SPEC §4 [interp]
 
@@ -89,8 +90,18 @@ def refresh_delay(granted: float) -> float:
     return REFRESH_FRACTION * granted
 
 
+class RegState(enum.StrEnum):
+    """Where a registration is: IDLE → REGISTERING → REGISTERED (refreshes keep it there) or
+    FAILED (retried: REGISTERING again); an un-REGISTER or a stop goes back to IDLE."""
+
+    IDLE = "idle"
+    REGISTERING = "registering"
+    REGISTERED = "registered"
+    FAILED = "failed"
+
+
 class Registration:
-    """REGISTER state of one :class:`AccountServer`. ``state``: idle, registering, registered, failed."""
+    """REGISTER state of one :class:`AccountServer` (``state``: a :class:`RegState`)."""
 
     __slots__ = ("host", "server", "state", "call_id", "cseq", "from_tag", "target", "flow", "contact",
                  "granted", "registered_at", "refresh_at", "request", "_timer", "on_registered", "on_failed",
@@ -101,7 +112,7 @@ class Registration:
                  on_failed: Callable[[int, float], Any] | None = None,
                  retry_on_failure: Callable[[], bool] | None = None):
         self.host, self.server = host, server
-        self.state = "idle"
+        self.state = RegState.IDLE
         self.call_id = new_call_id(host.local_host)
         self.cseq = 0
         self.from_tag = new_tag()
@@ -120,7 +131,7 @@ class Registration:
 
     @property
     def registered(self) -> bool:
-        return self.state == "registered"
+        return self.state is RegState.REGISTERED
 
     def _next_cseq(self) -> int:
         self.cseq += 1
@@ -163,8 +174,8 @@ class Registration:
         self._cancel_timer()
         if self.request is not None and not self.request.done:
             return  # one at a time
-        if self.state != "registered":
-            self.state = "registering"
+        if self.state is not RegState.REGISTERED:
+            self.state = RegState.REGISTERING
         self.request = self._sender(on_answer=self._answered, on_failed=self._failed, refresh=refresh)
         self.request.start()
 
@@ -185,7 +196,7 @@ class Registration:
             return why
         now = self.host.now()
         self.granted = granted
-        self.state = "registered"
+        self.state = RegState.REGISTERED
         self.target, self.flow, self.contact = target, sender.flow, contact_uri
         self.registered_at = now
         self.refresh_at = now + refresh_delay(granted)
@@ -204,7 +215,7 @@ class Registration:
     def _failed(self, reason: str) -> None:
         now = self.host.now()
         was = self.state
-        self.state = "failed"
+        self.state = RegState.FAILED
         self.target = None
         if self.on_failed:
             self.on_failed(self.server.index, now)  # fallback decides first (probes may replace retries)
@@ -213,7 +224,7 @@ class Registration:
         detail = reason + (f"; retry in {interval} s" if retry else "")
         x, y = self.server.x, self.server.index
         self.host.emit(EventKind.REGISTER_FAILED, account=x, server=y, detail=detail)
-        if was == "registered":
+        if was is RegState.REGISTERED:
             self.host.emit(EventKind.UNREGISTERED, account=x, server=y, detail="refresh failed")
         if retry:
             self._timer = self.host.call_later(interval, self.start)  # SPEC §4: from the top of the list
@@ -238,8 +249,8 @@ class Registration:
         if self.request is not None and not self.request.done:
             self.request.cancel()
         target, was = self.target, self.state
-        self.state, self.target = "idle", None
-        if was != "registered" or target is None:
+        self.state, self.target = RegState.IDLE, None
+        if was is not RegState.REGISTERED or target is None:
             if done:
                 done()
             return

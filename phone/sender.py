@@ -23,6 +23,7 @@ from typing import Any, Callable, Protocol
 from twisted.internet import defer
 
 from sipharness.sipcore import digest
+from sipharness.sipcore.events import EventKind
 from sipharness.sipcore.transaction import ClientTransaction, Deliver, TimedOut, TransportFailed
 
 from sipharness.phone.accountserver import AccountServer
@@ -182,7 +183,10 @@ class ServerRequest:
             start = 0
         moved = srv.note_start(targets[start])
         if moved:
-            self.host.emit("target", account=srv.x, server=srv.index, target=str(targets[start]), detail=moved)
+            back = srv.failback.switch_at()
+            if start and back is not None:
+                moved += f"; back to the primary from t = {back:.3f} s (failback mode {srv.failback.mode})"
+            self.host.emit(EventKind.TARGET, account=srv.x, server=srv.index, target=str(targets[start]), detail=moved)
         self._walk(targets, start)
 
     def _walk(self, targets: list, start: int) -> None:

@@ -699,15 +699,6 @@ class TransactionTable:
         key = server_key(cancel)
         return self._server.get(key[:-1] + ("INVITE",))
 
-    def cleanup(self) -> int:
-        """Drop terminated transactions; return how many were dropped."""
-        dropped = 0
-        for table in (self._client, self._server):
-            for key in [k for k, tx in table.items() if tx.state is TxState.TERMINATED]:
-                del table[key]
-                dropped += 1
-        return dropped
-
     def __len__(self) -> int:
         return len(self._client) + len(self._server)
 

@@ -345,7 +345,8 @@ def test_table_matching():
     assert table.match_response(make_response(reg_cancel, 200)) is None  # CSeq method differs
     assert len(table) == 2
     stx.respond(response(inv, 200), 0.0)
-    assert table.cleanup() == 1 and len(table) == 1
+    table.remove(stx)  # a 2xx ends the INVITE server transaction at once; its owner drops it
+    assert len(table) == 1
     with pytest.raises(ValueError, match="already exists"):
         table.add(ClientTransaction(reg, reliable=False))
 
