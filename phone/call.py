@@ -92,12 +92,16 @@ class Call:
         rr = message.headers.get_all("Record-Route")
         self.route_set = list(reversed(rr)) if uac else list(rr)
 
-    def next_hop(self) -> tuple[str, int | None, str | None]:
-        """(host, port, transport param) of the next hop of an in-dialog request [RFC 3261 §8.1.2]."""
-        if self.route_set:
-            uri = NameAddr.parse(self.route_set[0]).uri
-        else:
-            uri = self.remote_target
+    def next_hop(self) -> tuple[str, int | None, str | None] | None:
+        """(host, port, transport param) of the next hop of an in-dialog request [RFC 3261 §8.1.2];
+        None when the dialog has neither a route nor a remote target (a peer that left out its
+        Contact): the request goes back the way the dialog came."""
+        try:
+            uri = NameAddr.parse(self.route_set[0]).uri if self.route_set else self.remote_target
+        except ValueError:  # a Record-Route the peer garbled (parsed only now): back the way it came
+            return None
+        if uri is None or not uri.host:
+            return None
         return uri.host, uri.port, uri.params.get("transport")
 
     def __repr__(self) -> str:

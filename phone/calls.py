@@ -206,7 +206,10 @@ class CallControl:
 
     # ------------------------------------------------------------------ inside a dialog (never a failover)
     def _in_dialog_flow(self, call: Call) -> defer.Deferred:
-        host, port, transport = call.next_hop()
+        hop = call.next_hop()
+        if hop is None:
+            return defer.succeed(call.flow)
+        host, port, transport = hop
         tgt = call.target
         transport = (transport or call.flow.transport).lower()
         port = port or default_port(transport)
@@ -215,7 +218,7 @@ class CallControl:
         return self.host.flow(hop_target(host, port, transport))
 
     def _in_dialog_request(self, call: Call, method: str, cseq: int, flow: Any) -> Any:
-        uri = call.remote_target or call.request_uri
+        uri = call.remote_target or call.request_uri or call.remote.uri
         return make_request(method, uri, from_=call.local, to=call.remote, call_id=call.call_id,
                             cseq=(cseq, method), via=addressing.via(flow),
                             headers=[("Route", r) for r in call.route_set] + [("User-Agent", addressing.USER_AGENT)])

@@ -89,6 +89,9 @@ class Incoming:
         if x is None:
             tx.respond(req, reply, 404)
             return
+        if not req.contacts:  # RFC 3261 §8.1.1.8: an INVITE carries a Contact (the dialog's remote target)
+            tx.respond(req, reply, 400, "Missing Contact")
+            return
         lines = host.config.lines
         busy = self.calls.active()
         if busy >= lines:  # SPEC §7 [interp]: beyond the phone's lines

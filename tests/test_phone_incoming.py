@@ -265,3 +265,14 @@ async def test_over_loopback_calls_through_the_secondary_and_server_2_ring_a_thi
         for p in peers.values():
             await p.listener.stop()
         await dns.stop()
+
+
+def test_an_invite_without_contact_gets_400_and_no_call():
+    """RFC 3261 §8.1.1.8: the INVITE's Contact is the dialog's remote target. Without it the
+    phone once answered, then crashed sending its BYE (found by tests/test_phone_hostile_input.py)."""
+    clock, wire, ua = registered_phone()
+    reply = Reply(clock)
+    req = invite(1)
+    req.headers.remove("Contact")
+    ua.sip_received(req, reply)
+    assert reply.statuses("in-1") == [400] and "in-1" not in ua.calls
