@@ -243,21 +243,10 @@ class UserAgent:
         return self.call_control.place(uri, account)
 
     def answer(self, call: Call | None = None) -> None:
-        call = call or self.call_control.latest(direction="in")
-        if call is not None:
-            self.incoming.answer(call)
+        self.incoming.answer(call)
 
     def hangup(self, call: Call | None = None) -> None:
-        call = call or self.call_control.latest()
-        if call is None or not call.active:
-            return
-        call.hangup_requested = True
-        if call.direction == "out":
-            self.call_control.hangup_outgoing(call)
-        elif call.up:
-            self.call_control.send_bye(call)
-        else:
-            self.incoming.decline(call)
+        self.call_control.hangup(call)
 
     # ------------------------------------------------------------------ queries
     def registered(self, x: int, y: int | None = None) -> bool:

@@ -5,7 +5,8 @@ calls go out here: a new INVITE tries the servers in the order SPEC §6's contro
 (:meth:`CallHost.request_order`), each with failover down its targets (SPEC §3/§5, through a
 :class:`phone.sender.ServerRequest`); an INVITE no target of server 1 answered is reported
 (:meth:`CallHost.invite_failed`) and goes on to server 2. Inside a dialog (ACK for a 2xx, BYE,
-CANCEL) requests follow the dialog's route, never a failover [RFC]. Incoming calls are
+CANCEL) requests follow the dialog's route, never a failover [RFC]. The user's hang-up of any
+call is here too (BYE, CANCEL, or 486 to a ringing incoming call). Incoming requests are
 :mod:`phone.incoming`'s; both meet here for the state changes and the bounds:
 
 - Ended calls are let go of: the last :data:`KEEP_ENDED` stay findable by Call-ID (late
@@ -23,7 +24,7 @@ from typing import Any, Callable, Protocol
 from twisted.internet import defer
 
 from sipharness.sipcore.events import CallState, EventKind
-from sipharness.sipcore.message import NameAddr, SipUri, make_request, new_call_id, new_tag
+from sipharness.sipcore.message import NameAddr, SipUri, make_request, make_response, new_call_id, new_tag
 from sipharness.sipcore.transaction import TxState
 from sipharness.sipcore.uri import default_port
 
@@ -251,10 +252,29 @@ class CallControl:
         call.cancel_sent = True
         self.host.run_transaction(cancel, sender.flow, None, lambda evs: None)
 
-    def hangup_outgoing(self, call: Call) -> None:
-        if call.state == CallState.ESTABLISHED:
+    def hangup(self, call: Call | None = None) -> None:
+        """The user hangs up ``call`` (the latest active call when None)."""
+        call = call or self.latest()
+        if call is None or not call.active:
+            return
+        call.hangup_requested = True
+        if call.up:
             self.send_bye(call)
-        elif call.sender is not None and call.sender.got_provisional:
+        elif call.direction == "in":
+            self.end_ringing(call, 486, "Busy Here")
+            self.set_state(call, CallState.TERMINATED, detail="declined (486)")
+        else:
+            self._hangup_unanswered(call)
+
+    def end_ringing(self, call: Call, status: int, reason: str) -> None:
+        """End a ringing incoming call with a final response on its INVITE transaction."""
+        call.cancel_timers()
+        self.host.transactions.send(call.server_tx, call.reply,
+                                    make_response(call.invite, status, reason, to_tag=call.local.tag))
+
+    def _hangup_unanswered(self, call: Call) -> None:
+        """An outgoing call the callee has not answered yet: CANCEL, or wait for a provisional."""
+        if call.sender is not None and call.sender.got_provisional:
             if not call.cancel_sent:
                 self._send_cancel(call)
         elif call.sender is not None and call.sender.tx is not None:

@@ -56,7 +56,7 @@ class Incoming:
         elif method == "CANCEL":
             tx.respond(req, reply, 200 if tx.table.match_cancelled(req) is not None else 481)
             if call is not None and call.direction == "in" and call.state == CallState.RINGING:
-                self._final(call, 487, "Request Terminated")
+                self.calls.end_ringing(call, 487, "Request Terminated")
                 self.calls.set_state(call, CallState.TERMINATED, detail="cancelled by the caller")
         elif method == "BYE":
             if call is None:
@@ -125,19 +125,15 @@ class Incoming:
         call.ring_timer = None
         if call.state != CallState.RINGING:
             return
-        self._final(call, 480, "Temporarily Unavailable")
+        self.calls.end_ringing(call, 480, "Temporarily Unavailable")
         self.calls.set_state(call, CallState.TERMINATED,
                              detail=f"not answered within {self.host.config.ring_timeout} s → 480 (SPEC §7)")
 
-    def _final(self, call: Call, status: int, reason: str) -> None:
-        """End a ringing incoming call with a final response on its INVITE transaction."""
-        call.cancel_timers()
-        self.host.transactions.send(call.server_tx, call.reply,
-                                    make_response(call.invite, status, reason, to_tag=call.local.tag))
-
-    def answer(self, call: Call) -> None:
-        """Answer a ringing incoming call: 200 with SDP, resent until the ACK (RFC 3261 §13.3.1.4)."""
-        if call.direction != "in" or call.state != CallState.RINGING:
+    def answer(self, call: Call | None = None) -> None:
+        """Answer a ringing incoming call (the latest when None): 200 with SDP, resent until the
+        ACK (RFC 3261 §13.3.1.4)."""
+        call = call or self.calls.latest(direction="in")
+        if call is None or call.direction != "in" or call.state != CallState.RINGING:
             return
         call.cancel_timers()
         acct = self.host.config.accounts[call.account]
@@ -159,11 +155,6 @@ class Incoming:
         self.host.transactions.watch(rt, on_events)
         on_events(rt.start(self.host.now()))
         self.host.transactions.driver.poke(rt)
-
-    def decline(self, call: Call) -> None:
-        """The user hangs up a ringing incoming call: 486."""
-        self._final(call, 486, "Busy Here")
-        self.calls.set_state(call, CallState.TERMINATED, detail="declined (486)")
 
     # ------------------------------------------------------------------ whose call is it
     def _account_for(self, req: Any) -> int | None:
