@@ -92,6 +92,10 @@ class Incoming:
         if not req.contacts:  # RFC 3261 §8.1.1.8: an INVITE carries a Contact (the dialog's remote target)
             tx.respond(req, reply, 400, "Missing Contact")
             return
+        known = self.calls.calls.get(req.call_id)
+        if known is not None and known.active:  # RFC 3261 §8.2.2.2: a merged request (same call, new branch)
+            tx.respond(req, reply, 482, "Loop Detected")
+            return
         lines = host.config.lines
         busy = self.calls.active()
         if busy >= lines:  # SPEC §7 [interp]: beyond the phone's lines

@@ -276,3 +276,15 @@ def test_an_invite_without_contact_gets_400_and_no_call():
     req.headers.remove("Contact")
     ua.sip_received(req, reply)
     assert reply.statuses("in-1") == [400] and "in-1" not in ua.calls
+
+
+def test_a_second_invite_of_a_ringing_call_with_a_new_branch_is_a_merged_request():
+    """RFC 3261 §8.2.2.2: 482, and the ringing call is untouched (a peer cannot get round the
+    lines by reusing one Call-ID)."""
+    clock, wire, ua = registered_phone()
+    reply = Reply(clock)
+    ua.sip_received(invite(1), reply)
+    again = invite(1)
+    again.headers.set("Via", "SIP/2.0/UDP 127.0.0.15:5060;branch=z9hG4bKother")
+    ua.sip_received(again, reply)
+    assert reply.statuses("in-1") == [100, 180, 482] and ua.calls["in-1"].state == "ringing"
