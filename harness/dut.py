@@ -10,6 +10,7 @@ Action URI, or a softphone's control socket, elsewhere).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -183,8 +184,12 @@ class BundledPhone(DeviceUnderTest):
 
         if self._config is None:
             raise RuntimeError("BundledPhone.start(): apply_config() first")
+        # SPEC §2: the phone draws the order of equal SRV records at random per resolution; each
+        # start gets its own seeded generator, so a run is reproducible and DNS-8 never flakes
+        self._starts = getattr(self, "_starts", 0) + 1
         self.phone = Phone(self._config, clock=self.clock, reactor=self._reactor, dns_server=self._dns_server,
-                           local_host=self._local_host, tls_context=self._tls_context, name=self._name)
+                           local_host=self._local_host, tls_context=self._tls_context, name=self._name,
+                           rng=random.Random(f"{self._name}/{self._starts}"))
         self._unsubscribe = self.phone.events.subscribe(self._forward)
         return defer.maybeDeferred(self.phone.start)
 

@@ -214,6 +214,8 @@ class PhoneConfig:
     dns_port: int = 53
     sip_listen_port: int = 5060
     auto_answer_delay: int = 0
+    lines: int = 2
+    ring_timeout: int = 180
     unknown: dict[str, str] = field(default_factory=dict)
     warnings: list[ConfigIssue] = field(default_factory=list, compare=False)
     source: str | None = field(default=None, compare=False)
@@ -380,6 +382,10 @@ PARAMETERS: tuple[Parameter, ...] = (
               "0..65535 (0 = ephemeral)", "SPEC §4 [interp, bundled extra]"),
     Parameter("features.auto_answer_delay", "auto_answer_delay", _int_range(0, 3600), 0,
               "0..3600 s", "SPEC §7 [interp, bundled extra range]"),
+    Parameter("features.lines", "lines", _int_range(1, 32), 2,
+              "1..32 calls at once (an incoming call beyond them gets 486)", "SPEC §7 [interp, bundled extra]"),
+    Parameter("features.ring_timeout", "ring_timeout", _int_range(10, 3600), 180,
+              "10..3600 s (an incoming call ringing longer gets 480)", "SPEC §7 [interp, bundled extra]"),
     # account keys
     Parameter(_A + "enable", "enable", _int_range(0, 1), 0, _BOOL, "SPEC §1 [seed]"),
     Parameter(_A + "label", "label", _any_text, "", "any text on one line", "SPEC §1 [seed]"),

@@ -1,6 +1,6 @@
-"""The phone's DNS on the wire: runs a :class:`phone.resolver.Resolution` with twisted.names (SPEC §2).
+"""The phone's DNS on the wire: runs a :class:`phone.rfc3263.Resolution` with twisted.names (SPEC §2).
 
-The RFC 3263 logic is all in :mod:`phone.resolver`; this adapter only makes the queries it
+The RFC 3263 logic is all in :mod:`phone.rfc3263`; this adapter only makes the queries it
 asks for, turns twisted.names answers and errors into records and :class:`Fault` values, and
 caches results for their TTL on the injected clock.
 
@@ -33,7 +33,8 @@ from twisted.internet import defer, error as _ierror
 from twisted.names import client, dns, error as dnserror
 from twisted.python import failure as _failure
 
-from sipharness.phone.resolver import Address, Fault, Naptr, Query, Resolution, Srv, Target
+from sipharness.phone.dnsrecords import Address, Cname, Fault, Naptr, Query, Srv, Target
+from sipharness.phone.rfc3263 import Resolution
 from sipharness.sipcore.reactor import clocked_reactor
 
 __all__ = ["Resolver", "KEEP_RESOLUTIONS"]
@@ -196,26 +197,42 @@ def _fault_of(f: _failure.Failure) -> Fault:
 
 
 def _records(qtype: str, answers: list) -> list:
-    """twisted.names RRs of ``qtype`` → planner records (others, e.g. CNAME, ignored)."""
+    """twisted.names RRs → planner records with their owner names: those of ``qtype`` and the
+    CNAMEs (the plan keeps only what answers the question, SPEC §2); other types are dropped."""
     out: list = []
     code = _QTYPE[qtype]
     for rr in answers:
-        if rr.type != code:
+        if rr.type != code and rr.type != dns.CNAME:
             continue
         p = rr.payload
         ttl = rr.ttl
         try:
-            if qtype == "NAPTR":
+            owner = rr.name.name.decode("ascii") or "."
+            if rr.type == dns.CNAME:
+                out.append(Cname(owner, p.name.name.decode("ascii") or ".", ttl))
+            elif qtype == "NAPTR":
                 out.append(Naptr(p.order, p.preference, p.flags.string.decode("ascii"), p.service.string.decode("ascii"),
-                                 p.regexp.string.decode("utf-8"), p.replacement.name.decode("ascii") or ".", ttl))
+                                 p.regexp.string.decode("utf-8"), p.replacement.name.decode("ascii") or ".", ttl,
+                                 owner))
             elif qtype == "SRV":
-                out.append(Srv(p.priority, p.weight, p.port, p.target.name.decode("ascii") or ".", ttl))
+                out.append(Srv(p.priority, p.weight, p.port, p.target.name.decode("ascii") or ".", ttl, owner))
             elif qtype == "A":
-                out.append(Address(socket.inet_ntop(socket.AF_INET, p.address), ttl))
+                out.append(Address(socket.inet_ntop(socket.AF_INET, p.address), ttl, owner))
             else:
-                out.append(Address(socket.inet_ntop(socket.AF_INET6, p.address), ttl))
+                out.append(Address(socket.inet_ntop(socket.AF_INET6, p.address), ttl, owner))
         except (UnicodeDecodeError, ValueError, OSError, AttributeError) as e:
             out.append(f"undecodable {qtype} record ({e})")  # the planner logs and skips it
+    return out
+
+
+def _additional(records: list) -> list:
+    """The additional section's A, AAAA and SRV records (the first 64), for the plan's log: it
+    never uses them (SPEC §2: the phone asks A for each target itself [seed])."""
+    out: list = []
+    for rr in records[:64]:
+        qtype = {dns.A: "A", dns.AAAA: "AAAA", dns.SRV: "SRV"}.get(rr.type)
+        if qtype is not None:
+            out.extend(r for r in _records(qtype, [rr]) if not isinstance(r, str))
     return out
 
 
@@ -224,7 +241,7 @@ class Resolver:
 
     ``dns_server``: (host, port) of the one DNS server the phone asks. ``timeout``: seconds
     per try, one entry per try (SPEC §2: two tries of 2 s). ``srv_select``, ``ipv6``, ``rng``:
-    as :class:`phone.resolver.Resolution`. ``reactor``: the real reactor for sockets (the
+    as :class:`phone.rfc3263.Resolution`. ``reactor``: the real reactor for sockets (the
     global one when None). The last :data:`KEEP_RESOLUTIONS` finished :class:`Resolution`
     objects are kept in :attr:`resolutions` (log lines, queries, faults) for the phone's
     structured log. The twisted.names client under it is shared with the other Resolvers of the
@@ -299,10 +316,6 @@ class Resolver:
             return None
         return list(hit[0])
 
-    def forget(self) -> None:
-        """Empty the cache."""
-        self._cache.clear()
-
     def close(self) -> None:
         """Let go of the shared client; the last user closes its TCP connection, if one was opened."""
         if self._client_key is not None:
@@ -311,18 +324,18 @@ class Resolver:
 
     async def _run(self, res: Resolution) -> None:
         while (q := res.next_query()) is not None:
-            answer = await self._ask(q)
-            res.feed(q.name, q.qtype, answer, now=self.clock.seconds())
+            answer, additional = await self._ask(q)
+            res.feed(q.name, q.qtype, answer, now=self.clock.seconds(), additional=additional)
 
-    async def _ask(self, q: Query) -> Any:
+    async def _ask(self, q: Query) -> tuple[Any, list]:
         query = dns.Query(q.name, _QTYPE[q.qtype], dns.IN)
         try:
-            answers, _authority, _additional = await self._client.queryUDP([query], self.timeout).addCallback(
+            answers, _authority, additional = await self._client.queryUDP([query], self.timeout).addCallback(
                 self._filter
             )
         except Exception:
-            return _fault_of(_failure.Failure())
-        return _records(q.qtype, answers)
+            return _fault_of(_failure.Failure()), []
+        return _records(q.qtype, answers), _additional(additional)
 
     def _filter(self, message: Any) -> Any:
         if message.trunc:

@@ -89,5 +89,7 @@ class Failback:
             # a failover happened (or a refresh went back to the primary and failed over
             # again): the clock of mode 1 / 3 starts now
             self.current, self.current_target, self.since = index, target, now
-        else:
-            self.current_target = target  # same target again: keep ``since``, new TTL
+        # else: the same target again (a request that stayed there): the switch that is running
+        # keeps its time — ``since`` and the A record whose TTL counts (mode 1). A stay a call
+        # forced past the switch time does not start a new one: the switch happens as soon as
+        # no call is up (SPEC §5 [vendor extra]), even if a re-resolution gave a fresh TTL.

@@ -25,14 +25,16 @@ from typing import Any, Sequence
 __all__ = ["Outcome", "classify", "max_sends", "TargetWalk", "GIVE_UP_STATUSES", "register_first",
            "only_signal_with_registered"]
 
-# SPEC §3 [RFC 3263 §4.3]: these final responses give the target up at once.
-GIVE_UP_STATUSES = frozenset({503, 408})
+# SPEC §3 [RFC 3263 §4.3]: the one final response that gives the target up at once. A received
+# 408 is an answer like 403 or 486 (SPEC §3 revised 2026-12-01: RFC 3263 §4.3 names only the
+# transaction timeout, a transport error and 503; 408 used to be a trigger here).
+GIVE_UP_STATUSES = frozenset({503})
 
 
 class Outcome(enum.Enum):
     PROVISIONAL = "provisional"  # 1xx: the server is alive, the failure window ends (SPEC §3)
     ANSWER = "answer"  # any final response that is not a failure: no failover (SPEC §3)
-    NEXT_TARGET = "next_target"  # silence, transport failure, 503, 408 (SPEC §3)
+    NEXT_TARGET = "next_target"  # silence, transport failure, 503 (SPEC §3)
     CHALLENGE = "challenge"  # 401/407: one retry with digest (SPEC §3)
     MIN_EXPIRES = "min_expires"  # 423: retry with the Min-Expires given (SPEC §3)
 

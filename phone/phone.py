@@ -20,10 +20,10 @@ from twisted.internet import defer
 from sipharness.phone.agent import UNREGISTER_TIMEOUT, UserAgent
 from sipharness.phone.call import Call
 from sipharness.phone.events import KEEP_EVENTS, PhoneEvent
-from sipharness.phone.resolver import Target, TRANSPORTS, is_ip_literal
+from sipharness.phone.dnsrecords import Target, is_ip_literal
+from sipharness.phone.rfc3263 import literal_targets
 from sipharness.phone.wire import SocketWire
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.uri import default_port
 
 __all__ = ["Phone", "PhoneEvent"]
 
@@ -54,7 +54,7 @@ class Phone:
         self.dns_server = dns_server
         self._resolvers: dict[str, Any] = {}
         self.wire = SocketWire(clock=clock, reactor=reactor, local_host=local_host, tls_context=tls_context)
-        self.ua = UserAgent(config, clock=clock, wire=self.wire, resolve=self._resolve, name=name, rng=self.rng,
+        self.ua = UserAgent(config, clock=clock, wire=self.wire, resolve=self._resolve, name=name,
                             local_host=local_host, keep_events=keep_events)
         self.wire.ua = self.ua
         self.started = False
@@ -127,10 +127,8 @@ class Phone:
     # ------------------------------------------------------------------ resolution (SPEC §2)
     def _resolve(self, acct: Any, y: int) -> defer.Deferred:
         srv = acct.servers[y]
-        if is_ip_literal(srv.address):
-            transport = TRANSPORTS.get(acct.transport, "tcp" if acct.naptr_build else "udp")
-            port = srv.port or default_port(transport)
-            return defer.succeed([Target(srv.address.strip("[]"), port, transport, source="IP literal")])
+        if is_ip_literal(srv.address):  # no DNS server needed; the plan still decides (SPEC §2)
+            return defer.succeed(literal_targets(srv.address, srv.port, acct.transport))
         if self.dns_server is None:
             self.ua.decide(f"server {y} {srv.address!r}: a domain but no DNS server configured", account=acct.index,
                            server=y)

@@ -8,31 +8,67 @@ transaction (new branch, CSeq + 1; the owner keeps the Call-ID). 401/407 get one
 and 423 one retry with the Min-Expires, both on the same target. Every give-up is a "decision"
 line in the phone's log.
 
-It does no I/O itself: the user agent (``ua``) hands it flows (``ua.flow(target)``:
-``Deferred[flow]`` with ``.local``, ``.reliable``, ``.send(message)``) and runs its transactions
-(``ua.run_transaction``). So it runs unchanged over sockets and over the in-memory wire of the
-unit tests, on a ``task.Clock``.
+It does no I/O itself and knows the rest of the phone only through :class:`RequestHost` (a
+declared Protocol the user agent satisfies): it is handed flows (``host.flow(target)``:
+``Deferred[Flow]``) and its transactions are run for it (``host.run_transaction``). So it
+runs unchanged over sockets and over the in-memory wire of the unit tests, on a
+``task.Clock``. What it needs of the server (settings, failback, registration) is the
+:class:`phone.accountserver.AccountServer` it is given.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from sipharness.sipcore.transaction import Deliver, TimedOut, TransportFailed
+from twisted.internet import defer
 
+from sipharness.sipcore import digest
+from sipharness.sipcore.events import EventKind
+from sipharness.sipcore.transaction import ClientTransaction, Deliver, TimedOut, TransportFailed
+
+from sipharness.phone.accountserver import AccountServer
 from sipharness.phone.failover import Outcome, TargetWalk, classify, register_first, retry_counts_for
 
-__all__ = ["ServerRequest"]
+__all__ = ["ServerRequest", "RequestHost", "Flow", "MAX_EXPIRES", "MIN_EXPIRES_FACTOR"]
+
+MAX_EXPIRES = 2**31 - 1  # SPEC §1: the largest expires a phone is configured with
+MIN_EXPIRES_FACTOR = 10  # SPEC §4 [interp]: a Min-Expires above expires × 10 is a failed attempt
 
 
-def _why(status_or_reason: Any) -> str:
-    return str(status_or_reason)
+class Flow(Protocol):
+    """How the phone talks to one target (phone.wire, or a test's in-memory wire)."""
+
+    local: tuple[str, int]  # the socket's address: Via and Contact
+    transport: str  # "udp" | "tcp" | "tls"
+    reliable: bool
+
+    def send(self, message: Any) -> None: ...
+
+
+class RequestHost(Protocol):
+    """What a :class:`ServerRequest` needs from the user agent around it."""
+
+    def now(self) -> float: ...
+
+    def emit(self, kind: str, **fields: Any) -> Any: ...
+
+    def decide(self, text: str, *, account: int | None = None, server: int | None = None,
+               target: Any = None, limit: str | None = None) -> None: ...
+
+    def resolve(self, server: AccountServer) -> defer.Deferred: ...
+
+    def flow(self, target: Any) -> defer.Deferred: ...
+
+    def run_transaction(self, request: Any, flow: Flow, max_sends: int | None,
+                        on_events: Callable[[list], Any]) -> ClientTransaction | None: ...
+
+    def drop_transaction(self, tx: ClientTransaction) -> None: ...
+
+    def call_up(self, account: int) -> bool: ...
 
 
 def _stale(resp: Any) -> bool:
     """The 401/407 is a Digest challenge with ``stale=true`` (an unparsable one is not)."""
-    from sipharness.sipcore import digest
-
     value = resp.headers.get("WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate")
     if value is None:
         return False
@@ -42,27 +78,52 @@ def _stale(resp: Any) -> bool:
         return False
 
 
+def authorization(account: Any, resp: Any, request: Any) -> str:
+    """The Authorization / Proxy-Authorization value answering a 401/407 (SPEC §3: digest,
+    with the account's auth_name, or user_name, and password). ValueError if it cannot."""
+    name = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+    value = resp.headers.get(name)
+    if value is None:
+        raise ValueError(f"{resp.status} without {name}")
+    challenge = digest.Challenge.parse(value)
+    return digest.authorize(challenge, method=request.method, uri=str(request.uri),
+                            username=account.auth_name or account.user_name, password=account.password)
+
+
+def min_expires(resp: Any, configured: int) -> tuple[int | None, str]:
+    """The Min-Expires of a 423 to use, or None and why not (SPEC §3, §4 [interp])."""
+    text = (resp.headers.get("Min-Expires") or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        return None, f"423 with an unusable Min-Expires {text[:20]!r}"
+    value = int(text)
+    if value < 1 or value > MAX_EXPIRES or value > configured * MIN_EXPIRES_FACTOR:
+        return None, (f"423 Min-Expires {value} is above {MIN_EXPIRES_FACTOR} × the configured {configured} s "
+                      f"or 2^31-1 (SPEC §4 [interp]): a failed attempt, not a new request")
+    return value, ""
+
+
 class ServerRequest:
-    """A new ``method`` request of ``account`` to ``server`` (1 or 2), with failover.
+    """A new ``method`` request of ``server``'s account to that server, with failover.
 
     ``build(flow, target, cseq, extra_headers) -> Request`` makes the request for one attempt
-    (the Via branch must be new each time). Callbacks: ``on_provisional(resp, target)``,
+    (the Via branch must be new each time); ``next_cseq()`` gives each attempt its CSeq number
+    (a registration's own counter, a dialog's). Callbacks: ``on_provisional(resp, target)``,
     ``on_answer(resp, target, index)`` (a final response that is not a failover trigger) and
-    ``on_failed(reason)`` (every target given up, or no target at all). ``owner``: what the request
-    belongs to (a call), set by the caller.
+    ``on_failed(reason)`` (every target given up, or no target at all).
     """
 
-    __slots__ = ("ua", "account", "server", "method", "build", "on_answer", "on_failed", "on_provisional",
+    __slots__ = ("host", "server", "method", "build", "next_cseq", "on_answer", "on_failed", "on_provisional",
                  "refresh", "final_list", "only_target", "walk", "tx", "request", "flow", "cancelled", "abandoned",
                  "done", "got_provisional", "_auth_tried", "_stale_tried", "_min_expires_tried", "_extra",
-                 "min_expires", "started_index", "owner")  # a registration keeps its last one: no __dict__
+                 "min_expires", "started_index")  # a registration keeps its last one: no __dict__
 
-    def __init__(self, ua: Any, account: Any, server: int, method: str, build: Callable[..., Any], *,
-                 on_answer: Callable[..., Any], on_failed: Callable[[str], Any],
+    def __init__(self, host: RequestHost, server: AccountServer, method: str, build: Callable[..., Any], *,
+                 next_cseq: Callable[[], int], on_answer: Callable[..., Any], on_failed: Callable[[str], Any],
                  on_provisional: Callable[..., Any] | None = None, refresh: bool = False,
                  final_list: bool | None = None, only_target: Any = None):
-        self.ua, self.account, self.server, self.method = ua, account, server, method
+        self.host, self.server, self.method = host, server, method
         self.build = build
+        self.next_cseq = next_cseq
         self.on_answer, self.on_failed, self.on_provisional = on_answer, on_failed, on_provisional
         self.refresh = refresh
         self.final_list = final_list
@@ -81,21 +142,24 @@ class ServerRequest:
         self._extra: dict[str, str] = {}
         self.min_expires: int | None = None
         self.started_index = 0
-        self.owner: Any = None
+
+    @property
+    def account(self) -> int:
+        return self.server.x
 
     # -- lifecycle
     def start(self) -> None:
         if self.only_target is not None:
             self._walk([self.only_target], 0)
             return
-        d = self.ua.resolve(self.account, self.server)
+        d = self.host.resolve(self.server)
         d.addCallbacks(self._resolved, lambda f: self._resolved([]))
 
     def cancel(self) -> None:
         """Stop without calling back (phone stopping, call hung up before any answer)."""
         self.cancelled = True
         if self.tx is not None:
-            self.ua.drop_transaction(self.tx)
+            self.host.drop_transaction(self.tx)
             self.tx = None
 
     def abandon(self) -> None:
@@ -109,22 +173,26 @@ class ServerRequest:
     def _resolved(self, targets: list) -> None:
         if self.cancelled:
             return
+        srv = self.server
         if not targets:
-            self._finish_failed(f"{self.method}: no target for server {self.server} "
-                                f"({self.ua.server_cfg(self.account, self.server).address!r}): request failed at once")
+            self._finish_failed(f"{self.method}: no target for server {srv.index} "
+                                f"({srv.cfg.address!r}): request failed at once")
             return
-        fb = self.ua.failback(self.account, self.server)
-        start = fb.start_index(self.ua.now(), refresh=self.refresh, call_up=self.ua.call_up(self.account))
+        start = srv.failback.start_index(self.host.now(), refresh=self.refresh, call_up=self.host.call_up(srv.x))
         if start >= len(targets):
             start = 0
-        self.ua.note_start(self.account, self.server, targets[start])
+        moved = srv.note_start(targets[start])
+        if moved:
+            back = srv.failback.switch_at()
+            if start and back is not None:
+                moved += f"; back to the primary from t = {back:.3f} s (failback mode {srv.failback.mode})"
+            self.host.emit(EventKind.TARGET, account=srv.x, server=srv.index, target=str(targets[start]), detail=moved)
         self._walk(targets, start)
 
     def _walk(self, targets: list, start: int) -> None:
-        cfg = self.ua.server_cfg(self.account, self.server)
-        final = self.final_list if self.final_list is not None else self.ua.is_final_server(self.account, self.server)
+        final = self.final_list if self.final_list is not None else self.server.final
         self.started_index = start
-        self.walk = TargetWalk(targets, start=start, retry_counts=retry_counts_for(cfg, self.method),
+        self.walk = TargetWalk(targets, start=start, retry_counts=retry_counts_for(self.server.cfg, self.method),
                                final_list=final)
         self._attempt()
 
@@ -132,26 +200,24 @@ class ServerRequest:
     def _attempt(self) -> None:
         walk = self.walk
         target = walk.target
-        cfg = self.ua.server_cfg(self.account, self.server)
+        srv = self.server
         why = None
         if self.only_target is None:
             # SPEC §5 register_on_enable, SPEC §1 only_signal_with_registered
-            why = register_first(cfg, self.method, position=walk.position, index=walk.index,
-                                 is_domain=self.ua.failback(self.account, self.server).is_domain,
-                                 registered_here=self.ua.registered_with(self.account, self.server, target))
+            why = register_first(srv.cfg, self.method, position=walk.position, index=walk.index,
+                                 is_domain=srv.failback.is_domain, registered_here=srv.registered_on(target))
         if why is not None:
             # register with the target first, send the request after the 2xx
-            self.ua.decide(f"{self.method}: {why}: REGISTER with {target} before sending",
-                           account=self.account, server=self.server, target=target)
-            self.ua.register_at(self.account, self.server, target,
-                                lambda ok, why: self._send_to(target) if ok else self._give_up(f"REGISTER first: {why}"))
+            self._decide(f"{self.method}: {why}: REGISTER with {target} before sending", target)
+            srv.registration.register_at(
+                target, lambda ok, why: self._send_to(target) if ok else self._give_up(f"REGISTER first: {why}"))
             return
         self._send_to(target)
 
     def _send_to(self, target: Any) -> None:
         if self.cancelled:
             return
-        d = self.ua.flow(target)
+        d = self.host.flow(target)
         d.addCallbacks(lambda flow: self._send_on(flow, target),
                        lambda f: self._give_up(f"transport failed: {f.getErrorMessage()}", sends=0))
 
@@ -159,9 +225,8 @@ class ServerRequest:
         if self.cancelled:
             return
         self.flow = flow
-        cseq = self.ua.next_cseq(self)
-        self.request = self.build(flow, target, cseq, dict(self._extra))
-        self.tx = self.ua.run_transaction(self.request, flow, self.walk.max_sends, self._events)
+        self.request = self.build(flow, target, self.next_cseq(), dict(self._extra))
+        self.tx = self.host.run_transaction(self.request, flow, self.walk.max_sends, self._events)
 
     def _events(self, events: list) -> None:
         if self.cancelled:
@@ -174,7 +239,7 @@ class ServerRequest:
                 if tx is self.tx:
                     self.tx = None
                     sends = tx.sends if tx is not None else 0
-                    elapsed = self.ua.now() - tx.started_at if tx is not None and tx.started_at is not None else 0.0
+                    elapsed = self.host.now() - tx.started_at if tx is not None and tx.started_at is not None else 0.0
                     self._give_up(ev.reason, sends=sends, elapsed=elapsed)
                 return
             if self.done or self.cancelled:
@@ -200,38 +265,35 @@ class ServerRequest:
             # RFC 2617 §3.2.1 / RFC 7616 §3.3: stale=true says the credentials were right and only
             # the nonce was old: retry once more with the new nonce (not a wrong password).
             self._stale_tried = True
-        if stale_retry or (outcome is Outcome.CHALLENGE and not self._auth_tried
-                           and self.ua.can_authenticate(self.account)):
+        if stale_retry or (outcome is Outcome.CHALLENGE and not self._auth_tried and self.server.account.password):
             self._auth_tried = True  # SPEC §3: one retry with digest
             try:
-                self._extra[name] = self.ua.authorize(self.account, resp, self.request)
+                self._extra[name] = authorization(self.server.account, resp, self.request)
             except ValueError as e:
-                self.ua.decide(f"{self.method} to {target}: cannot answer {resp.status} challenge: {e}",
-                               account=self.account, server=self.server, target=target)
+                self._decide(f"{self.method} to {target}: cannot answer {resp.status} challenge: {e}", target)
                 self._answer(resp, target)
                 return
             what = "stale nonce (stale=true) → retry once more with the new nonce" if stale_retry else \
                 "challenge → retry with digest"
-            self.ua.decide(f"{self.method} to {target}: {resp.status} {what}",
-                           account=self.account, server=self.server, target=target)
+            self._decide(f"{self.method} to {target}: {resp.status} {what}", target)
             self._send_to(target)
             return
         if outcome is Outcome.MIN_EXPIRES and not self._min_expires_tried and self.method == "REGISTER":
             self._min_expires_tried = True  # SPEC §3: retry with the Min-Expires given
-            try:
-                self.min_expires = int((resp.headers.get("Min-Expires") or "").strip())
-            except ValueError:
+            value, why = min_expires(resp, self.server.cfg.expires)
+            if value is None:
+                self._decide(f"REGISTER to {target}: {why}", target)
                 self._answer(resp, target)
                 return
-            self.ua.decide(f"REGISTER to {target}: 423 → retry with Expires {self.min_expires}",
-                           account=self.account, server=self.server, target=target)
+            self.min_expires = value
+            self._decide(f"REGISTER to {target}: 423 → retry with Expires {value}", target)
             self._send_to(target)
             return
         if outcome is Outcome.NEXT_TARGET:
             sends = tx.sends if tx is not None else 1
-            elapsed = self.ua.now() - tx.started_at if tx is not None and tx.started_at is not None else 0.0
+            elapsed = self.host.now() - tx.started_at if tx is not None and tx.started_at is not None else 0.0
             if tx is not None:
-                self.ua.drop_transaction(tx)
+                self.host.drop_transaction(tx)
             self._give_up(f"{resp.status} {resp.reason}", sends=sends, elapsed=elapsed)
             return
         self._answer(resp, target)
@@ -240,8 +302,8 @@ class ServerRequest:
         self.done = True
         index = self.walk.index
         if self.only_target is None:
-            self.ua.failback(self.account, self.server).answered(index, target, self.ua.now(), started=self.started_index)
-            self.ua.note_working(self.account, self.server, target)
+            self.server.failback.answered(index, target, self.host.now(), started=self.started_index)
+            self.server.working_target = target
         self.on_answer(resp, target, index)
         self.request = None  # no live transaction any more; a registration keeps its sender until the refresh
 
@@ -259,11 +321,10 @@ class ServerRequest:
             nxt = None  # RFC 3261 §9.1 hang-up: the request is not carried to another target
             where = "no next target: the user hung up"
         else:
-            where = f"next target {nxt}" if nxt is not None else f"no target left on server {self.server}"
-        self.ua.decide(f"{self.method} to {target} gave up{how} ({reason}) → {where}",
-                       account=self.account, server=self.server, target=target)
+            where = f"next target {nxt}" if nxt is not None else f"no target left on server {self.server.index}"
+        self._decide(f"{self.method} to {target} gave up{how} ({reason}) → {where}", target)
         if nxt is None:
-            self._finish_failed(f"{self.method}: every target of server {self.server} failed (last: {reason})")
+            self._finish_failed(f"{self.method}: every target of server {self.server.index} failed (last: {reason})")
             return
         self._auth_tried = self._stale_tried = self._min_expires_tried = False
         self._extra.clear()
@@ -273,3 +334,6 @@ class ServerRequest:
         self.done = True
         self.on_failed(reason)
         self.request = None
+
+    def _decide(self, text: str, target: Any) -> None:
+        self.host.decide(text, account=self.server.x, server=self.server.index, target=target)

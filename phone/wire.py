@@ -6,8 +6,13 @@ connection (refused, reset or a failed handshake gives it up at once). The flow'
 address is what the phone puts in Via and Contact. Flows are opened on first use and kept;
 a closed TCP/TLS connection is forgotten so the next request reconnects.
 
-Thin adapter (the project's house style): every decision is in :mod:`phone.agent`; this
+Thin adapter (the project's house style): every decision is in the sans-I/O parts; this
 module only opens, caches and closes sockets and forwards what they report.
+
+A TCP connect or TLS handshake in progress counts as activity for the SPEC §9 virtual clock
+(for at most :data:`CONNECTING_BUSY` wall seconds): the handshake's segments reach no SIP
+adapter that would note them, and a busy machine can take longer than the clock's idle
+threshold to finish one, which let virtual time jump past a test's deadline mid-handshake.
 """
 
 from __future__ import annotations
@@ -17,8 +22,12 @@ from typing import Any
 from twisted.internet import defer
 
 from sipharness.sipcore import transport as _t
+from sipharness.sipcore.clock import note_activity
 
-__all__ = ["SocketWire"]
+__all__ = ["SocketWire", "CONNECTING_BUSY"]
+
+CONNECTING_BUSY = 2.0  # wall seconds a connect / handshake in progress holds the virtual clock at most
+_BUSY_POLL = 0.002  # wall seconds between two activity notes while connecting
 
 
 class _Flow:
@@ -58,7 +67,7 @@ class SocketWire:
 
     def sip_bad_input(self, raw: bytes, error: Any, source: Any) -> None:
         if self.ua is not None:
-            self.ua.decide(f"ignored bad input from {source.peer}: {error}")
+            self.ua.decide(f"ignored bad input from {source.peer}: {error}", limit="bad input")
 
     def sip_transport_error(self, peer: Any, transport: str, reason: str) -> None:
         if transport != "udp":
@@ -95,6 +104,8 @@ class SocketWire:
         else:
             return defer.fail(ValueError(f"{target}: unknown transport {target.transport!r}"))
         self._pending[key] = []
+        real = self.reactor if self.reactor is not None else _global_reactor()
+        self._connecting(real, key, real.seconds() + CONNECTING_BUSY)
 
         def connected(conn: Any) -> None:
             waiters = self._pending.pop(key, [])
@@ -110,6 +121,13 @@ class SocketWire:
         d = self._wait(key)
         dc.addCallbacks(connected, failed)
         return d
+
+    def _connecting(self, real: Any, key: tuple, until: float) -> None:
+        """Note activity now and every _BUSY_POLL wall seconds while ``key`` connects (bounded)."""
+        if key not in self._pending or self.closed or real.seconds() > until:
+            return
+        note_activity(self.clock)
+        real.callLater(_BUSY_POLL, self._connecting, real, key, until)
 
     def _wait(self, key: tuple) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
@@ -127,3 +145,9 @@ class SocketWire:
         self._flows.clear()
         self._pending.clear()
         return defer.DeferredList(ds, consumeErrors=True)
+
+
+def _global_reactor() -> Any:
+    from twisted.internet import reactor
+
+    return reactor

@@ -68,15 +68,28 @@ def test_all_targets_failed_retry_after_reg_fail_retry_interval_from_the_top():
     assert wire.times("REGISTER", "127.0.0.10")[4] == 69.5  # from the top of the list
 
 
-@pytest.mark.parametrize("status", [503, 408])
-def test_503_408_give_the_target_up_at_once(status):
+def test_503_gives_the_target_up_at_once():
     clock, wire, ua = make_ua(DOMAIN, {1: [P, S]})
-    wire.responders = {"127.0.0.10": lambda r: ok(r, status), "127.0.0.20": registrar()}
+    wire.responders = {"127.0.0.10": lambda r: ok(r, 503), "127.0.0.20": registrar()}
     ua.start()
     run_until(clock, 1)
     assert wire.times("REGISTER", "127.0.0.10") == [0]
     assert wire.times("REGISTER", "127.0.0.20") == [0]
     assert ua.registered(1, 1)
+
+
+def test_a_received_408_is_an_answer_not_a_failover_trigger():
+    """SPEC §3 revised 2026-12-01: RFC 3263 §4.3 names only the transaction timeout, a transport
+    error and 503. A 408 from the primary is a failed registration there (retried after
+    reg_fail_retry_interval, from the top), never a REGISTER to the secondary."""
+    clock, wire, ua = make_ua(DOMAIN, {1: [P, S]})
+    wire.responders = {"127.0.0.10": lambda r: ok(r, 408), "127.0.0.20": registrar()}
+    ua.start()
+    run_until(clock, 31)
+    assert wire.times("REGISTER", "127.0.0.10") == [0, 30]
+    assert wire.times("REGISTER", "127.0.0.20") == []
+    fails = kinds(ua, "register_failed")
+    assert [e.time for e in fails] == [0, 30] and "408" in fails[0].detail and not ua.registered(1)
 
 
 def test_icmp_unreachable_gives_the_target_up_at_once():

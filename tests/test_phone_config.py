@@ -48,6 +48,8 @@ EXPECTED = {
     "static.network.primary_dns_port": _int(1, 65535, 53, "1..65535"),
     "sip.listen_port": _int(0, 65535, 5060, "0..65535"),
     "features.auto_answer_delay": _int(0, 3600, 0, "0..3600"),
+    "features.lines": _int(1, 32, 2, "1..32"),
+    "features.ring_timeout": _int(10, 3600, 180, "10..3600"),
     "account.{X}.enable": _int(0, 1, 0, "0..1"),
     "account.{X}.label": dict(kind="text", default="", default_text="", ok=TEXT_OK, bad=[], rng=""),
     "account.{X}.display_name": dict(kind="text", default="", default_text="", ok=TEXT_OK, bad=[], rng=""),
@@ -88,6 +90,8 @@ ATTR = {  # pattern -> (where, attribute) per the contract
     "static.network.primary_dns_port": ("global", "dns_port"),
     "sip.listen_port": ("global", "sip_listen_port"),
     "features.auto_answer_delay": ("global", "auto_answer_delay"),
+    "features.lines": ("global", "lines"),
+    "features.ring_timeout": ("global", "ring_timeout"),
     "account.{X}.fallback.redundancy_type": ("account", "fallback_redundancy_type"),
     "account.{X}.fallback.timeout": ("account", "fallback_timeout"),
 }
@@ -411,7 +415,7 @@ def test_dump_order_is_global_then_accounts_then_unknown():
     assert keys == ["sip.listen_port", "account.1.password", "account.2.enable",
                     "account.2.sip_server.1.port", "account.2.sip_server.2.port", "zzz.unknown"]
     full = [line.split(" = ")[0] for line in dumps_config(cfg).splitlines() if not line.startswith("#")]
-    assert len(full) == 4 + 6 * (13 + 2 * 9) + 1
+    assert len(full) == 6 + 6 * (13 + 2 * 9) + 1
     assert len(set(full)) == len(full)
     assert dumps_config(PhoneConfig(), only_changed=True).splitlines()[0] == VERSION_LINE
 

@@ -9,7 +9,7 @@ from twisted.internet import task
 
 from sipharness.phone.agent import UserAgent
 from sipharness.phone.config import loads_config
-from sipharness.phone.resolver import Target
+from sipharness.phone.dnsrecords import Target
 from sipharness.sipcore.message import make_response
 
 

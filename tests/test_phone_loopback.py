@@ -83,7 +83,7 @@ async def lab(vclock):
     for p in phones:
         await p.stop()
         # nothing of the phone is left on the clock: no timer, no watched transaction
-        assert not [t for t in p.ua._timers if t.active()] and len(p.ua.driver) == 0
+        assert not [t for t in p.ua._timers if t.active()] and len(p.ua.transactions) == 0
         assert p.wire.closed and not p.wire._flows
     await r1.listener.stop()
     await r2.listener.stop()
@@ -144,3 +144,17 @@ async def test_icmp_unreachable_over_loopback_moves_on_at_once(lab, vclock):
     ev = await phone.wait_for("registered", 60, account=1, server=1)
     assert ev.time < 0.5 and ev.target.startswith("udp:127.0.0.20:")
     assert any("ICMP" in line for line in phone.log)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ip_literal_with_dns_naptr_transport_is_udp_whatever_naptr_build(lab, vclock):
+    """SPEC §2: an IP literal is one target, no DNS. Transport 3 (DNS-NAPTR) has no NAPTR to ask,
+    so UDP [RFC 3263 §4.1]; naptr_build (which SRV names to ask when NAPTR gives nothing) does not
+    apply. The phone used to pick TCP here while its resolver picked UDP: one home now decides."""
+    make_phone, r1, r2 = lab
+    port = r1.listener.address[1]
+    phone = make_phone(f"account.1.sip_server.1.address = 127.0.0.10\naccount.1.sip_server.1.port = {port}\n"
+                       "account.1.transport = 3\naccount.1.naptr_build = 1\n")
+    await phone.start()
+    ev = await phone.wait_for("registered", 60, account=1, server=1)
+    assert ev.target == f"udp:127.0.0.10:{port}" and r1.times("REGISTER") == [0]

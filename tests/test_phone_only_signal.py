@@ -84,13 +84,13 @@ def _lapsed_registration(only_signal):
     wire.responders = {"127.0.0.10": silent, "127.0.0.20": secondary}
     ua.start()
     run_until(clock, 20)
-    assert ua.registered_with(1, 1, S)
+    assert ua.servers[(1, 1)].registered_on(S)
     call20 = ua.place_call("2002")  # registered with the secondary: straight there, either way
     run_until(clock, 21)
     assert call20.state == "established" and [t for t, tg, m in wire.requests("REGISTER", "127.0.0.20")] == [7.5]
     ua.hangup(call20)
     run_until(clock, 40)
-    assert not ua.registered(1, 1) and ua.failback(1, 1).current == 1
+    assert not ua.registered(1, 1) and ua.servers[(1, 1)].failback.current == 1
     call = ua.place_call("2002")
     run_until(clock, 41)
     return wire, ua, call
@@ -100,7 +100,7 @@ def test_only_signal_with_registered_registers_with_the_failed_over_target_befor
     wire, ua, call = _lapsed_registration(1)
     at_40 = [(m.method, tg.host) for t, tg, m in wire.requests() if t == 40]
     assert at_40 == [("REGISTER", "127.0.0.20"), ("INVITE", "127.0.0.20"), ("ACK", "127.0.0.20")]
-    assert call.state == "established" and ua.registered_with(1, 1, S)
+    assert call.state == "established" and ua.servers[(1, 1)].registered_on(S)
     assert any("only_signal_with_registered 1" in e.detail for e in ua.events if e.kind == "decision")
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import pytest
 
 from sipharness.phone.failback import Failback
-from sipharness.phone.fallback import Fallback
+from sipharness.phone.fallback import CancelProbe, Fallback, ProbeAt, Register, Unregister
 from sipharness.phone.failover import Outcome, TargetWalk, classify, max_sends, retry_counts_for
 
 
@@ -20,12 +20,12 @@ P, S, X = T("primary", 300.0), T("secondary", 600.0), T("third", 900.0)
 
 # --- SPEC §3 triggers -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("status", [None, 503, 408])
+@pytest.mark.parametrize("status", [None, 503])
 def test_failover_triggers(status):
     assert classify(status) is Outcome.NEXT_TARGET
 
 
-@pytest.mark.parametrize("status", [200, 202, 403, 404, 486, 500, 502, 504, 600, 302])
+@pytest.mark.parametrize("status", [200, 202, 403, 404, 408, 486, 500, 502, 504, 600, 302])
 def test_answers_are_not_triggers(status):
     assert classify(status) is Outcome.ANSWER
 
@@ -125,6 +125,16 @@ def test_same_target_again_keeps_the_duration_clock():
     assert fb.start_index(220.0) == 0
 
 
+def test_a_stay_a_call_forced_past_the_ttl_does_not_renew_it():
+    """SPEC §5: mode 1 would switch at the A record's TTL (600); a call was up then, so a request
+    stayed on the secondary and re-resolution gave it a fresh TTL (900). Once no call is up the
+    switch is due at once, not at the fresh TTL."""
+    fb = failed_over(1)
+    assert fb.start_index(650.0, call_up=True) == 1
+    fb.answered(1, T("secondary", 900.0), 650.0, started=1)
+    assert fb.start_index(660.0) == 0 and fb.switch_at() == 600.0
+
+
 @pytest.mark.parametrize("mode", [1, 2, 3])
 def test_sticky_modes_switch_only_when_no_call_is_up(mode):
     fb = failed_over(mode, timeout=60)
@@ -153,28 +163,56 @@ def test_bad_mode_named():
 
 def test_single_server():
     fb = Fallback(has_server2=False)
-    assert fb.servers_to_register() == [1] and fb.request_order() == [1]
+    assert fb.start() == [Register(1)] and fb.request_order() == [1]
+    assert fb.request_failed(1, 10.0) == []  # nothing to fall back to: no probes
 
 
 def test_concurrent_registers_both_and_prefers_server1_while_usable():
     fb = Fallback(0, has_server2=True)
-    assert fb.servers_to_register() == [1, 2]
+    assert fb.start() == [Register(1), Register(2)]
     assert fb.request_order() == [1, 2]
-    fb.request_failed(1, 10.0)
-    assert fb.request_order() == [2, 1]
-    assert fb.registered(1, 3240.0) == []
+    fb.register_failed(1, 5.0)
+    assert fb.request_order() == [2, 1] and fb.may_retry(1)  # a failed REGISTER alone: usual retries
+    assert fb.registered(1, 35.0) == []
     assert fb.request_order() == [1, 2]
+
+
+def test_concurrent_invite_fallback_probes_server1_every_fallback_timeout_until_2xx():
+    """SPEC §6 concurrent, revised 2026-12-01 (FB-PROBE): after an INVITE fell back, a REGISTER
+    probes server 1 every fallback.timeout until it answers 2xx; then server 1 first again."""
+    fb = Fallback(0, timeout=120, has_server2=True)
+    assert fb.request_failed(1, 10.0) == [ProbeAt(130.0)]
+    assert fb.request_order() == [2, 1] and not fb.may_retry(1)  # probes replace the retries
+    assert fb.request_failed(1, 50.0) == []  # a second fallback keeps the cadence
+    assert fb.probe_due(130.0) == [Register(1, "probe server 1 with a REGISTER (fallback.timeout 120 s)"),
+                                   ProbeAt(250.0)]
+    assert fb.register_failed(1, 137.5) == []  # the probe failed: the next one is armed already
+    assert fb.registered(2, 200.0) == []
+    assert fb.registered(1, 250.1) == [CancelProbe()]
+    assert fb.request_order() == [1, 2] and fb.may_retry(1) and fb.probe_due(370.0) == []
 
 
 def test_successive_falls_back_probes_and_unregisters_server2():
     fb = Fallback(1, timeout=120, has_server2=True)
-    assert fb.servers_to_register() == [1]
+    assert fb.start() == [Register(1)]
     assert fb.next_probe_at(0.0) is None
-    assert fb.register_failed(1, 7.5) == ["register:2"]
+    actions = fb.register_failed(1, 7.5)
+    assert [type(a) for a in actions] == [Register, ProbeAt] and actions[0].server == 2
+    assert actions[1] == ProbeAt(127.5)
     assert fb.request_order() == [2]
     assert fb.next_probe_at(7.5) == 127.5
     assert fb.next_probe_at(127.5) == 247.5
+    assert not fb.may_retry(1) and fb.may_retry(2)
     assert fb.register_failed(1, 135.0) == []  # a failed probe changes nothing
     assert fb.registered(2, 8.0) == []
-    assert fb.registered(1, 247.6) == ["unregister:2"]
+    back = fb.registered(1, 247.6)
+    assert back[0] == CancelProbe() and isinstance(back[1], Unregister) and back[1].server == 2
     assert fb.request_order() == [1, 2] and fb.next_probe_at(300.0) is None
+    assert not fb.may_retry(2)  # server 2 is no longer in use
+
+
+def test_fallback_actions_are_frozen_dataclasses_not_strings():
+    import dataclasses
+
+    for action in (Register(1), Unregister(2), ProbeAt(1.0), CancelProbe()):
+        assert dataclasses.is_dataclass(action) and type(action).__dataclass_params__.frozen, action

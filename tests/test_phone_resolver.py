@@ -4,7 +4,8 @@ import random
 
 import pytest
 
-from sipharness.phone.resolver import NAPTR_LOOP_GUARD, Address, Fault, Naptr, Query, Resolution, Srv, Target
+from sipharness.phone.dnsrecords import Address, Cname, Fault, Naptr, Query, Srv, Target
+from sipharness.phone.rfc3263 import NAPTR_LOOP_GUARD, Resolution
 
 D = "yealink.pbx.com"
 
@@ -202,7 +203,7 @@ def test_srv_priority_beats_weight_and_several_a_per_target():
     zone = {
         ("_sip._udp." + D, "SRV"): [
             Srv(10, 100, 5060, "heavy." + D, 60),
-            Srv(5, 1, 5062, "light." + D, 60),
+            Srv(5, 2, 5062, "light." + D, 60),
             Srv(5, 1, 5064, "light2." + D, 60),
         ],
         ("heavy." + D, "A"): [Address("62.10.1.30", 60)],
@@ -324,7 +325,8 @@ def test_bad_records_are_skipped_not_fatal():
     }
     res = run(Resolution(D, 0, 0), zone)
     assert addrs(res) == ["udp:62.10.1.10:5062"]
-    assert sum("bad record skipped" in line for line in res.log) == 7
+    skipped = [line for line in res.log if "bad record(s) skipped" in line]
+    assert [line.split(": ")[1] for line in skipped] == ["4 bad record(s) skipped", "3 bad record(s) skipped"]
 
 
 def test_bad_naptr_records_skipped():
@@ -337,14 +339,50 @@ def test_bad_naptr_records_skipped():
 # --- SRV selection ----------------------------------------------------------------------
 
 
-def test_seed_equal_weight_keeps_answer_order():
-    zone = {
-        ("_sip._udp." + D, "SRV"): [Srv(0, 5, 5060, "b." + D, 60), Srv(0, 5, 5060, "a." + D, 60), Srv(0, 6, 5060, "c." + D, 60)],
+def _equal_pair_zone(first="b", second="a"):
+    return {
+        ("_sip._udp." + D, "SRV"): [Srv(0, 5, 5060, first + "." + D, 60), Srv(0, 5, 5060, second + "." + D, 60),
+                                    Srv(0, 6, 5060, "c." + D, 60)],
         ("a." + D, "A"): [Address("62.10.1.1", 60)],
         ("b." + D, "A"): [Address("62.10.1.2", 60)],
         ("c." + D, "A"): [Address("62.10.1.3", 60)],
     }
-    assert [t.host for t in run(Resolution(D, 0, 0), zone).targets] == ["62.10.1.3", "62.10.1.2", "62.10.1.1"]
+
+
+class _ScriptedRng:
+    """An injected rng whose shuffles are given: exact, no statistics (SPEC §2 load balance)."""
+
+    def __init__(self, *swaps):
+        self.swaps = list(swaps)
+
+    def shuffle(self, items):
+        if self.swaps.pop(0):
+            items.reverse()
+
+
+def test_seed_equal_priority_and_weight_order_is_drawn_from_the_rng_per_resolution():
+    """SPEC §2 revised 2026-12-01: equal priority and weight → the order among them is drawn at
+    random per resolution (it was the answer's order); heavier weight still comes first."""
+    zone = _equal_pair_zone()
+    rng = _ScriptedRng(False, True)
+    first = [t.host for t in run(Resolution(D, 0, 0, rng=rng), zone).targets]
+    second = [t.host for t in run(Resolution(D, 0, 0, rng=rng), zone).targets]
+    assert first == ["62.10.1.3", "62.10.1.2", "62.10.1.1"]  # weight 6 first, then the pair as drawn
+    assert second == ["62.10.1.3", "62.10.1.1", "62.10.1.2"]
+    # the answer's order does not decide: the same draw gives the same hosts, whatever the DNS listed first
+    assert [t.host for t in run(Resolution(D, 0, 0, rng=_ScriptedRng(False)), _equal_pair_zone("a", "b")).targets] \
+        == ["62.10.1.3", "62.10.1.1", "62.10.1.2"]
+
+
+def test_seed_equal_pair_each_first_at_least_once_in_10_and_half_the_time_overall():
+    """DNS-8 on the plan with a seeded rng (deterministic): each of two equal records comes first
+    at least once in the first 10 resolutions, and about half of 2 000."""
+    zone = {("_sip._udp." + D, "SRV"): [Srv(0, 5, 5060, "a." + D, 60), Srv(0, 5, 5060, "b." + D, 60)],
+            ("a." + D, "A"): [Address("62.10.1.1", 60)], ("b." + D, "A"): [Address("62.10.1.2", 60)]}
+    rng = random.Random(8)
+    firsts = [run(Resolution(D, 0, 0, rng=rng), zone).targets[0].host for _ in range(2000)]
+    assert set(firsts[:10]) == {"62.10.1.1", "62.10.1.2"}, firsts[:10]
+    assert 900 <= firsts.count("62.10.1.1") <= 1100
 
 
 def test_rfc2782_weighted_random_statistics():
@@ -421,3 +459,107 @@ def test_same_query_is_not_asked_twice_in_one_lookup():
     res = run(Resolution(D, 0, 3, 0), zone)
     assert res.queries == [Query(D, "NAPTR"), Query("_sip._tcp." + D, "SRV"), Query("_sip._udp." + D, "SRV"), Query(D, "A")]
     assert addrs(res) == ["udp:62.10.1.40:5060"]
+
+
+# ------------------------------------------------------------------ only records that answer the question (SPEC §2)
+
+def test_a_record_owned_by_another_name_is_ignored_and_logged():
+    """Issue 12: an SRV for another name, in the answer to _sip._udp.pbx.test, was used."""
+    name = "_sip._udp." + D
+    zone = {
+        (name, "SRV"): [Srv(0, 0, 5999, "evil.attacker.test", 60, owner="_sip._udp.attacker.test"),
+                        Srv(1, 0, 5062, "good." + D, 60, owner=name + ".")],
+        ("good." + D, "A"): [Address("62.10.1.10", 60, owner="good." + D),
+                             Address("6.6.6.6", 60, owner="evil.attacker.test")],
+    }
+    res = run(Resolution(D, 0, 0), zone)
+    assert addrs(res) == ["udp:62.10.1.10:5062"]
+    assert Query("evil.attacker.test", "A") not in res.queries
+    ignored = [line for line in res.log if "do not answer the question" in line]
+    assert len(ignored) == 2 and "attacker" in ignored[0] and "6.6.6.6" in ignored[1]
+
+
+def test_records_reached_by_a_cname_of_the_same_answer_are_used_others_not():
+    name = "_sip._udp." + D
+    zone = {
+        (name, "SRV"): [Cname(name, "_sip._udp.real.example.net", 60),
+                        Srv(0, 0, 5070, "host.real.example.net", 60, owner="_sip._udp.real.example.net"),
+                        Cname("elsewhere.example.net", "_sip._udp.evil.test", 60),
+                        Srv(0, 0, 5999, "evil.test", 60, owner="_sip._udp.evil.test")],
+        ("host.real.example.net", "A"): [Address("62.10.1.20", 60, owner="host.real.example.net")],
+    }
+    res = run(Resolution(D, 0, 0), zone)
+    assert addrs(res) == ["udp:62.10.1.20:5070"]
+    assert any("CNAME → _sip._udp.real.example.net" in line for line in res.log)
+    assert any("2 record(s) that do not answer the question" in line for line in res.log)
+
+
+def test_a_cname_loop_in_an_answer_ends():
+    name = "_sip._udp." + D
+    zone = {(name, "SRV"): [Cname(name, "x." + D, 60), Cname("x." + D, name, 60)], (D, "A"): [Address("62.10.1.1", 60)]}
+    assert addrs(run(Resolution(D, 0, 0), zone)) == ["udp:62.10.1.1:5060"]  # no SRV: A on the domain
+
+
+def test_additional_records_that_are_not_glue_of_the_answer_are_logged_and_never_used():
+    name = "_sip._udp." + D
+    res = Resolution(D, 0, 0)
+    q = res.next_query()
+    res.feed(q.name, q.qtype, [Srv(0, 0, 5060, "s1." + D, 60, owner=name)],
+             additional=[Address("62.10.1.10", 60, owner="s1." + D), Address("6.6.6.6", 60, owner="www.evil.test")])
+    q = res.next_query()
+    assert q == Query("s1." + D, "A")  # glue is not used: the phone asks A itself [seed]
+    res.feed(q.name, q.qtype, [Address("62.10.1.11", 60, owner="s1." + D)])
+    assert addrs(res) == ["udp:62.10.1.11:5060"]
+    stray = [line for line in res.log if "additional record(s)" in line]
+    assert len(stray) == 1 and "www.evil.test" in stray[0] and "s1." not in stray[0]
+
+
+def test_records_used_per_answer_are_capped_the_most_preferred_kept():
+    """Issue 12: 1 000 SRV records cost ~850 A queries for one lookup."""
+    from sipharness.phone.rfc3263 import MAX_QUERIES_PER_LOOKUP, MAX_RECORDS_PER_ANSWER
+
+    name = "_sip._udp." + D
+    srvs = [Srv(1000 - i, 0, 5060, f"h{i}." + D, 60) for i in range(1000)]  # best priority last in the answer
+    zone = {(name, "SRV"): srvs}
+    zone.update({(f"h{i}." + D, "A"): [Address(f"10.0.{i // 250}.{i % 250 + 1}", 60)] for i in range(1000)})
+    res = run(Resolution(D, 0, 0), zone)
+    a_queries = [q for q in res.queries if q.qtype == "A"]
+    assert len(a_queries) == MAX_RECORDS_PER_ANSWER <= MAX_QUERIES_PER_LOOKUP
+    assert a_queries[0] == Query("h999." + D, "A")  # priority 1: the most preferred kept
+    assert any(f"1000 usable records, the first {MAX_RECORDS_PER_ANSWER} used, 984 cut" in line for line in res.log)
+    many_a = {(name, "SRV"): [Srv(0, 0, 5060, "big." + D, 60)],
+              ("big." + D, "A"): [Address(f"10.1.{i // 250}.{i % 250 + 1}", 60) for i in range(500)]}
+    assert len(run(Resolution(D, 0, 0), many_a).targets) == MAX_RECORDS_PER_ANSWER
+
+
+def test_a_lookup_makes_at_most_max_queries():
+    """NAPTR records each leading to SRV records whose hosts have no address: bounded work."""
+    from sipharness.phone.rfc3263 import MAX_QUERIES_PER_LOOKUP
+
+    zone = {(D, "NAPTR"): [Naptr(i, 0, "s", "SIP+D2U", "", f"_sip._udp.n{i}." + D, 60) for i in range(16)]}
+    for i in range(16):
+        zone[(f"_sip._udp.n{i}." + D, "SRV")] = [Srv(0, 0, 5060, f"h{i}-{j}." + D, 60) for j in range(16)]
+    res = run(Resolution(D, 0, 3), zone)
+    assert len(res.queries) == MAX_QUERIES_PER_LOOKUP
+    assert res.targets == [] and not res.cacheable
+    assert Fault.BUDGET in {f for _, f in res.faults}
+    assert any("not asked" in line for line in res.log)
+
+
+def test_a_hostile_answer_logs_a_bounded_text():
+    name = "_sip._udp." + D
+    zone = {(name, "SRV"): [Srv(0, 0, 5060, f"x{i}.evil.test", 60, owner=f"n{i}.evil.test") for i in range(3000)]
+            + ["garbage"] * 3000, (D, "A"): [Address("62.10.1.1", 60)]}
+    res = run(Resolution(D, 0, 0), zone)
+    assert addrs(res) == ["udp:62.10.1.1:5060"]
+    assert sum(len(line) for line in res.log) < 4000
+
+
+def test_literal_targets_is_the_one_home_of_an_ip_literals_target():
+    """SPEC §2: an IP literal is one target, no DNS; transport 3 has no NAPTR to ask → UDP
+    [RFC 3263 §4.1], whatever naptr_build says; port 0 → 5060, 5061 for TLS."""
+    from sipharness.phone.rfc3263 import literal_targets
+
+    assert [str(t) for t in literal_targets("62.10.1.15", 0, 3)] == ["udp:62.10.1.15:5060"]
+    assert [str(t) for t in literal_targets("62.10.1.15", 0, 2)] == ["tls:62.10.1.15:5061"]
+    assert [str(t) for t in literal_targets("[2001:db8::1]", 5070, 1)] == ["tcp:[2001:db8::1]:5070"]

@@ -25,7 +25,8 @@ D = "yealink.pbx.com"
 
 class MiniDNS:
     """A tiny in-test authoritative DNS (UDP + TCP) over dnslib: answers from zone text,
-    with per-(name, qtype) faults: drop, servfail, refused, nxdomain, truncate, raw.
+    with per-(name, qtype) faults: drop, servfail, refused, nxdomain, truncate, raw, and
+    ("extra", zone text): records of other owners added to the answer (a hostile server).
 
     Written before fakes.dns.FakeDNS existed (tests/test_phone_resolver_fakedns.py uses that);
     kept for what FakeDNS does not script: raw malformed records and a TCP retry that hangs.
@@ -94,6 +95,9 @@ class MiniDNS:
             return bytes(head) + fault
         for rr in self.rrs:
             if str(rr.rname).rstrip(".").lower() == name and QTYPE[rr.rtype] == qtype:
+                reply.add_answer(rr)
+        if isinstance(fault, tuple) and fault[0] == "extra":  # records of any owner added to the answer
+            for rr in RR.fromZone(fault[1]):
                 reply.add_answer(rr)
         if fault == "truncate_hang_tcp" and transport == "tcp":
             return None
@@ -305,3 +309,52 @@ async def test_clocked_reactor_notes_activity_on_receive():
     assert data == b"x" and notes == 1  # noted before the protocol saw it
     await port.stopListening()
     await sender.stopListening()
+
+
+# ---------------------------------------------------------------- a hostile server (issue 12, SPEC §2)
+
+HOSTILE_ZONE = """$ORIGIN pbx.test.
+_sip._udp 60 IN SRV 10 0 5062 good.pbx.test.
+good 60 IN A 62.10.1.10
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_srv_for_another_name_in_the_answer_is_not_used(vclock):
+    """Issue 12: an SRV for another name, sent in reply to a query for pbx.test, was used and
+    the phone registered to its target. SPEC §2: only records that answer the question."""
+    from twisted.internet import reactor
+
+    server = MiniDNS(HOSTILE_ZONE, vclock).start(reactor)
+    server.faults[("_sip._udp.pbx.test", "SRV")] = (
+        "extra", "_sip._udp.evil.test. 60 IN SRV 0 0 5999 trap.evil.test.\n"
+                 "trap.evil.test. 60 IN A 62.10.1.66\n")
+    r = Resolver(server.address, clock=vclock)
+    try:
+        assert hosts(await r.resolve("pbx.test", 0, 0, 0)) == ["udp:62.10.1.10:5062"]
+        assert ("trap.evil.test", "A") not in server.queries()
+        assert any("do not answer the question" in line and "evil.test" in line for line in r.resolutions[-1].log)
+    finally:
+        r.close()
+        await server.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_thousand_srv_records_cost_at_most_the_cap_of_a_queries(vclock):
+    """Issue 12: with 1 000 SRV records the phone sent ~850 A queries for one lookup."""
+    from twisted.internet import reactor
+
+    from sipharness.phone.rfc3263 import MAX_RECORDS_PER_ANSWER
+
+    lines = ["$ORIGIN pbx.test."] + [f"_sip._udp 60 IN SRV {i} 0 5060 h{i}.pbx.test." for i in range(1000)]
+    server = MiniDNS("\n".join(lines) + "\n", vclock).start(reactor)
+    server.faults[("_sip._udp.pbx.test", "SRV")] = "truncate"  # the answer comes over TCP, whole
+    r = Resolver(server.address, clock=vclock)
+    try:
+        assert await r.resolve("pbx.test", 0, 0, 0) == []  # no host has an address
+        a_queries = [q for q in server.queries() if q[1] == "A"]
+        assert len(a_queries) == MAX_RECORDS_PER_ANSWER  # the capped SRV targets (an SRV answer: no A on the domain)
+        assert a_queries[0] == ("h0.pbx.test", "A")  # the most preferred kept
+    finally:
+        r.close()
+        await server.stop()

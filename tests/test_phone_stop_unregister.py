@@ -49,7 +49,7 @@ def _unregisters(rec):
 
 def _nothing_left(phone):
     assert phone.wire.closed and not phone.wire._flows
-    assert not [t for t in phone.ua._timers if t.active()] and len(phone.ua.driver) == 0
+    assert not [t for t in phone.ua._timers if t.active()] and len(phone.ua.transactions) == 0
     assert not phone.ua.running
 
 
@@ -74,7 +74,7 @@ async def test_stop_unregister_sends_expires_0_to_every_registered_server_then_c
             assert str(r.message.contacts[0].uri) == contacts[(r.server, r.message.from_.uri.user)]
         assert not rec.sip(server="c", method="REGISTER", direction="in")[-1].message.expires == 0
         assert all(servers[s].bindings(u) == [] for s, u in contacts)  # the registrars dropped them
-        assert not any(r.registered for r in phone.ua.registrations.values())
+        assert not any(r.registered for r in (s.registration for s in phone.ua.servers.values()))
         _nothing_left(phone)
     finally:
         await _teardown(servers)

@@ -345,7 +345,8 @@ def test_table_matching():
     assert table.match_response(make_response(reg_cancel, 200)) is None  # CSeq method differs
     assert len(table) == 2
     stx.respond(response(inv, 200), 0.0)
-    assert table.cleanup() == 1 and len(table) == 1
+    table.remove(stx)  # a 2xx ends the INVITE server transaction at once; its owner drops it
+    assert len(table) == 1
     with pytest.raises(ValueError, match="already exists"):
         table.add(ClientTransaction(reg, reliable=False))
 
@@ -384,3 +385,102 @@ def test_timer_driver_follows_provisional():
     assert clock.getDelayedCalls() == []
     clock.advance(100)
     assert log == [Send(req, retransmission=True)]
+
+
+# ------------------------------------------------------------------ states: Enum + transition table
+
+
+def test_states_are_an_enum_that_still_compares_as_text():
+    from sipharness.sipcore.transaction import TxState
+
+    tx = ClientTransaction(request("REGISTER"), reliable=False)
+    assert tx.state is TxState.TRYING and tx.state == "trying"
+    tx.start(0.0)
+    tx.receive(response(tx.request, 200), 0.1)
+    assert tx.state is TxState.COMPLETED
+    tx.on_timer(10.0)
+    assert tx.state is TxState.TERMINATED and tx.state == "terminated" and f"{tx.state}" == "terminated"
+
+
+def test_an_event_the_table_does_not_allow_raises():
+    from sipharness.sipcore.transaction import TransactionStateError
+
+    req = request("INVITE")
+    stx = ServerTransaction(req, reliable=False)
+    stx.respond(response(req, 486), 0.0)
+    with pytest.raises(TransactionStateError, match="completed"):
+        stx.respond(response(req, 200), 0.1)  # a second final response
+    ctx = ClientTransaction(request("OPTIONS"), reliable=True)
+    ctx.start(0.0)
+    with pytest.raises(TransactionStateError, match="already started"):
+        ctx.start(0.1)
+    rt = TwoXXRetransmitter(response(req, 200))
+    rt.start(0.0)
+    with pytest.raises(TransactionStateError):
+        rt.start(0.1)
+
+
+def test_the_tables_name_every_state_and_lead_only_to_states_they_know():
+    from sipharness.sipcore import transaction as t
+
+    for table in (t.CLIENT_INVITE, t.CLIENT_NON_INVITE, t.SERVER_INVITE, t.SERVER_NON_INVITE, t.TWO_XX):
+        for state, row in table.items():
+            assert isinstance(state, t.TxState)
+            for event, nxt in row.items():
+                assert nxt in table, f"{state} --{event}--> {nxt}: no row for {nxt}"
+        assert t.TxState.TERMINATED in table  # what arrives late is absorbed, not raised
+
+
+@pytest.mark.parametrize("method", ["INVITE", "REGISTER"])
+@pytest.mark.parametrize("reliable", [False, True])
+def test_whatever_the_wire_brings_in_whatever_order_nothing_raises(method, reliable):
+    """Seeded random walks of responses, retransmitted requests, ACKs, transport errors and
+    timers through client and server transactions: the tables absorb all of it."""
+    import random
+
+    rng = random.Random(f"{method}{reliable}")
+    for _ in range(300):
+        req = request(method)
+        ctx = ClientTransaction(req, reliable=reliable, max_sends=rng.choice([None, 1, 4]))
+        stx = ServerTransaction(req, reliable=reliable)
+        ctx.start(0.0)
+        now = 0.0
+        answered = False
+        for _ in range(12):
+            now += rng.choice([0.0, 0.3, 5.0, 40.0])
+            what = rng.randrange(6)
+            if what == 0:
+                ctx.receive(response(req, rng.choice([100, 180, 200, 302, 404, 486, 503, 699])), now)
+            elif what == 1:
+                ctx.transport_error("reset", now)
+            elif what == 2:
+                stx.receive(req, now)
+            elif what == 3:
+                ack = req.copy()
+                ack.method = "ACK"
+                ack.headers.set("CSeq", f"{req.cseq[0]} ACK")
+                stx.receive(ack, now)
+            elif what == 4 and not answered and stx.state in ("trying", "proceeding"):
+                status = rng.choice([100, 180, 200, 486])
+                stx.respond(response(req, status), now)
+                answered = status >= 200
+            else:
+                ctx.on_timer(now)
+                stx.on_timer(now)
+            stx.transport_error("gone", now) if rng.random() < 0.02 else None
+
+
+def test_a_response_with_the_right_branch_but_another_call_id_or_cseq_is_no_answer():
+    """SPEC §4 [RFC 3261 §17.1.3]: Call-ID, CSeq and branch must all match the request."""
+    table = TransactionTable()
+    reg = request("REGISTER", cseq=5)
+    tx = ClientTransaction(reg, reliable=False)
+    table.add(tx)
+    good = response(reg, 200)
+    assert table.match_response(good) is tx
+    other_call = good.copy()
+    other_call.headers.set("Call-ID", "someone-else@127.0.0.66")
+    assert table.match_response(other_call) is None
+    other_cseq = good.copy()
+    other_cseq.headers.set("CSeq", "6 REGISTER")
+    assert table.match_response(other_cseq) is None

@@ -1,13 +1,22 @@
-"""RFC 3263 server location for the bundled phone: ``sip_server.Y`` → ordered targets (SPEC §2).
+"""The RFC 3263 plan: ``sip_server.Y`` → the ordered list of targets (SPEC §2).
 
-Two layers, in the project's sans-I/O style:
+This module holds SPEC §2's steps and is the only place that builds a :class:`Target` (an IP
+literal's too: :func:`literal_targets`); what it is fed (records, faults) is
+:mod:`phone.dnsrecords`, the order of SRV records :mod:`phone.srvorder`. Two layers, in the
+project's sans-I/O style:
 
 - :class:`Resolution` is the plan for one lookup. It knows nothing of sockets or clocks: it
   says which query to make next (:meth:`Resolution.next_query`), is fed the answer (records
   or a :class:`Fault`), and when done exposes the ordered :class:`Target` list and a log of
   every decision. Every rule of SPEC §2 lives here and is tested on canned answers.
-- :class:`Resolver` (in :mod:`phone.dnsclient`) puts it on the wire with ``twisted.names``
-  and keeps the TTL cache on the injected clock.
+- :class:`phone.dnsclient.Resolver` (the DNS client) puts it on the wire with
+  ``twisted.names`` and keeps the TTL cache on the injected clock.
+
+What a hostile or broken DNS server cannot make the plan do (SPEC §2, issue 12): use a record
+that does not answer the question (its owner must be the name asked, or reached from it by a
+CNAME of the same answer [RFC 2181 §5.4.1, RFC 5452]); use more than
+:data:`MAX_RECORDS_PER_ANSWER` records of one answer; ask more than
+:data:`MAX_QUERIES_PER_LOOKUP` queries in one lookup. Each cut is a log line.
 
 Why written by hand: no Python library implements the *guide's* reading of RFC 3263. The
 guide orders equal-priority SRV records by weight, heaviest first, instead of RFC 2782's
@@ -22,26 +31,24 @@ so the order of the steps reads top to bottom like SPEC §2.
 
 from __future__ import annotations
 
-import enum
 import ipaddress
 import random as _random
-import re
-from dataclasses import dataclass
-from typing import Any, Generator, NamedTuple, Sequence, Union
+from typing import Any, Generator, NamedTuple, Sequence
 
 from sipharness.sipcore.uri import default_port
 
+from sipharness.phone.srvorder import SRV_SELECT, order_srv
+from sipharness.phone.dnsrecords import (Answer, Cname, Fault, Naptr, Query, Srv, Target, brief, hostname, invalid,
+                                         is_ip_literal, names_answering, u16)
+
 __all__ = [
-    "Target",
-    "Naptr",
-    "Srv",
-    "Address",
-    "Fault",
-    "Query",
     "Resolution",
     "TRANSPORTS",
     "NAPTR_LOOP_GUARD",
-    "is_ip_literal",
+    "literal_targets",
+    "hop_target",
+    "MAX_RECORDS_PER_ANSWER",
+    "MAX_QUERIES_PER_LOOKUP",
 ]
 
 # account.X.transport → transport of the targets (3 = DNS-NAPTR decides). SPEC §1
@@ -49,116 +56,27 @@ TRANSPORTS = {0: "udp", 1: "tcp", 2: "tls"}
 _SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}  # SPEC §2 [RFC]
 _NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}  # SPEC §2 [seed]
 NAPTR_LOOP_GUARD = 8  # at most this many NAPTR queries in one lookup, SPEC §2
-SRV_SELECT = ("seed", "rfc2782")
+# SPEC §2 [interp]: records of one answer the plan uses (the most preferred, after ordering) and
+# queries one lookup may make. A real SIP service has a handful of each; 1 000 SRV records once
+# cost ~850 A queries for one lookup (issue 12). 16 targets already mean 2 minutes of failover.
+MAX_RECORDS_PER_ANSWER = 16
+MAX_QUERIES_PER_LOOKUP = 64
+_LOG_EXAMPLES = 3  # records quoted when many are cut or ignored (the rest are counted)
 
 
-@dataclass(frozen=True)
-class Target:
-    """One place to send SIP to: (IP address, port, transport), and how DNS gave it.
-
-    ``a_ttl`` / ``expires_at``: TTL of the A (AAAA) record that gave the address and the
-    phone time it runs out (None for an IP literal); failback mode DNSTTL (SPEC §5) goes back
-    to the primary at ``expires_at`` of the current target. ``source`` is the chain for the
-    log, e.g. ``NAPTR 90 50 SIP+D2T → SRV 0 2 5060 server2.example.com → A 62.10.1.20``.
-    """
-
-    host: str
-    port: int
-    transport: str  # "udp" | "tcp" | "tls"
-    a_ttl: int | None = None
-    expires_at: float | None = None
-    source: str = ""
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}:{host}:{self.port}"
-
-    @property
-    def key(self) -> tuple[str, int, str]:
-        """(host, port, transport): what identifies the target regardless of TTL."""
-        return (self.host, self.port, self.transport)
+def hop_target(host: str, port: int, transport: str) -> Target:
+    """The next hop of an in-dialog request (the dialog's route or remote target, RFC 3261
+    §12.2.1.1): SPEC §5 says those follow the dialog, never a failover, so no lookup."""
+    return Target(host, port, transport, source="in-dialog next hop")
 
 
-# --- answer records, as the planner is fed them -------------------------------------------
+def literal_targets(address: str, port: int = 0, transport: int = 0) -> list[Target]:
+    """The one target of an IP-literal server address (SPEC §2: no DNS).
 
-
-@dataclass(frozen=True)
-class Naptr:
-    order: int
-    preference: int
-    flags: str
-    service: str
-    regexp: str
-    replacement: str
-    ttl: int = 0
-
-
-@dataclass(frozen=True)
-class Srv:
-    priority: int
-    weight: int
-    port: int
-    target: str
-    ttl: int = 0
-
-
-@dataclass(frozen=True)
-class Address:
-    """An A or AAAA record's address (text form)."""
-
-    address: str
-    ttl: int = 0
-
-
-class Fault(enum.Enum):
-    """Why a query gave no answer (SPEC §2 [interp]); NXDOMAIN counts as an empty answer."""
-
-    SERVFAIL = "servfail"
-    REFUSED = "refused"
-    TIMEOUT = "timeout"
-    NXDOMAIN = "nxdomain"
-    TRUNCATED = "truncated"  # truncated over UDP and the TCP retry failed too
-    ERROR = "error"  # anything else: FORMERR, NOTIMP, unparsable answer, socket error
-
-
-class Query(NamedTuple):
-    name: str
-    qtype: str  # "NAPTR" | "SRV" | "A" | "AAAA"
-
-
-Answer = Union[Sequence[Any], Fault]
-
-
-def is_ip_literal(address: str) -> bool:
-    """True for an IPv4 or IPv6 literal (IPv6 with or without brackets)."""
-    try:
-        ipaddress.ip_address(address.strip("[]"))
-        return True
-    except ValueError:
-        return False
-
-
-_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
-
-
-def _hostname(name: Any) -> str | None:
-    """Normalised domain name (lower case, no trailing dot), '.' for the root, None if bad."""
-    if not isinstance(name, str):
-        return None
-    if name == ".":
-        return "."
-    n = name[:-1] if name.endswith(".") else name
-    if not n or len(n) > 253 or not all(_LABEL.match(label) for label in n.split(".")):
-        return None
-    return n.lower()
-
-
-def _u16(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535
-
-
-def _ttl(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0x7FFFFFFF
+    Transport 3 (DNS-NAPTR) has no DNS to ask here, so UDP [RFC 3263 §4.1: a numeric IP
+    address uses UDP for a sip: URI]; ``naptr_build`` does not apply (it picks the SRV names
+    when NAPTR gives nothing, and no NAPTR is asked)."""
+    return Resolution(address, port, transport).targets
 
 
 # --- the plan ------------------------------------------------------------------------------
@@ -176,9 +94,11 @@ class Resolution:
 
     ``address``/``port``/``transport``/``naptr_build`` are the account settings
     (``transport``: 0 UDP, 1 TCP, 2 TLS, 3 DNS-NAPTR). ``srv_select``: ``"seed"`` (equal
-    priority → heavier weight first, then answer order) or ``"rfc2782"`` (weighted random,
-    drawn from ``rng``, a :class:`random.Random`). ``ipv6``: also query AAAA. ``now``: phone
-    time at the start; :meth:`feed` takes the time each answer arrived.
+    priority → heavier weight first; equal priority and weight → an order drawn from ``rng``
+    for this resolution, so a fleet spreads over those hosts) or ``"rfc2782"`` (weighted
+    random, drawn from ``rng``). ``rng``: a :class:`random.Random` (inject a seeded one for
+    an exact test). ``ipv6``: also query AAAA. ``now``: phone time at the start;
+    :meth:`feed` takes the time each answer arrived.
 
     Loop: ``while (q := r.next_query()) is not None: r.feed(q.name, q.qtype, answer, now=t)``;
     then :attr:`targets`, :attr:`log`, :attr:`expires_at` (when the result should be
@@ -199,7 +119,7 @@ class Resolution:
     ):
         if not isinstance(address, str) or not address.strip():
             raise ValueError(f"address: expected an IP literal or a domain name, got {address!r}")
-        if not _u16(port):
+        if not u16(port):
             raise ValueError(f"port: expected 0..65535, got {port!r}")
         if transport not in (0, 1, 2, 3):
             raise ValueError(f"transport: expected 0 UDP, 1 TCP, 2 TLS or 3 DNS-NAPTR, got {transport!r}")
@@ -222,6 +142,7 @@ class Resolution:
         self.faults: list[tuple[Query, Fault]] = []
         self._expiries: list[float] = []  # expiry of every record the result depends on
         self._answered: dict[Query, list[Any]] = {}
+        self._additional: Sequence[Any] = ()
         self._pending: Query | None = None
         self.done = False
         self._gen = self._plan()
@@ -232,14 +153,18 @@ class Resolution:
         """The query to make now, or None when done."""
         return self._pending
 
-    def feed(self, name: str, qtype: str, answer: Answer, now: float | None = None) -> None:
-        """Give the answer (a list of records, or a :class:`Fault`) to the pending query."""
+    def feed(self, name: str, qtype: str, answer: Answer, now: float | None = None,
+             additional: Sequence[Any] = ()) -> None:
+        """Give the answer (the answer section's records, or a :class:`Fault`) to the pending
+        query; ``additional``: the additional section's records (never used: the phone asks A
+        for each target itself [seed]; the ones that are not glue of this answer are logged)."""
         if self._pending is None:
             raise RuntimeError(f"feed({name!r}, {qtype!r}): no query is pending (resolution done)")
-        if (_hostname(name) or name, qtype.upper()) != tuple(self._pending):
+        if (hostname(name) or name, qtype.upper()) != tuple(self._pending):
             raise ValueError(f"feed({name!r}, {qtype!r}): the pending query is {self._pending.qtype} {self._pending.name}")
         if now is not None:
             self.now = float(now)
+        self._additional = additional
         self._advance(answer)
 
     @property
@@ -270,12 +195,21 @@ class Resolution:
         self.log.append(text)
 
     def _ask(self, name: str, qtype: str) -> Generator[Query, Any, list[Any]]:
-        """One query; returns the valid records of the answer ([] on a fault, logged)."""
+        """One query; returns the usable records of the answer ([] on a fault, logged).
+
+        Usable: valid (:func:`_invalid`) and answering the question: owned by ``name`` or by a
+        name a CNAME of the same answer leads to from it (SPEC §2 [RFC 2181 §5.4.1, RFC 5452]).
+        """
         q = Query(name, qtype)
         if q in self._answered:  # asked already in this lookup (e.g. NAPTR's UDP SRV, then naptr_build 0)
             self._note(f"{qtype} {name}: answered earlier in this lookup")
             return self._answered[q]
         self._answered[q] = []
+        if len(self.queries) >= MAX_QUERIES_PER_LOOKUP:
+            self.faults.append((q, Fault.BUDGET))
+            self._note(f"{qtype} {name}: not asked: this lookup made {MAX_QUERIES_PER_LOOKUP} queries already "
+                       f"(SPEC §2 [interp])")
+            return []
         answer = yield q
         if isinstance(answer, Fault):
             if answer is Fault.NXDOMAIN:
@@ -288,16 +222,58 @@ class Resolution:
             self.faults.append((q, Fault.ERROR))
             self._note(f"{qtype} {name}: unusable answer {answer!r} → as empty")
             return []
-        good = []
+        answer = list(answer)
+        names = names_answering(name, answer)
+        good, bad, foreign = [], [], []
         for rec in answer:
-            why = _invalid(rec, qtype)
+            if isinstance(rec, Cname):
+                if hostname(rec.owner) not in names:
+                    foreign.append(rec)
+                continue
+            owner = getattr(rec, "owner", None)
+            why = invalid(rec, qtype)
             if why:
-                self._note(f"{qtype} {name}: bad record skipped ({why}): {rec!r}")
+                bad.append(f"{why}: {rec!r}")
+            elif owner is not None and hostname(owner) not in names:
+                foreign.append(rec)
             else:
                 good.append(rec)
+        if bad:
+            self._note(f"{qtype} {name}: {len(bad)} bad record(s) skipped: " + "; ".join(bad[:_LOG_EXAMPLES])
+                       + (" ..." if len(bad) > _LOG_EXAMPLES else ""))
+        if foreign:
+            self._note(f"{qtype} {name}: {len(foreign)} record(s) that do not answer the question ignored "
+                       f"(SPEC §2): " + "; ".join(brief(r) for r in foreign[:_LOG_EXAMPLES])
+                       + (" ..." if len(foreign) > _LOG_EXAMPLES else ""))
+        if len(names) > 1:
+            self._note(f"{qtype} {name}: CNAME → {' → '.join(sorted(names - {name}))}")
+        self._note_additional(name, qtype, good)
         self._note(f"{qtype} {name}: {len(good)} record(s)")
         self._answered[q] = good
         return good
+
+    def _note_additional(self, name: str, qtype: str, good: list[Any]) -> None:
+        """Log the additional-section records that are not glue of this answer (SPEC §2)."""
+        extra, self._additional = self._additional, ()
+        if not extra:
+            return
+        glue = {hostname(r.target) for r in good if isinstance(r, Srv)}
+        glue |= {hostname(r.replacement) for r in good if isinstance(r, Naptr)}
+        stray = [r for r in extra if hostname(getattr(r, "owner", None)) not in glue]
+        if stray:
+            self._note(f"{qtype} {name}: {len(stray)} additional record(s) for names this answer does not lead "
+                       f"to ignored: " + "; ".join(brief(r) for r in stray[:_LOG_EXAMPLES])
+                       + (" ..." if len(stray) > _LOG_EXAMPLES else ""))
+
+    def _cut(self, records: list[Any], what: str) -> list[Any]:
+        """The first :data:`MAX_RECORDS_PER_ANSWER` of ``records`` (already in preference order)."""
+        if len(records) <= MAX_RECORDS_PER_ANSWER:
+            return records
+        cut = records[MAX_RECORDS_PER_ANSWER:]
+        self._note(f"{what}: {len(records)} usable records, the first {MAX_RECORDS_PER_ANSWER} used, {len(cut)} cut "
+                   f"(SPEC §2 [interp]): " + "; ".join(brief(r) for r in cut[:_LOG_EXAMPLES])
+                   + (" ..." if len(cut) > _LOG_EXAMPLES else ""))
+        return records[:MAX_RECORDS_PER_ANSWER]
 
     def _plan(self) -> Generator[Query, Any, None]:
         addr = self.address
@@ -309,7 +285,7 @@ class Resolution:
             self._note(f"{addr} is an IP literal: no DNS")
             self.targets = [Target(host, port, transport, None, None, "IP literal")]
             return
-        domain = _hostname(addr)
+        domain = hostname(addr)
         if domain is None or domain == ".":
             raise ValueError(f"address: {addr!r} is neither an IP literal nor a valid domain name")
 
@@ -374,10 +350,11 @@ class Resolution:
                         usable.append(r)
                     else:
                         self._note(f"NAPTR {r.order} {r.preference} {r.flags!r} {r.service!r} skipped")
+                usable = self._cut(usable, f"NAPTR {name}")
                 stack[:0] = [(r, chain, self.now) for r in usable]
                 continue
             rec, chain, received = stack.pop(0)
-            repl = _hostname(rec.replacement)
+            repl = hostname(rec.replacement)
             step = f"NAPTR {rec.order} {rec.preference} {rec.service or '(no service)'}"
             link = _Chain(chain.text + (step,), chain.expiries + (received + rec.ttl,))
             if rec.flags == "":
@@ -399,39 +376,25 @@ class Resolution:
         received = self.now
         if not records:
             return False, False
-        live = [r for r in records if _hostname(r.target) != "."]
+        live = [r for r in records if hostname(r.target) != "."]
         if not live:
             self._note(f"SRV {name}: target '.' → no service")  # SPEC §2 [RFC 2782]
             return False, True
-        ordered = self._order_srv(live)
-        self._note("SRV order: " + ", ".join(f"{r.priority} {r.weight} {r.port} {_hostname(r.target)}" for r in ordered))
+        ordered = self._cut(order_srv(live, self.srv_select, self.rng, MAX_RECORDS_PER_ANSWER), f"SRV {name}")
+        self._note("SRV order: " + ", ".join(f"{r.priority} {r.weight} {r.port} {hostname(r.target)}" for r in ordered))
         before = len(self.targets)
         for r in ordered:
-            step = f"SRV {r.priority} {r.weight} {r.port} {_hostname(r.target)}"
+            step = f"SRV {r.priority} {r.weight} {r.port} {hostname(r.target)}"
             link = _Chain(chain.text + (step,), chain.expiries + (received + r.ttl,))
-            yield from self._resolve_host(_hostname(r.target), r.port, transport, link)
+            yield from self._resolve_host(hostname(r.target), r.port, transport, link)
         return len(self.targets) > before, True
-
-    def _order_srv(self, records: list[Srv]) -> list[Srv]:
-        by_prio: dict[int, list[Srv]] = {}
-        for r in records:
-            by_prio.setdefault(r.priority, []).append(r)
-        out: list[Srv] = []
-        for prio in sorted(by_prio):  # SPEC §2: priority ascending
-            group = by_prio[prio]
-            if self.srv_select == "seed":
-                # SPEC §2 [seed]: equal priority → higher weight first; equal weight → answer order.
-                out.extend(sorted(group, key=lambda r: -r.weight))
-            else:
-                out.extend(_rfc2782_order(group, self.rng))
-        return out
 
     def _resolve_host(self, host: str, port: int, transport: str, chain: _Chain) -> Generator[Query, Any, None]:
         """A (and AAAA with ipv6) on ``host``: each address is a target, in answer order."""
         qtypes = ["A", "AAAA"] if self.ipv6 else ["A"]
         for qtype in qtypes:
             records = yield from self._ask(host, qtype)
-            for r in records:
+            for r in self._cut(records, f"{qtype} {host}"):
                 ip = str(ipaddress.ip_address(r.address))
                 step = f"{qtype} {ip}"
                 source = " → ".join(chain.text + (step,)) if chain.text else f"{qtype} {host} → {ip}"
@@ -442,57 +405,3 @@ class Resolution:
                 self._expiries.extend(chain.expiries + (self.now + r.ttl,))
                 self.targets.append(t)
                 self._note(f"target {t} ttl {r.ttl}")
-
-
-def _rfc2782_order(group: list[Srv], rng: _random.Random) -> list[Srv]:
-    """RFC 2782 weighted random order of one priority group (zero weights first in the list)."""
-    pool = [r for r in group if r.weight == 0] + [r for r in group if r.weight != 0]
-    out = []
-    while pool:
-        total = sum(r.weight for r in pool)
-        pick = rng.randint(0, total)
-        running = 0
-        for i, r in enumerate(pool):
-            running += r.weight
-            if running >= pick:
-                out.append(pool.pop(i))
-                break
-    return out
-
-
-def _invalid(rec: Any, qtype: str) -> str | None:
-    """Why ``rec`` is unusable for a ``qtype`` answer, or None if it is fine."""
-    if qtype == "NAPTR":
-        if not isinstance(rec, Naptr):
-            return "not a NAPTR record"
-        if not (_u16(rec.order) and _u16(rec.preference)):
-            return "order/preference out of range"
-        if not (isinstance(rec.flags, str) and isinstance(rec.service, str) and isinstance(rec.regexp, str)):
-            return "flags/service/regexp not text"
-        if _hostname(rec.replacement) is None:
-            return f"bad replacement {rec.replacement!r}"
-        if rec.flags.lower() in ("s", "") and _hostname(rec.replacement) == ".":
-            return "empty replacement ('.') with flags s or empty"
-    elif qtype == "SRV":
-        if not isinstance(rec, Srv):
-            return "not an SRV record"
-        if not (_u16(rec.priority) and _u16(rec.weight) and _u16(rec.port)):
-            return "priority/weight/port out of range"
-        if _hostname(rec.target) is None:
-            return f"bad target {rec.target!r}"
-        if rec.port == 0 and _hostname(rec.target) != ".":
-            return "port 0"
-    elif qtype in ("A", "AAAA"):
-        if not isinstance(rec, Address) or not isinstance(rec.address, str):
-            return f"not an {qtype} record"
-        try:
-            ip = ipaddress.ip_address(rec.address)
-        except ValueError:
-            return f"bad address {rec.address!r}"
-        if ip.version != (4 if qtype == "A" else 6):
-            return f"IPv{ip.version} address in an {qtype} answer"
-    else:
-        return f"unknown query type {qtype}"
-    if not _ttl(rec.ttl):
-        return f"bad TTL {rec.ttl!r}"
-    return None
