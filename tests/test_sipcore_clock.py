@@ -70,12 +70,17 @@ def test_virtual_clock_cancelled_calls_do_not_fire():
 
 @pytest_twisted.inlineCallbacks
 def test_scaled_clock_runs_faster_than_wall_time():
+    """A timer of 20 phone seconds at ×1000 fires after >= 20 phone seconds (never early) and after far
+    less than 20 wall seconds. (How late it fires depends on the machine's load: not asserted.)"""
+    import time
+
     clock = ScaledClock(reactor, speed=1000.0)
     d = defer.Deferred()
-    t0 = clock.seconds()
+    t0, w0 = clock.seconds(), time.monotonic()
     clock.callLater(20.0, d.callback, None)  # 20 phone seconds = 20 ms
     yield d
-    assert clock.seconds() - t0 == pytest.approx(20.0, abs=5.0)
+    assert clock.seconds() - t0 >= 20.0 - 1e-6
+    assert time.monotonic() - w0 < 20.0 / 4
 
 
 @pytest.mark.parametrize("spec,expected", [("virtual", ("virtual", 0.0)), ("real", ("real", 1.0)),
