@@ -258,3 +258,21 @@ async def test_bundled_phone_registers_and_calls_with_sha256_through_the_fake(vc
     finally:
         await phone.stop()
         await server.stop()
+
+
+def test_a_response_with_only_our_via_is_not_relayed_without_any():
+    # found by bench/fuzz.py: a callee that drops the caller's Via made the proxy send a response with no Via
+    p = Pbx(addresses={"udp": ("127.0.0.1", 5060)})
+    assert status(p, request(user="bob", contact_port=5070, extra={"Expires": "3600"})) == [200]
+    inv = request("INVITE", "alice", ruri="sip:bob@example.com", to="bob", call_id="v1")
+    [relay] = [a for a in p.handle_request(inv, ORIGIN, 1.0) if isinstance(a, Relay)]
+    fwd = relay.message
+    from sipharness.sipcore.message import make_response
+    ok = make_response(fwd, 200, to_tag="callee")
+    ok.headers.remove("Via")
+    ok.headers.add("Via", str(fwd.top_via))  # only ours
+    callee = Origin("udp", ("127.0.0.1", 5070), ("127.0.0.1", 5060))
+    assert [a for a in p.handle_response(parse(ok.to_bytes()), callee, 1.1) if isinstance(a, Respond)] == []
+    busy = make_response(fwd, 486, to_tag="callee")  # the usual case still goes up, Via popped
+    [up] = [a for a in p.handle_response(parse(busy.to_bytes()), callee, 1.2) if isinstance(a, Respond)]
+    assert up.response.status == 486 and len(up.response.vias) == 1

@@ -31,7 +31,10 @@ __all__ = ["Authority", "Query", "Reply", "Bad", "decode"]
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 _RCODE_NAME = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 _A, _NS, _CNAME, _SOA, _MX, _AAAA, _SRV, _NAPTR, _OPT, _ANY = 1, 2, 5, 6, 15, 28, 33, 35, 41, 255
-_MAX_CACHE = 20000
+# encoded answers kept (each ~3.5 KB with its dnslib record): a lab's zones ask a few dozen questions;
+# 20 000 let a flood of distinct garbage questions grow the fake by ~70 MB (bench/fuzz.py), 2048 keep
+# it flat at ~7 MB
+_MAX_CACHE = 2048
 _HEADER = struct.Struct("!HHHHHH")
 
 

@@ -224,6 +224,9 @@ class Proxy:
             return actions  # hop by hop: we sent our own 100
         up = response.copy()
         vias = up.headers.get_all("Via")
+        if len(vias) < 2:
+            # RFC 3261 §16.7 step 3: no Via left once ours is popped: meant for us, not forwarded
+            return actions
         up.headers.remove("Via")
         for v in vias[1:]:
             up.headers.add("Via", v)
