@@ -104,8 +104,8 @@ class RegistrarTarget(Target):
 
     def _note_challenges(self, data: bytes) -> None:
         for m in re.finditer(rb'(?:WWW|Proxy)-Authenticate: Digest [^\r]*?nonce="([0-9a-f]+)"', data):
-            _bounded_put(self.issued, m.group(1).decode(), 20_000)
-        if len(self.last_nc) > 20_000:
+            _bounded_put(self.issued, m.group(1).decode(), 12_000)  # > the server's 10 000
+        if len(self.last_nc) > 12_000:
             self.last_nc.clear()  # nonces counted by then are long forgotten by the server too
 
     def _request(self, method: str, user: str, ruri: str, *, to: str | None = None, cseq: int = 1,
@@ -228,7 +228,7 @@ class RegistrarTarget(Target):
             self.wrong("INVITE forwarded with a bad digest", data, why)
 
     def _remember_answered(self, key: tuple) -> None:
-        _bounded_put(self.answered, key, 40_000)
+        _bounded_put(self.answered, key, 5_000)  # ~200 per 32 s window
 
     def _bad_digest(self, req: Any) -> str | None:
         """Why ``req`` carries no valid credentials of its identity (To user for REGISTER, From
@@ -302,9 +302,11 @@ class RegistrarTarget(Target):
 
     def sizes(self) -> dict[str, int]:
         logic = self.server.logic
+        auth = logic.registrar.auth
         return {"bindings": getattr(logic.registrar, "binding_count", -1), "proxy legs": len(logic.proxy._legs),
                 "proxy calls": len(logic.proxy.call_ids), "uas calls": len(logic.uas._pending),
-                "transactions": len(list(self.server._table))}
+                "transactions": len(list(self.server._table)),
+                "nonces": len(auth._digest._nonces) if auth is not None else 0}
 
 
 def _bounded_put(table: dict, key: Any, limit: int) -> None:
