@@ -13,7 +13,10 @@ The rules, each a defect a hostile client could use otherwise:
 - the digest ``uri`` must name the Request-URI (RFC 3261 §22.4; RFC 2617 §3.2.2.5 and RFC
   7616 §3.4.6 say "the server SHOULD return 400 Bad Request" otherwise): 400;
 - several challenges are offered, SHA-256 first then MD5 (RFC 8760 §2.4, RFC 7616 §3.7),
-  sharing one nonce; an answer with either is accepted;
+  sharing one nonce; an answer with either is accepted. SPEC §3 [interp]: the SPEC names MD5
+  for the phone's digest retry; we read it as "MD5 at least": a phone that follows RFC 8760
+  picks MD5 from the second challenge, the bundled phone answers the first (SHA-256);
+  ``algorithms`` (``--digest``) narrows the offer for a client that takes only the first;
 - credentials that cannot be read (non-UTF-8 bytes, a response that is not hex, a realm or
   algorithm not offered) are 400 with the reason; credentials of another scheme, or Digest
   credentials for another realm only, count as no credentials (a challenge), as RFC 4475
