@@ -28,6 +28,14 @@ Choices where the SPEC and the guide are silent (all [interp]):
   Indices are canonical decimals (``account.01.enable`` is an unknown key).
 - Whitespace trimmed around keys and values is space, tab and CR; lines end at LF (CRLF works).
   A UTF-8 BOM is skipped. A missing ``#!version:1.0.0.1`` first line is a warning.
+- A key set twice: the later line wins (SPEC §1), with a warning naming both lines.
+- A control character inside a key or value (NUL, a CR that does not end the line, ESC ...;
+  TAB is allowed) is an error at that line: no phone field needs one, and a CR or NUL in a
+  password or address is a provisioning mistake that would otherwise be sent on the wire.
+- Bounds: a file of more than :data:`MAX_CONFIG_BYTES` or a line of more than
+  :data:`MAX_LINE_CHARS` is refused with its size (real provisioning files are well under
+  200 KB), so memory stays proportionate; only the first :data:`MAX_UNKNOWN_WARNINGS`
+  unknown keys get a warning each, then one warning counts the rest.
 - A server address is an IPv4/IPv6 literal (no brackets) or an LDH host name (labels 1..63
   characters of letters, digits and hyphens, not starting or ending with a hyphen, 253
   characters at most, one trailing dot allowed); a name whose last label is all digits must be
@@ -48,6 +56,9 @@ from os import PathLike
 from typing import Any, Callable
 
 __all__ = [
+    "MAX_CONFIG_BYTES",
+    "MAX_LINE_CHARS",
+    "MAX_UNKNOWN_WARNINGS",
     "ACCOUNTS",
     "SERVERS",
     "VERSION_LINE",
@@ -68,6 +79,10 @@ SERVERS = range(1, 3)  # SPEC §1: sip_server.Y with Y in 1..2
 VERSION_LINE = "#!version:1.0.0.1"  # SPEC §1 [seed-vendor convention]
 
 _WS = " \t\r"  # what is trimmed around keys and values [interp]
+MAX_CONFIG_BYTES = 2 * 1024 * 1024  # [interp] a .cfg larger than this is refused (real ones: < 200 KB)
+MAX_LINE_CHARS = 8192  # [interp] a longer line is refused
+MAX_UNKNOWN_WARNINGS = 100  # unknown keys warned one by one; the rest in one count
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")  # C0/C1 controls but TAB
 
 
 # --------------------------------------------------------------------------- issues / errors
@@ -244,6 +259,9 @@ class PhoneConfig:
                                       "not a valid key (valid: non-empty, no '=', no newline, not starting with '#')"))
         elif "\n" in v:
             issues.append(ConfigIssue("<set>", 0, k, v, "value spans lines (valid: one line of text)"))
+        elif _control(k + "=" + v) is not None:
+            issues.append(ConfigIssue("<set>", 0, k, _CONTROL.sub("?", v),
+                                      f"{_control(k + '=' + v)} (valid: text without control characters; TAB allowed)"))
         if issues:
             raise ConfigError(issues)
         parsed = _Parsed()
@@ -469,20 +487,33 @@ class _Parsed:
     errors: list[ConfigIssue] = field(default_factory=list)
     warnings: list[ConfigIssue] = field(default_factory=list)
     sets: list[tuple[Parameter, int | None, int | None, Any]] = field(default_factory=list)
-    unknown: list[tuple[str, str]] = field(default_factory=list)
-    warned: set[str] = field(default_factory=set)
+    unknown: dict[str, str] = field(default_factory=dict)  # key → last value, in first-seen order
+    lines: dict[str, int] = field(default_factory=dict)  # key → the line that last set it
+    unknown_warned: int = 0
+    unknown_silent: int = 0
+
+
+_UNKNOWN = "unknown key, kept but not used"
 
 
 def _parse_entry(key: str, value: str, filename: str, lineno: int, out: _Parsed,
                  known_unknown: dict[str, str]) -> None:
+    before = out.lines.get(key)
+    if before is not None:  # SPEC §1: later lines override earlier ones; said, not silent
+        out.warnings.append(ConfigIssue(filename, lineno, key, value,
+                                        f"also set at line {before}: this later line wins"))
+    if lineno:
+        out.lines[key] = lineno
     match = _match_key(key)
     if match is None or match[1] is not None:
-        out.unknown.append((key, value))
-        if key not in out.warned and key not in known_unknown:
-            out.warned.add(key)
-            why = f"{match[1]}: " if match is not None else ""
-            out.warnings.append(ConfigIssue(filename, lineno, key, value,
-                                            f"{why}unknown key, kept but not used"))
+        if key not in out.unknown and key not in known_unknown:
+            if out.unknown_warned < MAX_UNKNOWN_WARNINGS:
+                out.unknown_warned += 1
+                why = f"{match[1]}: " if match is not None else ""
+                out.warnings.append(ConfigIssue(filename, lineno, key, value, why + _UNKNOWN))
+            else:
+                out.unknown_silent += 1
+        out.unknown[key] = value
         return
     param, _, x, y = match
     if value == "":
@@ -498,15 +529,40 @@ def _parse_entry(key: str, value: str, filename: str, lineno: int, out: _Parsed,
     out.sets.append((param, x, y, parsed))
 
 
-def _parse_text(text: str, filename: str, known_unknown: dict[str, str]) -> _Parsed:
+def _lines(text: str):
+    """(line number, line) without splitting the whole text at once (memory: one line at a time)."""
+    start, lineno, n = 0, 1, len(text)
+    while start <= n:
+        end = text.find("\n", start)
+        if end < 0:
+            end = n
+        yield lineno, text[start:end]
+        start, lineno = end + 1, lineno + 1
+
+
+def _control(text: str) -> str | None:
+    """A description of the first control character in ``text`` (TAB aside), or None."""
+    m = _CONTROL.search(text)
+    if m is None:
+        return None
+    names = {"\x00": "NUL", "\r": "CR", "\x1b": "ESC", "\x7f": "DEL"}
+    ch = m.group()
+    return f"{names.get(ch, 'control character')} (U+{ord(ch):04X}) at column {m.start() + 1}"
+
+
+def _parse_text(text: str, filename: str, known_unknown: dict[str, str], max_line: int = MAX_LINE_CHARS) -> _Parsed:
     out = _Parsed()
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = text.split("\n")
-    if lines[0].strip(_WS) != VERSION_LINE:
+    first = text[:text.find("\n")] if "\n" in text[:max_line + 1] else text[:max_line + 1]
+    if first.strip(_WS) != VERSION_LINE:
         out.warnings.append(ConfigIssue(filename, 1, "", "",
                                         f"first line is not {VERSION_LINE!r} (vendor convention); accepted"))
-    for lineno, raw in enumerate(lines, start=1):
+    for lineno, raw in _lines(text):
+        if len(raw) > max_line:
+            out.errors.append(ConfigIssue(filename, lineno, "", "",
+                                          f"line of {len(raw)} characters (valid: at most {max_line})"))
+            continue
         line = raw.strip(_WS)
         if not line or line.startswith("#"):
             continue
@@ -521,15 +577,23 @@ def _parse_text(text: str, filename: str, known_unknown: dict[str, str]) -> _Par
         if not key:
             out.errors.append(ConfigIssue(filename, lineno, "", value, "empty key before '=' (valid: 'key = value')"))
             continue
+        bad = _control(key + "=" + value)
+        if bad is not None:
+            out.errors.append(ConfigIssue(filename, lineno, key, _CONTROL.sub("?", value),
+                                          f"{bad} (valid: text without control characters; TAB allowed)"))
+            continue
         _parse_entry(key, value, filename, lineno, out, known_unknown)
+    if out.unknown_silent:
+        out.warnings.append(ConfigIssue(filename, 0, "", "",
+                                        f"{out.unknown_silent} more unknown keys (not listed one by one), "
+                                        "kept but not used"))
     return out
 
 
 def _apply(cfg: PhoneConfig, parsed: _Parsed) -> None:
     for param, x, y, value in parsed.sets:
         setattr(_target(cfg, param, x, y, write=True), param.attr, value)
-    for key, value in parsed.unknown:
-        cfg.unknown[key] = value
+    cfg.unknown.update(parsed.unknown)
     cfg.warnings.extend(parsed.warnings)
 
 
@@ -545,15 +609,22 @@ def _decode(data: bytes, filename: str) -> str:
 # --------------------------------------------------------------------------- public functions
 
 
-def loads_config(text: str | bytes, filename: str = "<cfg>", base: PhoneConfig | None = None) -> PhoneConfig:
+def loads_config(text: str | bytes, filename: str = "<cfg>", base: PhoneConfig | None = None, *,
+                 max_bytes: int = MAX_CONFIG_BYTES, max_line: int = MAX_LINE_CHARS) -> PhoneConfig:
     """Parse ``text`` and return the resulting config, applied on a copy of ``base`` if given.
 
     All or nothing: on any error, raises one :class:`ConfigError` listing every error of the
-    text, and nothing is applied (``base`` is never modified either way)."""
+    text, and nothing is applied (``base`` is never modified either way). A text of more than
+    ``max_bytes`` (UTF-8) is refused whole; a line of more than ``max_line`` characters is an
+    error at its line."""
+    size = len(text) if isinstance(text, (bytes, bytearray)) else _utf8_size(text, max_bytes)
+    if size > max_bytes:
+        raise ConfigError([ConfigIssue(filename, 0, "", "", f"{size} bytes or more (valid: a .cfg of at most "
+                                                            f"{max_bytes} bytes)")])
     if isinstance(text, (bytes, bytearray)):
         text = _decode(bytes(text), filename)
     known_unknown = base.unknown if base is not None else {}
-    parsed = _parse_text(text, filename, known_unknown)
+    parsed = _parse_text(text, filename, known_unknown, max_line)
     if parsed.errors:
         raise ConfigError(parsed.errors)
     cfg = _copy_config(base) if base is not None else PhoneConfig()
@@ -562,11 +633,22 @@ def loads_config(text: str | bytes, filename: str = "<cfg>", base: PhoneConfig |
     return cfg
 
 
-def load_config(path: str | PathLike[str], base: PhoneConfig | None = None) -> PhoneConfig:
-    """Read and parse the ``.cfg`` file at ``path`` (see :func:`loads_config`)."""
+def load_config(path: str | PathLike[str], base: PhoneConfig | None = None, *,
+                max_bytes: int = MAX_CONFIG_BYTES, max_line: int = MAX_LINE_CHARS) -> PhoneConfig:
+    """Read and parse the ``.cfg`` file at ``path`` (see :func:`loads_config`); a file larger
+    than ``max_bytes`` is refused without being read whole."""
     with open(path, "rb") as f:
-        data = f.read()
-    return loads_config(data, filename=str(path), base=base)
+        data = f.read(max_bytes + 1)
+    return loads_config(data, filename=str(path), base=base, max_bytes=max_bytes, max_line=max_line)
+
+
+def _utf8_size(text: str, limit: int) -> int:
+    """The UTF-8 size of ``text`` if it may be within ``limit``, else a number above it (cheap)."""
+    if len(text) > limit:
+        return len(text)
+    if len(text) * 4 <= limit or text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def dumps_config(cfg: PhoneConfig, *, only_changed: bool = False) -> str:

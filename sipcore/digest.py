@@ -10,7 +10,16 @@ or an expired nonce is told apart from a wrong password (``stale=true`` challeng
 2617 §3.2.1), which is what a phone's re-authentication logic is tested against.
 
 Supported: MD5 (default), MD5-sess, SHA-256, SHA-256-sess; qop ``auth`` and ``auth-int``;
-the legacy RFC 2069 form without qop.
+the legacy RFC 2069 form without qop. A server may offer several algorithms at once (RFC
+8760 §2.4, RFC 7616 §3.7: one challenge per algorithm, preferred first, sharing the nonce):
+:meth:`DigestServer.make_challenges`; a client picks the first it supports
+(:func:`select_challenge`).
+
+Hostile input: every parameter value must be UTF-8 text without control characters (bytes
+that are not UTF-8 reach us as surrogate escapes and cannot be hashed), a parameter may
+appear once, ``response`` must be the hex digest of the algorithm's length, ``nc`` eight hex
+digits: anything else is a :class:`SipParseError` naming the parameter (a server answers
+400), never an exception from the hash or the comparison.
 """
 
 from __future__ import annotations
@@ -21,16 +30,24 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sipharness.sipcore.uri import SipParseError
+from sipharness.sipcore.uri import SipParseError, SipUri
 
 __all__ = [
-    "Challenge", "Credentials", "authorize", "make_challenge", "DigestServer",
-    "DigestResult", "OK", "STALE", "BAD_PASSWORD", "UNKNOWN_USER", "MALFORMED",
+    "Challenge", "Credentials", "authorize", "make_challenge", "select_challenge", "DigestServer",
+    "DigestResult", "OK", "STALE", "BAD_PASSWORD", "UNKNOWN_USER", "MALFORMED", "ALGORITHMS",
 ]
 
 _PARAM_RE = re.compile(
     r"\s*([A-Za-z0-9\-_.!%*+`'~]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s,\"]*)\s*(?:,|\Z)", re.S)
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+#: What a server offers by default, preferred first: RFC 8760 SHA-256 (what current phones
+#: answer), then MD5 for the phones that know nothing else (RFC 8760 §2.4 / RFC 7616 §3.7).
+ALGORITHMS = ("SHA-256", "MD5")
+_HEX_LENGTH = {"MD5": 32, "SHA-256": 64}
+# a parameter value must be text a hash can take: no surrogate escapes (bytes that were not
+# UTF-8 on the wire), no control characters (RFC 3261 quoted-string / token exclude them)
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+_HEX = re.compile(r"[0-9A-Fa-f]+\Z")
 
 
 def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str]]:
@@ -46,10 +63,16 @@ def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str]]:
         m = _PARAM_RE.match(rest, pos)
         if m is None or m.end() == pos:
             raise SipParseError(f"bad auth parameter near {rest[pos:pos + 40]!r} in {what}")
+        name = m.group(1).lower()
         v = m.group(2)
         if v.startswith('"'):
             v = re.sub(r"\\(.)", r"\1", v[1:-1])
-        params[m.group(1).lower()] = v
+        if name in params:
+            raise SipParseError(f"parameter {name[:40]!r} appears twice in {what}")
+        if _BAD_VALUE.search(v):
+            raise SipParseError(f"parameter {name[:40]!r} of {what} is not UTF-8 text "
+                                "(non-UTF-8 bytes or control characters)")
+        params[name] = v
         pos = m.end()
     return scheme, params
 
@@ -98,7 +121,10 @@ class Challenge:
         if self.opaque is not None:
             parts.append(f"opaque={_q(self.opaque)}")
         if self.stale:
-            parts.append("stale=TRUE")
+            # RFC 7616 §3.3 reads the flag case-insensitively; its ABNF (and RFC 3261 §25.1's)
+            # writes the literal "true", which is also what Kamailio and Asterisk send: a client
+            # comparing case-sensitively still sees it
+            parts.append("stale=true")
         parts.append(f"algorithm={self.algorithm}")
         if self.qop:
             parts.append(f"qop={_q(','.join(self.qop))}")
@@ -133,6 +159,12 @@ class Credentials:
             raise SipParseError("Digest credentials with qop lack nc or cnonce")
         if "nc" in p and not re.fullmatch(r"[0-9A-Fa-f]{8}", p["nc"]):
             raise SipParseError(f"bad nonce count {p['nc'][:20]!r}")
+        algorithm = p.get("algorithm", "MD5")
+        base = algorithm.upper().removesuffix("-SESS")
+        want = _HEX_LENGTH.get(base)
+        if not _HEX.match(p["response"]) or (want is not None and len(p["response"]) != want):
+            size = f"{want} " if want else ""
+            raise SipParseError(f"parameter 'response' is not {size}hex digits (algorithm {algorithm[:20]!r})")
         return cls(username=p["username"], realm=p["realm"], nonce=p["nonce"], uri=p["uri"],
                    response=p["response"], algorithm=p.get("algorithm", "MD5"),
                    cnonce=p.get("cnonce"), opaque=p.get("opaque"), qop=qop, nc=p.get("nc"))
@@ -201,6 +233,23 @@ def authorize(challenge: Challenge | str, *, method: str, uri: str, username: st
                            opaque=ch.opaque, qop=qop, nc=nc_text))
 
 
+def select_challenge(values: list[str]) -> Challenge:
+    """Client side, several challenges (one header line each): the first Digest challenge
+    whose algorithm we support (RFC 8760 §2.4: the server lists its preferred first).
+    Raises SipParseError when none is usable, naming what was offered."""
+    offered = []
+    for value in values:
+        try:
+            ch = Challenge.parse(value)
+        except SipParseError as e:
+            offered.append(f"unreadable ({e})")
+            continue
+        if ch.algorithm.upper().removesuffix("-SESS") in _HASHES:
+            return ch
+        offered.append(ch.algorithm)
+    raise SipParseError(f"no usable Digest challenge (offered: {', '.join(offered) or 'none'})")
+
+
 def make_challenge(realm: str, *, stale: bool = False, nonce: str | None = None,
                    qop: tuple[str, ...] | list[str] = ("auth",), opaque: str | None = None,
                    algorithm: str = "MD5") -> str:
@@ -246,31 +295,68 @@ class _NonceState:
 class DigestServer:
     """Server side of Digest: issues challenges and checks answers against the nonces it
     issued. ``clock``: an ``IReactorTime`` (its ``seconds()``) for nonce expiry; without a
-    clock nonces never expire. Nonce counts must increase (replay → STALE)."""
+    clock nonces never expire. Nonce counts must increase (replay → STALE).
+
+    ``algorithms``: what is offered, preferred first (default :data:`ALGORITHMS`: SHA-256
+    then MD5); an answer with any of them is accepted. ``algorithm`` (one name) is the
+    older spelling of a single offer."""
 
     def __init__(self, realm: str, clock: Any = None, *, nonce_ttl: float = 300.0,
-                 qop: tuple[str, ...] = ("auth",), algorithm: str = "MD5",
+                 qop: tuple[str, ...] = ("auth",), algorithm: str | None = None,
+                 algorithms: tuple[str, ...] | list[str] | None = None,
                  opaque: str | None = None, max_nonces: int = 10000) -> None:
+        if algorithms is None:
+            algorithms = (algorithm,) if algorithm is not None else ALGORITHMS
+        self.algorithms = tuple(algorithms)
         self.realm = realm
         self.clock = clock
         self.nonce_ttl = nonce_ttl
         self.qop = tuple(qop)
-        self.algorithm = algorithm
         self.opaque = opaque if opaque is not None else secrets.token_hex(8)
         self.max_nonces = max_nonces
         self._nonces: dict[str, _NonceState] = {}
 
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The algorithms offered, preferred first (settable; issued nonces stay valid)."""
+        return self._algorithms
+
+    @algorithms.setter
+    def algorithms(self, names: tuple[str, ...]) -> None:
+        names = tuple(names)
+        if not names:
+            raise ValueError("a DigestServer offers at least one algorithm")
+        for name in names:
+            _hash_for(name)  # ValueError for an algorithm we cannot compute
+        self._algorithms = names
+
+    @property
+    def algorithm(self) -> str:
+        """The preferred algorithm (the first offered)."""
+        return self._algorithms[0]
+
     def _now(self) -> float:
         return 0.0 if self.clock is None else float(self.clock.seconds())
 
-    def make_challenge(self, *, stale: bool = False, nonce: str | None = None) -> str:
-        """A WWW-Authenticate value with a fresh (tracked) nonce."""
+    def _new_nonce(self, nonce: str | None) -> str:
         nonce = nonce or secrets.token_hex(16)
         if len(self._nonces) >= self.max_nonces:
             # forget the oldest half (dicts keep insertion order)
             for key in list(self._nonces)[: self.max_nonces // 2]:
                 del self._nonces[key]
         self._nonces[nonce] = _NonceState(self._now())
+        return nonce
+
+    def make_challenges(self, *, stale: bool = False, nonce: str | None = None) -> list[str]:
+        """One WWW-Authenticate (or Proxy-Authenticate) value per offered algorithm, preferred
+        first, all with one fresh (tracked) nonce, as RFC 7616 §3.9.1's example does."""
+        nonce = self._new_nonce(nonce)
+        return [str(Challenge(realm=self.realm, nonce=nonce, opaque=self.opaque, algorithm=name,
+                              qop=list(self.qop), stale=stale)) for name in self.algorithms]
+
+    def make_challenge(self, *, stale: bool = False, nonce: str | None = None) -> str:
+        """A challenge value for the preferred algorithm only, with a fresh (tracked) nonce."""
+        nonce = self._new_nonce(nonce)
         return str(Challenge(realm=self.realm, nonce=nonce, opaque=self.opaque,
                              algorithm=self.algorithm, qop=list(self.qop), stale=stale))
 
@@ -278,20 +364,25 @@ class DigestServer:
                password_for: Callable[[str], str | None], body: bytes = b"",
                uri: str | None = None) -> DigestResult:
         """Check an Authorization value for a request of ``method`` (and Request-URI
-        ``uri`` if given). ``password_for(username)`` returns the password or None."""
+        ``uri`` if given). ``password_for(username)`` returns the password or None.
+
+        ``uri``: the digest ``uri`` must name the Request-URI (RFC 2617 §3.2.2.5, RFC 7616
+        §3.4.6: "the server SHOULD return 400 Bad Request" otherwise: MALFORMED); SIP URIs are
+        compared by RFC 3261 §19.1.4 equivalence, anything else as text."""
         try:
             cr = Credentials.parse(authorization)
         except SipParseError as e:
             return DigestResult(MALFORMED, reason=str(e))
         if cr.realm != self.realm:
-            return DigestResult(MALFORMED, cr.username, f"realm {cr.realm!r} is not ours")
-        if cr.algorithm.upper() != self.algorithm.upper():
-            return DigestResult(MALFORMED, cr.username, f"algorithm {cr.algorithm!r}")
+            return DigestResult(MALFORMED, cr.username, f"realm {cr.realm[:40]!r} is not ours")
+        offered = {a.upper() for a in self.algorithms}
+        if cr.algorithm.upper() not in offered:
+            return DigestResult(MALFORMED, cr.username, f"algorithm {cr.algorithm[:40]!r} was not offered")
         if self.qop and cr.qop not in self.qop:
             return DigestResult(MALFORMED, cr.username, f"qop {cr.qop!r} was not offered")
-        if uri is not None and cr.uri != uri:
+        if uri is not None and not _same_uri(cr.uri, uri):
             return DigestResult(MALFORMED, cr.username,
-                                f"digest uri {cr.uri!r} is not the Request-URI {uri!r}")
+                                f"digest uri {cr.uri[:80]!r} is not the Request-URI {uri[:80]!r}")
         password = password_for(cr.username)
         if password is None:
             return DigestResult(UNKNOWN_USER, cr.username, "no such user")
@@ -299,6 +390,7 @@ class DigestServer:
                                     realm=cr.realm, password=password, method=method,
                                     uri=cr.uri, nonce=cr.nonce, qop=cr.qop, nc=cr.nc,
                                     cnonce=cr.cnonce, body=body)
+        # both ASCII hex (Credentials.parse checked the response), as compare_digest needs
         if not secrets.compare_digest(expected, cr.response.lower()):
             return DigestResult(BAD_PASSWORD, cr.username, "wrong response")
         state = self._nonces.get(cr.nonce)
@@ -316,3 +408,12 @@ class DigestServer:
                                     f"nonce count {nc} not above {state.last_nc}")
             state.last_nc = nc
         return DigestResult(OK, cr.username)
+
+
+def _same_uri(digest_uri: str, request_uri: str) -> bool:
+    if digest_uri == request_uri:
+        return True
+    try:
+        return SipUri.parse(digest_uri) == SipUri.parse(request_uri)
+    except SipParseError:
+        return False

@@ -43,7 +43,7 @@ from sipharness.sipcore.uri import SipParseError, SipUri
 __all__ = [
     "SipParseError", "Headers", "Via", "NameAddr", "Message", "Request", "Response",
     "parse", "make_response", "make_request", "new_branch", "new_tag", "new_call_id",
-    "REASONS", "MAX_SIZE", "is_keepalive",
+    "REASONS", "MAX_SIZE", "is_keepalive", "delta_seconds",
 ]
 
 MAX_SIZE = 65535
@@ -240,6 +240,21 @@ class NameAddr:
     def tag(self) -> str | None:
         return self.params.get("tag")
 
+    @property
+    def expires(self) -> int | None:
+        """A Contact's ``expires`` parameter (RFC 3261 §20.10: delta-seconds, capped at
+        2**32-1), None when absent; a bad value (no value, not ASCII digits, quoted) raises
+        SipParseError naming the parameter."""
+        if "expires" not in self.params:
+            return None
+        raw = self.params["expires"]
+        if raw is None:
+            raise SipParseError("Contact parameter 'expires' has no value", "Contact parameter 'expires'")
+        try:
+            return delta_seconds(raw, "expires")
+        except SipParseError as e:
+            raise SipParseError(e.what, "Contact parameter 'expires'") from None
+
     def with_tag(self, tag: str) -> "NameAddr":
         na = self.copy()
         na.params["tag"] = tag
@@ -358,7 +373,9 @@ class Message:
 
     @property
     def expires(self) -> int | None:
-        return self._typed("expires", lambda: _parse_expires(self.headers.get("Expires")))
+        """The Expires header (delta-seconds, capped at 2**32-1), None when absent; a bad
+        value raises SipParseError naming the header."""
+        return self._typed("expires", lambda: _in_header("Expires", _parse_expires, self.headers.get("Expires")))
 
     @expires.setter
     def expires(self, value: int | None) -> None:
@@ -366,6 +383,13 @@ class Message:
             self.headers.remove("Expires")
         else:
             self.headers.set("Expires", str(int(value)))
+
+    @property
+    def min_expires(self) -> int | None:
+        """The Min-Expires header of a 423 (RFC 3261 §20.23, delta-seconds capped at 2**32-1),
+        None when absent; a bad value raises SipParseError naming the header."""
+        return self._typed("min_expires",
+                           lambda: _in_header("Min-Expires", _parse_min_expires, self.headers.get("Min-Expires")))
 
     @property
     def max_forwards(self) -> int | None:
@@ -479,10 +503,12 @@ def _parse_cseq(value: str) -> tuple[int, str]:
     m = _CSEQ_RE.match(value)
     if m is None:
         raise SipParseError(f"bad CSeq {value.strip()[:80]!r}")
-    num = int(m.group(1))
-    if num >= 2**31:
-        raise SipParseError(f"CSeq number {m.group(1)[:40]} is not below 2**31")
-    return num, m.group(2)
+    digits = m.group(1).lstrip("0") or "0"
+    # RFC 3261 §8.1.1.5: below 2**31; the length check comes first, so a number thousands of
+    # digits long is refused here, not by int() (ValueError past sys.int_max_str_digits)
+    if len(digits) > 10 or int(digits) >= 2**31:
+        raise SipParseError(f"CSeq number {_clip(m.group(1))} is not below 2**31")
+    return int(digits), m.group(2)
 
 
 def _parse_vias(lines: list[str]) -> list[Via]:
@@ -515,22 +541,53 @@ def _parse_contacts(lines: list[str]) -> tuple[list[NameAddr], bool]:
     return contacts, star
 
 
+def delta_seconds(value: str, what: str = "value") -> int:
+    """RFC 3261 §25.1 ``delta-seconds`` (1*DIGIT, ASCII only): the number, capped at 2**32-1
+    (§20.19: a larger value means 2**32-1), so a number of any length is read without
+    converting it whole. Raises SipParseError naming ``what`` otherwise."""
+    v = value.strip(" \t")
+    if not _DIGITS.match(v):
+        raise SipParseError(f"bad {what} {_clip(value)} (delta-seconds expected: ASCII digits)")
+    digits = v.lstrip("0") or "0"
+    if len(digits) > 10:
+        return _EXPIRES_MAX
+    return min(int(digits), _EXPIRES_MAX)
+
+
 def _parse_expires(value: str | None) -> int | None:
     if value is None:
         return None
-    v = value.strip()
-    if not _DIGITS.match(v):
-        raise SipParseError(f"bad Expires {value[:40]!r} (delta-seconds expected)")
-    return min(int(v), _EXPIRES_MAX)  # RFC 3261 §20.19: larger values mean 2**32-1
+    return delta_seconds(value, "Expires")
+
+
+def _parse_min_expires(value: str | None) -> int | None:
+    return None if value is None else delta_seconds(value, "Min-Expires")
+
+
+def _in_header(name: str, parse_value: Callable[[Any], _T], value: Any) -> _T:
+    """``parse_value(value)``, its SipParseError located at the header ``name``."""
+    try:
+        return parse_value(value)
+    except SipParseError as e:
+        if e.where:
+            raise
+        raise SipParseError(e.what, _where_header(name)) from None
 
 
 def _parse_max_forwards(value: str | None) -> int | None:
     if value is None:
         return None
-    v = value.strip()
-    if not _DIGITS.match(v) or int(v) > 255:
-        raise SipParseError(f"bad Max-Forwards {value[:40]!r} (0..255 expected)")
-    return int(v)
+    v = value.strip(" \t")
+    digits = v.lstrip("0") or "0"
+    # RFC 3261 §20.22: 0..255; length first (int() of thousands of digits raises ValueError)
+    if not _DIGITS.match(v) or len(digits) > 3 or int(digits) > 255:
+        raise SipParseError(f"bad Max-Forwards {_clip(value)} (0..255 expected)")
+    return int(digits)
+
+
+def _clip(text: str, n: int = 40) -> str:
+    """Peer text quoted for an error message: at most ``n`` characters, and the length when cut."""
+    return repr(text) if len(text) <= n else f"{text[:n]!r}... ({len(text)} characters)"
 
 
 def _parse_content_length(value: str) -> int:
@@ -688,7 +745,7 @@ def _parse_status_line(line: str) -> Response:
     parts = line.split(" ", 2)
     if parts[0].upper() != "SIP/2.0":
         raise SipParseError(f"unsupported SIP version {parts[0][:20]!r}", "line 1")
-    if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit() or parts[1] < "100":
+    if len(parts) < 2 or len(parts[1]) != 3 or not _DIGITS.match(parts[1]) or parts[1] < "100":
         raise SipParseError(f"bad status code {parts[1][:20] if len(parts) > 1 else ''!r}",
                             "line 1")
     if parts[1] >= "700":

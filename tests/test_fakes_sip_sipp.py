@@ -67,6 +67,9 @@ def test_sipp_register_plain(peer, fake, transport):
 def test_sipp_register_digest(peer, fake, transport):
     sipp = peer("sipp")
     s = fake(users={"alice": "s3cret"}, domain="example.com")
+    # SIPp 3.6 answers only the first challenge, and only MD5 (RFC 8760 §2.4 would have it pick the
+    # first it supports): offer MD5 alone (SHA-256 is proven by the bundled phone)
+    s.logic.registrar.auth.algorithms = ("MD5",)
     addr = yield s.listen(transport)
     _check((yield run_sipp(sipp, addr, "-sf", os.path.join(HERE, "register_auth.xml"), "-s", "alice",
                            "-au", "alice", "-ap", "s3cret", transport=transport)))

@@ -120,4 +120,26 @@ def test_server_without_clock_and_nonce_cap():
         srv.make_challenge()
     v = authorize(first, method="REGISTER", uri="sip:r", username="alice", password="secret")
     assert srv.verify(v, method="REGISTER", password_for=USERS.get).status == digest.STALE  # forgotten
-    assert "stale=TRUE" in srv.make_challenge(stale=True)
+    # RFC 7616 §3.3 reads it case-insensitively; its ABNF writes "true" (and peers send that)
+    assert "stale=true" in srv.make_challenge(stale=True)
+    assert Challenge.parse('Digest realm="r", nonce="n", stale=TRUE').stale
+
+
+def test_select_challenge_takes_the_first_supported_algorithm():
+    # RFC 8760 §2.4: the server lists its preferred first; a client skips what it cannot compute
+    offered = ['Digest realm="r", nonce="n", algorithm=SHA-512-256', 'Digest realm="r", nonce="n", algorithm=SHA-256',
+               'Digest realm="r", nonce="n", algorithm=MD5']
+    assert digest.select_challenge(offered).algorithm == "SHA-256"
+    assert digest.select_challenge(offered[2:]).algorithm == "MD5"
+    with pytest.raises(SipParseError, match="SHA-512-256"):
+        digest.select_challenge(offered[:1] + ["Basic realm=x"])
+
+
+def test_digest_uri_is_compared_with_the_request_uri_by_sip_equivalence():
+    srv = DigestServer("r")
+    ch = srv.make_challenge()
+    v = authorize(ch, method="REGISTER", uri="sip:EXAMPLE.com;transport=UDP", username="alice", password="secret")
+    assert srv.verify(v, method="REGISTER", password_for=USERS.get, uri="sip:example.com;transport=udp").ok
+    v = authorize(ch, method="REGISTER", uri="sip:other.example.com", username="alice", password="secret", nc=2)
+    bad = srv.verify(v, method="REGISTER", password_for=USERS.get, uri="sip:example.com")
+    assert bad.status == digest.MALFORMED and "Request-URI" in bad.reason

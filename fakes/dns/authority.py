@@ -31,7 +31,10 @@ __all__ = ["Authority", "Query", "Reply", "Bad", "decode"]
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 _RCODE_NAME = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 _A, _NS, _CNAME, _SOA, _MX, _AAAA, _SRV, _NAPTR, _OPT, _ANY = 1, 2, 5, 6, 15, 28, 33, 35, 41, 255
-_MAX_CACHE = 20000
+# encoded answers kept (each ~3.5 KB with its dnslib record): a lab's zones ask a few dozen questions;
+# 20 000 let a flood of distinct garbage questions grow the fake by ~70 MB (bench/fuzz.py), 2048 keep
+# it flat at ~7 MB
+_MAX_CACHE = 2048
 _HEADER = struct.Struct("!HHHHHH")
 
 
@@ -78,9 +81,13 @@ class Query:
 
     @classmethod
     def from_record(cls, rec: DNSRecord, raw: bytes = b"") -> "Query":
+        """A query from a dnslib record; ValueError when it is not one we can answer (not one
+        question, or a name dnslib read but cannot write back: a label over 63 octets, a
+        name over 255, RFC 1035 §2.3.4)."""
         if len(rec.questions) != 1:
             raise ValueError(f"a query has exactly one question, got {len(rec.questions)}")
         q = rec.questions[0]
+        _check_name(q.qname.label)
         payload = None
         for rr in rec.ar:
             if rr.rtype == _OPT:
@@ -115,6 +122,15 @@ class Reply:
     record: DNSRecord
     rcode: int
     summary: str
+
+
+def _check_name(labels: tuple[bytes, ...]) -> None:
+    """RFC 1035 §2.3.4: labels of 63 octets or less, a name of 255 octets or less (on the wire)."""
+    for lb in labels:
+        if len(lb) > 63:
+            raise ValueError(f"a label of {len(lb)} octets in the question name (at most 63, RFC 1035 §2.3.4)")
+    if sum(len(lb) + 1 for lb in labels) + 1 > 255:
+        raise ValueError("question name longer than 255 octets (RFC 1035 §2.3.4)")
 
 
 def _encode_name(label: DNSLabel) -> bytes:
@@ -154,6 +170,10 @@ def decode(data: bytes) -> Query | Bad:
         if length == 0:
             i += 1
             break
+        if length & 0xC0 and length & 0xC0 != 0xC0:
+            # 0x40 / 0x80: the extended label types of RFC 2671 (obsoleted by RFC 6891): a bad name
+            return Bad(f"id {id}: label type 0x{length & 0xC0:02x} in the question name (a label is at most 63 "
+                       "octets)", _error_wire(id, flags, FORMERR), id)
         if length & 0xC0 or an or ns:
             return _decode_slow(data, id, flags)  # compression or odd sections: let dnslib judge
         total += length + 1

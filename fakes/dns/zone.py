@@ -21,7 +21,7 @@ import itertools
 import re
 from typing import Callable, Iterable, Iterator
 
-from dnslib import CLASS, QTYPE, RR, DNSLabel
+from dnslib import CLASS, QTYPE, RR, DNSBuffer, DNSLabel
 from dnslib.dns import RDMAP
 
 __all__ = ["Zone", "ZoneError", "SUPPORTED_TYPES"]
@@ -37,8 +37,10 @@ _NAME_FIELDS = {"CNAME": (0,), "NS": (0,), "PTR": (0,), "MX": (1,), "SRV": (3,),
 
 _TTL_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _TTL_RE = re.compile(r"^(?:\d+[smhdwSMHDW]?)+$")
+_NUMBERISH = re.compile(r"^[+-]?(?:\d+[smhdwSMHDW]?)+$")  # a TTL, maybe signed or out of range
 _MAX_TTL = 2**31 - 1
 
+MAX_ZONE_BYTES = 16 * 1024 * 1024  # a zone file larger than this is refused before it is read whole
 _generation = itertools.count(1)  # zone versions are unique across zones (cache keys)
 
 
@@ -56,6 +58,35 @@ def _parse_ttl(token: str) -> int | None:
         return None
     value = sum(int(n) * _TTL_UNITS.get(u.lower(), 1) for n, u in re.findall(r"(\d+)([smhdwSMHDW]?)", token))
     return value if value <= _MAX_TTL else None
+
+
+def _name_problem(text: str) -> str | None:
+    """Why ``text`` is not a domain name DNS can carry (RFC 1035 §2.3.4), or None."""
+    body = text[:-1] if text.endswith(".") else text
+    if not body:
+        return None  # the root
+    for label in body.split("."):
+        if not label:
+            return "has an empty label (two dots in a row, or a leading dot)"
+        try:  # dnslib writes a non-ASCII label as IDNA (xn--...)
+            size = len(label) if label.isascii() else len(label.encode("idna"))
+        except UnicodeError:
+            return f"has a label {label[:20]!r} that IDNA cannot encode (or longer than 63 octets)"
+        if size > 63:
+            return f"has a label of {size} octets ({label[:20]}...; at most 63, RFC 1035 §2.3.4)"
+    octets = sum(len(lb) + 1 for lb in DNSLabel(text).label) + 1
+    if octets > 255:
+        return f"is {octets} octets long (at most 255, RFC 1035 §2.3.4)"
+    return None
+
+
+def _label(text: str, filename: str, line: int, what: str = "name") -> DNSLabel:
+    """``DNSLabel(text)``, or a ZoneError (ValueError from the API, line 0) saying what is wrong."""
+    problem = _name_problem(text)
+    if problem is not None:
+        shown = text if len(text) <= 80 else text[:77] + "..."
+        raise _err(filename, line, f"{what} {shown!r} {problem}")
+    return DNSLabel(text)
 
 
 def _key(name: str | DNSLabel) -> str:
@@ -164,7 +195,7 @@ class Zone:
         self.add("@", "SOA", soa or f"ns.{self.origin} hostmaster.{self.origin} 1 3600 600 86400 60", ttl)
 
     def _setup(self, origin: str, ttl: int) -> None:
-        self.origin = DNSLabel(_key(origin))
+        self.origin = _label(_key(origin), "<api>", 0, "zone origin")
         self.default_ttl = ttl
         self._rrsets: dict[tuple[str, int], list[RR]] = {}
         self._nodes: set[str] | None = None
@@ -175,7 +206,7 @@ class Zone:
     @classmethod
     def from_text(cls, text: str, origin: str | None = None, filename: str = "<zone>") -> "Zone":
         """Parse RFC 1035 master-file text; raises :class:`ZoneError` naming ``filename:line``."""
-        cur_origin = DNSLabel(_key(origin)) if origin else None
+        cur_origin = _label(_key(origin), filename, 0, "origin") if origin else None
         cur_ttl: int | None = None
         last_ttl: int | None = None
         owner: DNSLabel | None = None
@@ -188,7 +219,8 @@ class Zone:
                 if directive == "$ORIGIN":
                     if len(values) != 2:
                         raise ZoneError(filename, line, "$ORIGIN takes one domain name")
-                    cur_origin = DNSLabel(_key(_absolute(values[1], cur_origin, filename, line)))
+                    cur_origin = _label(_key(_absolute(values[1], cur_origin, filename, line)), filename, line,
+                                        "$ORIGIN")
                 elif directive == "$TTL":
                     ttl = _parse_ttl(values[1]) if len(values) == 2 else None
                     if ttl is None:
@@ -202,7 +234,7 @@ class Zone:
                 if owner is None:
                     raise ZoneError(filename, line, "record with no owner name and no previous record to inherit it from")
             else:
-                owner = DNSLabel(_absolute(values[0], cur_origin, filename, line))
+                owner = _label(_absolute(values[0], cur_origin, filename, line), filename, line, "owner name")
                 pos = 1
             ttl, rclass = None, None
             while pos < len(values) and not toks[pos][1] and len(values) - pos > 1:
@@ -216,6 +248,9 @@ class Zone:
                 pos += 1
             if pos >= len(values):
                 raise ZoneError(filename, line, f"record for {owner} has no type")
+            if ttl is None and not toks[pos][1] and _NUMBERISH.match(values[pos]) and len(values) - pos > 1:
+                raise ZoneError(filename, line, f"TTL {values[pos][:20]!r} is out of range (valid: 0..{_MAX_TTL} s, "
+                                "e.g. 3600 or 1h)")
             if rclass not in (None, "IN"):
                 raise ZoneError(filename, line, f"class {rclass} is not supported (only IN)")
             rtype = values[pos].upper()
@@ -235,10 +270,19 @@ class Zone:
     def from_file(cls, path: str, origin: str | None = None) -> "Zone":
         """Read a master file; errors are :class:`ZoneError` with the path and line."""
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except (OSError, UnicodeDecodeError) as e:
-            raise ZoneError(str(path), 0, f"cannot read zone file: {e}") from None
+            with open(path, "rb") as f:
+                data = f.read(MAX_ZONE_BYTES + 1)
+        except OSError as e:
+            raise ZoneError(str(path), 0, f"cannot read zone file: {e.strerror or e}") from None
+        if len(data) > MAX_ZONE_BYTES:
+            raise ZoneError(str(path), 0, f"zone file larger than {MAX_ZONE_BYTES} bytes (a test zone is a few lines)")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+            raise ZoneError(str(path), line, f"not UTF-8 (byte 0x{data[e.start]:02x} at column {col}); "
+                            "a zone file is UTF-8 text") from None
         return cls.from_text(text, origin=origin, filename=str(path))
 
     @classmethod
@@ -324,7 +368,7 @@ class Zone:
         if ttl is None:
             existing = self._rrsets.get((key, getattr(QTYPE, rtype)))
             ttl = existing[0].ttl if existing else self.default_ttl
-        rr = _make_rr(DNSLabel(key), rtype, _split_rdata(rdata), _check_ttl(ttl), self.origin, "<api>", 0)
+        rr = _make_rr(_label(key, "<api>", 0), rtype, _split_rdata(rdata), _check_ttl(ttl), self.origin, "<api>", 0)
         self._insert(rr)
         self._changed()
         return rr
@@ -343,7 +387,7 @@ class Zone:
         if rdata is not None:
             if qt is None:
                 raise ValueError("remove(): rdata needs rtype")
-            want = _make_rr(DNSLabel(key), _type_name(rtype), _split_rdata(rdata), 0, self.origin, "<api>", 0).rdata
+            want = _make_rr(_label(key, "<api>", 0), _type_name(rtype), _split_rdata(rdata), 0, self.origin, "<api>", 0).rdata
         removed = 0
         for k in [k for k in self._rrsets if k[0] == key and (qt is None or k[1] == qt) and k[1] != QTYPE.SOA]:
             keep = [rr for rr in self._rrsets[k] if want is not None and not _same_rdata(rr.rdata, want)]
@@ -366,7 +410,7 @@ class Zone:
         old = self._rrsets.get((key, qt), [])
         if ttl is None:
             ttl = old[0].ttl if old else self.default_ttl
-        new = [_make_rr(DNSLabel(key), rtype, _split_rdata(r), _check_ttl(ttl), self.origin, "<api>", 0) for r in rdatas]
+        new = [_make_rr(_label(key, "<api>", 0), rtype, _split_rdata(r), _check_ttl(ttl), self.origin, "<api>", 0) for r in rdatas]
         if qt == QTYPE.SOA and len(new) != 1:
             raise ValueError("a zone has exactly one SOA record")
         self._rrsets.pop((key, qt), None)
@@ -500,10 +544,18 @@ def _make_rr(owner: DNSLabel, rtype: str, rdata: list[str], ttl: int, origin, fi
                 if origin is None:
                     raise ValueError(f"relative name {rdata[i]!r} with no $ORIGIN")
                 rdata[i] = str(origin) if rdata[i] == "@" else f"{rdata[i]}.{origin}"
+            problem = _name_problem(rdata[i])
+            if problem is not None:
+                raise ValueError(f"name {rdata[i][:80]!r} {problem}")
         if rtype == "SOA":
             rdata = rdata[:2] + [str(_parse_ttl(v)) for v in rdata[2:]]
         rd = RDMAP[rtype].fromZone(rdata, origin if origin is not None else DNSLabel(""))
-        return RR(rname=owner, rtype=getattr(QTYPE, rtype), rclass=CLASS.IN, ttl=ttl, rdata=rd)
+        rr = RR(rname=owner, rtype=getattr(QTYPE, rtype), rclass=CLASS.IN, ttl=ttl, rdata=rd)
+        try:
+            rr.pack(DNSBuffer())  # what dnslib reads it may not write (a character-string over 255 octets...)
+        except Exception as e:
+            raise ValueError(f"cannot be put on the wire: {e} (a character-string is at most 255 octets)") from None
+        return rr
     except ZoneError:
         raise
     except Exception as e:

@@ -7,26 +7,33 @@ exactly what is left. Written by hand because the point is control: a test confi
 minimum expiry (423), the users that must authenticate (401, stale nonces) and reads the
 bindings back; a real registrar (Kamailio) does all that but cannot be scripted per test.
 
-Digest (RFC 2617 / RFC 7616 / RFC 3261 §22.4, MD5, qop=auth) is sipcore's
-:class:`sipcore.digest.DigestServer`, the one the phone's tests also meet: a nonce is valid
-for ``nonce_lifetime`` phone seconds (or until :meth:`Registrar.expire_nonces`) and its
-nonce count must grow; a right password with an old, unknown or replayed nonce gets a new
-challenge with ``stale=true`` (401), a wrong password or an unknown user 403, credentials
-that cannot be read (or name another realm, an algorithm or qop not offered) 400.
+Digest is :class:`fakes.sip.auth.DigestGate` (on sipcore's DigestServer, the one the phone's
+tests also meet): SHA-256 and MD5 offered, the digest user must be the AOR's user (403), the
+digest uri the Request-URI (400); a nonce is valid for ``nonce_lifetime`` phone seconds (or
+until :meth:`Registrar.expire_nonces`) and its count must grow (stale=true otherwise).
+
+Bounded whatever a peer sends: at most ``max_bindings`` bindings in all and
+``max_contacts`` per AOR (a REGISTER that would add one more is answered 503 with
+Retry-After, as Kamailio's usrloc answers when its ``max_contacts`` is reached; refreshes
+and removals still work), expired bindings are swept when the cap is reached, and an AOR
+with no binding left is forgotten (only the last ``max_bindings`` user names are kept for
+the proxy's 404/480 distinction). A binding costs ~635 bytes (tracemalloc, 100 000 REGISTERs of
+distinct users): the default cap of 100 000 (~60 MB) is above what bench/registrar_rps.py
+registers (rate × seconds, 40 000 at 8000/s for 5 s) and far below what a flood would take.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from sipharness.sipcore.digest import BAD_PASSWORD, OK, STALE, UNKNOWN_USER, DigestServer
-from sipharness.sipcore.message import make_response, new_tag
+from sipharness.sipcore.digest import ALGORITHMS
+from sipharness.sipcore.message import SipParseError, make_response, new_tag
 from sipharness.sipcore.uri import SipUri
 
 from sipharness.fakes.sip.actions import Origin, Respond
+from sipharness.fakes.sip.auth import DigestGate, printable
 
 __all__ = ["Binding", "Registrar", "aor_user"]
 
@@ -68,45 +75,53 @@ def aor_user(aor: str) -> str:
     return user.split(";", 1)[0]
 
 
-class _At:
-    """The IReactorTime DigestServer reads, set to the ``now`` each request is handled at
-    (the registrar stays sans-I/O: time comes in with the request)."""
-
-    __slots__ = ("now",)
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def seconds(self) -> float:
-        return self.now
+MAX_BINDINGS = 100_000  # all AORs together (≈ 60 MB of bindings)
+MAX_CONTACTS = 100  # per AOR: also keeps the 200 OK's Contact list inside a datagram
+RETRY_AFTER = 60  # seconds, in the 503 of a full registrar
 
 
 class Registrar:
     """Bindings per AOR; ``handle(register, origin, now)`` → ``[Respond(...)]``.
 
     ``users`` (name → password) turns digest on: every REGISTER must carry valid
-    credentials of a listed user (401 challenge first, 403 for a wrong password or an
-    unlisted user). ``min_expires``: a non-zero expiry below it gets 423 with Min-Expires.
+    credentials of the AOR's own user (401 challenge first, 403 for a wrong password, an
+    unlisted user or another user's credentials). ``min_expires``: a non-zero expiry below
+    it gets 423 with Min-Expires. ``max_bindings`` / ``max_contacts``: the caps (503 beyond).
     """
 
     def __init__(self, *, realm: str = "fake", users: dict[str, str] | None = None,
-                 min_expires: int | None = None, default_expires: int = 3600, nonce_lifetime: float = 300.0):
+                 min_expires: int | None = None, default_expires: int = 3600, nonce_lifetime: float = 300.0,
+                 max_bindings: int = MAX_BINDINGS, max_contacts: int = MAX_CONTACTS,
+                 algorithms: tuple[str, ...] = ALGORITHMS):
         if min_expires is not None and min_expires < 0:
             raise ValueError(f"min_expires must be >= 0 seconds, got {min_expires!r}")
+        if max_bindings < 1 or max_contacts < 1:
+            raise ValueError(f"max_bindings and max_contacts must be >= 1, got {max_bindings!r}, {max_contacts!r}")
         self.realm = realm
         self.users = dict(users) if users else None
         self.min_expires = min_expires
         self.default_expires = default_expires
         self.nonce_lifetime = nonce_lifetime
+        self.max_bindings = max_bindings
+        self.max_contacts = max_contacts
         self._bindings: dict[str, dict[str, Binding]] = {}  # user → contact URI text → binding
-        self._at = _At()
-        self._digest = DigestServer(realm, self._at, nonce_ttl=nonce_lifetime, qop=("auth",), algorithm="MD5")
-        self.known_users: set[str] = set(self.users or ())
+        self._count = 0  # bindings in _bindings (expired ones included until swept)
+        self._swept_at: float | None = None
+        #: the digest gate (None without users); the PBX router challenges INVITEs with it too
+        self.auth = DigestGate(realm, self.users, nonce_lifetime=nonce_lifetime,
+                               algorithms=algorithms) if self.users else None
+        # users seen registering (ordered: the oldest are forgotten past max_bindings)
+        self.known_users: dict[str, None] = dict.fromkeys(self.users or ())
 
     # -- queries
     def bindings(self, aor: str, now: float) -> list[tuple[str, float]]:
         """(contact, expires_at) of the live bindings of ``aor`` ("sip:alice@x", "alice@x" or "alice")."""
         return [(b.contact, b.expires_at) for b in self.lookup(aor_user(aor), now)]
+
+    @property
+    def binding_count(self) -> int:
+        """Bindings held (expired ones not swept yet included): what the cap counts."""
+        return self._count
 
     def lookup(self, user: str, now: float) -> list[Binding]:
         """Live bindings of ``user``, the longest-lived first (expired ones are dropped)."""
@@ -116,18 +131,17 @@ class Registrar:
         if len(table) == 1:  # the common case, without the sort
             (key, b), = table.items()
             if b.expires_at <= now:
-                del table[key]
+                self._drop(user, table, key)
                 return []
             return [b]
         for key in [k for k, b in table.items() if b.expires_at <= now]:
-            del table[key]
+            self._drop(user, table, key)
         return sorted(table.values(), key=lambda b: -b.expires_at)
 
     def expire_nonces(self) -> None:
         """Make every nonce issued so far stale (the next REGISTER using one gets stale=true)."""
-        old = self._digest  # a fresh DigestServer knows none of them; same realm, same opaque
-        self._digest = DigestServer(old.realm, self._at, nonce_ttl=old.nonce_ttl, qop=old.qop,
-                                    algorithm=old.algorithm, opaque=old.opaque, max_nonces=old.max_nonces)
+        if self.auth is not None:
+            self.auth.expire_nonces()
 
     # -- the logic
     def handle(self, request: Any, origin: Origin, now: float) -> list[Respond]:
@@ -136,41 +150,84 @@ class Registrar:
         user = to_uri.user if to_uri is not None else None
         if not user:
             return [Respond(make_response(request, 400, "To header has no user part", to_tag=new_tag()))]
-        if self.users is not None:
-            denied = self._authenticate(request, now)
+        if self.auth is not None:
+            denied = self.auth.check(request, user, now, 401)
             if denied is not None:
                 return [Respond(denied)]
         contacts = request.contacts
-        header_expires = request.expires
+        try:
+            header_expires = request.expires
+        except SipParseError as e:
+            return [Respond(make_response(request, 400, printable(str(e)), to_tag=new_tag()))]
         if request.contact_star:
             # RFC 3261 §10.3 step 6: "*" only with Expires: 0 and no other Contact
             if header_expires != 0 or contacts:
                 return [Respond(make_response(request, 400, 'Contact "*" needs Expires: 0 and no other Contact',
                                               to_tag=new_tag()))]
-            self._bindings.pop(user, None)
+            table = self._bindings.pop(user, None)
+            self._count -= len(table or ())
             return [Respond(self._ok(request, user, now))]
         changes = []
         for c in contacts:
-            raw = c.params.get("expires") if c.params else None
-            expires = header_expires if raw is None else _int_or_none(raw)
+            try:
+                expires = c.expires  # RFC 3261 §10.3 step 7: the parameter, else the header, else ours
+            except SipParseError as e:
+                return [Respond(make_response(request, 400, printable(str(e)), to_tag=new_tag()))]
             if expires is None:
-                expires = self.default_expires if raw is None else None
-            if expires is None:
-                return [Respond(make_response(request, 400, f"bad expires parameter {raw!r}", to_tag=new_tag()))]
+                expires = header_expires if header_expires is not None else self.default_expires
             if expires and self.min_expires is not None and expires < self.min_expires:
                 return [Respond(make_response(request, 423, "Interval Too Brief", to_tag=new_tag(),
                                               headers={"Min-Expires": str(self.min_expires)}))]
-            changes.append((c, expires))
+            changes.append((str(c.uri), expires))
+        table = self._bindings.get(user) or {}
+        live = self.lookup(user, now) if table else []
+        added = len({key for key, expires in changes if expires and key not in table})
+        if added:
+            full = self._full(now, len(live) + added)
+            if full:
+                return [Respond(make_response(request, 503, full, to_tag=new_tag(),
+                                              headers={"Retry-After": str(RETRY_AFTER)}))]
+        self._remember(user)
         table = self._bindings.setdefault(user, {})
-        self.known_users.add(user)
         aor = str(to_uri)
-        for c, expires in changes:
-            key = str(c.uri)
+        for key, expires in changes:
             if expires == 0:
-                table.pop(key, None)
+                if table.pop(key, None) is not None:
+                    self._count -= 1
             else:
+                if key not in table:
+                    self._count += 1
                 table[key] = Binding(aor, key, now + expires, origin, request.call_id, request.cseq[0])
+        if not table:
+            del self._bindings[user]
         return [Respond(self._ok(request, user, now))]
+
+    def _full(self, now: float, contacts_after: int) -> str | None:
+        """Why one more binding does not fit (None: it fits): per AOR, then in all (after
+        sweeping the expired ones, at most once a second of phone time under a flood)."""
+        if contacts_after > self.max_contacts:
+            return f"too many contacts for this AOR (max {self.max_contacts})"
+        if self._count >= self.max_bindings and (self._swept_at is None or now >= self._swept_at + 1.0):
+            self._swept_at = now
+            for user in list(self._bindings):
+                self.lookup(user, now)
+        if self._count >= self.max_bindings:
+            return f"registrar full ({self.max_bindings} bindings)"
+        return None
+
+    def _drop(self, user: str, table: dict[str, Binding], key: str) -> None:
+        del table[key]
+        self._count -= 1
+        if not table:
+            self._bindings.pop(user, None)
+
+    def _remember(self, user: str) -> None:
+        known = self.known_users
+        if user in known:
+            return
+        known[user] = None
+        if len(known) > self.max_bindings:
+            del known[next(iter(known))]
 
     def _ok(self, request: Any, user: str, now: float) -> Any:
         live = self.lookup(user, now)
@@ -180,39 +237,3 @@ class Registrar:
                                            for b in live)
         return make_response(request, 200, "OK", to_tag=new_tag(), headers=headers)
 
-    def _challenge(self, request: Any, stale: bool = False) -> Any:
-        value = self._digest.make_challenge(stale=stale)
-        # sipcore.digest writes stale=TRUE (RFC 2617's ABNF is case-insensitive); RFC 7616 §3.3
-        # and the peers write it lower-case, as this fake always did
-        value = value.replace("stale=TRUE", "stale=true")
-        return make_response(request, 401, "Unauthorized", to_tag=new_tag(), headers={"WWW-Authenticate": value})
-
-    def _authenticate(self, request: Any, now: float) -> Any | None:
-        """None when the request carries valid credentials; else the 401/403/400 to send."""
-        self._at.now = now
-        value = request.headers.get("Authorization")
-        if value is None:
-            return self._challenge(request)
-        result = self._digest.verify(value, method=request.method, password_for=self.users.get)
-        if result.status == OK:
-            return None
-        if result.status == STALE:  # right password, old or unknown nonce: RFC 7616 §3.3
-            return self._challenge(request, stale=True)
-        if result.status == UNKNOWN_USER:
-            return make_response(request, 403, f"unknown user {_printable(result.username or '')!r}",
-                                 to_tag=new_tag())
-        if result.status == BAD_PASSWORD:
-            return make_response(request, 403, "wrong password", to_tag=new_tag())
-        return make_response(request, 400, f"bad Authorization: {_printable(result.reason)}", to_tag=new_tag())
-
-
-def _printable(text: str) -> str:
-    """Peer text fit for a reason phrase: printable ASCII, 80 characters at most."""
-    return re.sub(r"[^ -~]", "?", text)[:80]
-
-
-def _int_or_none(text: str) -> int | None:
-    text = (text or "").strip()
-    if not text.isdigit() or len(text) > 10:
-        return None
-    return int(text)

@@ -19,9 +19,12 @@ from sipharness.sipcore.message import make_response, new_tag
 
 from sipharness.fakes.sip.actions import Origin, Respond
 
-__all__ = ["Uas", "sdp_answer"]
+__all__ = ["Uas", "sdp_answer", "UAS_METHODS"]
 
 KEEP = 64 * 0.5  # 64·T1 after the answer: a CANCEL later than that finds no transaction (481)
+#: What the UAS answers (the Allow of its 405/501): a call, and a plain 200 to the in-call
+#: requests a phone may send (BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY, PRACK).
+UAS_METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "INFO", "UPDATE", "MESSAGE", "NOTIFY", "PRACK")
 
 
 def sdp_answer(host: str, port: int = 49170, session: int = 1) -> bytes:
@@ -60,10 +63,10 @@ class Uas:
             return []
         if method == "CANCEL":
             return self._cancel(request, now)
-        if method == "REGISTER":
+        if method not in UAS_METHODS:  # RFC 3261 §8.2.1: 405 for a method known elsewhere (REGISTER...)
             return [Respond(make_response(request, 405, "Method Not Allowed", to_tag=new_tag(),
-                                          headers={"Allow": "INVITE, ACK, BYE, CANCEL, OPTIONS"}))]
-        # BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY ...: a plain 200
+                                          headers={"Allow": ", ".join(UAS_METHODS)}))]
+        # BYE, OPTIONS, INFO, UPDATE, MESSAGE, NOTIFY, PRACK: a plain 200
         tag = request.to.tag if request.to is not None and request.to.tag else new_tag()
         return [Respond(make_response(request, 200, "OK", to_tag=tag))]
 
