@@ -56,22 +56,17 @@ from fuzz_sip import RegistrarTarget  # noqa: E402
 
 __all__ = ["Finding", "Report", "run", "TARGETS", "owner_of"]
 
-# -- who owns what (for the report: a defect is listed under the engineer whose file it is in) ----
-
-_OWNERS = [
-    (re.compile(r"(fakes/sip/(server|script)|fakes/dns/(server|faults)|fakes/(record|ladder)|sipcore/(transport|"
-                r"framing))\.py$"), "H2a"),
-    (re.compile(r"phone/(config)\.py$"), "H2b"),
-    (re.compile(r"phone/(emulation|daemon|events)\.py$|harness/"), "H1"),
-    (re.compile(r"phone/\w+\.py$|sipcore/transaction\.py$"), "H3"),
-    (re.compile(r"sipcore/\w+\.py$|fakes/"), "H2b"),
-]
+# -- where a defect is (for the report: the role folder of the file it was raised in) -----------------
 
 
 def owner_of(path: str) -> str:
-    for pattern, owner in _OWNERS:
-        if pattern.search(path.replace(os.sep, "/")):
-            return owner
+    """The part of the project a file belongs to: ``fakes/sip``, ``fakes/dns``, ``phone``, ``sipcore`` …"""
+    parts = path.replace(os.sep, "/").split("/")
+    for i, part in enumerate(parts):
+        if part in ("fakes",) and i + 2 < len(parts):
+            return f"{part}/{parts[i + 1]}"
+        if part in ("sipcore", "fakes", "phone", "harness"):
+            return part
     return "?"
 
 
@@ -81,7 +76,7 @@ def owner_of(path: str) -> str:
 class Finding:
     """One class of defect: ``kind`` (exception, hang, wrong, health), ``key`` (what identifies
     the class: exception type and the innermost project frame, or the wrong answer's rule),
-    ``owner`` (who owns that code), a count and the first input that showed it."""
+    ``owner`` (the part of the project the defect is in), a count and the first input that showed it."""
 
     kind: str
     key: str

@@ -199,6 +199,7 @@ class Target:
     ``health()`` → None or what went wrong, ``sizes()`` → what it keeps."""
 
     name = "?"
+    component = "?"  # the part of the project a wrong answer is charged to
     kind = "sip"
 
     def __init__(self, rng: random.Random, report: Report):
@@ -215,8 +216,8 @@ class Target:
     def sizes(self) -> dict[str, int]:
         return {}
 
-    def wrong(self, rule: str, data: bytes, detail: str = "", owner: str = "H2b") -> None:
-        self.report.add("wrong", rule, owner, data, detail)
+    def wrong(self, rule: str, data: bytes, detail: str = "", owner: str | None = None) -> None:
+        self.report.add("wrong", rule, owner or self.component, data, detail)
 
 
 def streaming_recorder(clock: Any) -> Any:

@@ -36,6 +36,7 @@ txt IN TXT "v=1" "two strings"
 
 class DnsTarget(Target):
     name = "dns"
+    component = "fakes/dns"
     kind = "dns"
 
     def __init__(self, rng: random.Random, report: Report):

@@ -51,6 +51,7 @@ class PhoneTarget(Target):
     """Hostile responses to the phone's REGISTER and INVITE, and unsolicited requests."""
 
     name = "phone"
+    component = "phone"
     SERVER = ("127.0.0.10", 5060)
     LINES = 2  # SPEC §7: the bundled phone takes 2 calls at once
 
@@ -58,7 +59,7 @@ class PhoneTarget(Target):
         super().__init__(rng, report)
         from sipharness.phone.agent import UserAgent
         from sipharness.phone.config import loads_config
-        from sipharness.phone.resolver import Target as PhoneTargetAddr
+        from sipharness.phone.dnsrecords import Target as PhoneTargetAddr
 
         self.clock = task.Clock()
         self.wire = _PhoneWire()
@@ -67,8 +68,7 @@ class PhoneTarget(Target):
                            # the shortest legal expiry: a REGISTER is in flight often, for hostile answers
                            "account.1.sip_server.1.expires = 30\naccount.1.reg_fail_retry_interval = 5\n")
         target = PhoneTargetAddr(self.SERVER[0], self.SERVER[1], "udp")
-        self.ua = UserAgent(cfg, clock=self.clock, wire=self.wire, resolve=lambda acct, y: [target],
-                            rng=random.Random(rng.random()))
+        self.ua = UserAgent(cfg, clock=self.clock, wire=self.wire, resolve=lambda acct, y: [target])
         self.flow = self.wire.flow(target)
         self.replies: list[Any] = []
         self.static = torture()
@@ -169,7 +169,7 @@ class PhoneTarget(Target):
                 continue
             why = self._not_a_registration(data)
             if why:
-                self.wrong("registered on a 2xx that is no registration (SPEC §4)", data, why, owner="H3")
+                self.wrong("registered on a 2xx that is no registration (SPEC §4)", data, why)
 
     def _not_a_registration(self, data: bytes) -> str | None:
         """SPEC §4, checked here from the bytes fed: why this input may not make the phone registered."""
@@ -194,7 +194,9 @@ class PhoneTarget(Target):
             for c in resp.contacts:
                 if ours is not None and c.uri == ours:
                     granted = c.expires if c.expires is not None else header
-                    return None if granted is not None and granted > 0 else f"grants {granted} s"
+                    if granted is None:
+                        return None  # SPEC §4 [interp]: our Contact bound, no expiry named → the time asked
+                    return None if granted > 0 else f"grants {granted} s"
         except SipParseError as e:
             return f"unparsable expiry: {e}"
         return "our Contact is not in the 2xx"
@@ -205,7 +207,7 @@ class PhoneTarget(Target):
                       and getattr(c, "state", "") in ("ringing", "established"))
         if ringing > self.LINES and ringing > self._ringing:
             self.wrong(f"more than {self.LINES} incoming calls at once (SPEC §7: 486 beyond the lines)", data,
-                       f"{ringing} calls", owner="H3")
+                       f"{ringing} calls")
         self._ringing = ringing
 
     def health(self) -> str | None:
@@ -215,7 +217,7 @@ class PhoneTarget(Target):
         return None
 
     def sizes(self) -> dict[str, int]:
-        return {"calls": len(self.ua.calls), "transactions": len(list(self.ua.table)),
+        return {"calls": len(self.ua.calls), "transactions": len(self.ua.transactions),
                 "events": len(self.ua.events)}
 
 

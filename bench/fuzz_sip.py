@@ -45,6 +45,7 @@ class _Sent:
 
 class RegistrarTarget(Target):
     name = "registrar"
+    component = "fakes/sip"
 
     LOCAL = ("127.0.0.10", 5060)
     PEER = ("127.0.0.1", 5062)

@@ -63,6 +63,8 @@ def granted_expiry(response: Any, contact_uri: Any, requested: int) -> tuple[int
             where = f"Expires {response.headers.get('Expires')[:20]!r}"
             granted = _delta_seconds(response.headers.get("Expires"))
         else:
+            # SPEC §4 [interp]: our Contact is bound but no expiry is named (the registrar broke RFC 3261
+            # §10.3 step 8; §10.2.4 gives the UA no rule): the time asked is the time granted
             return int(requested), ""
     except ValueError as e:  # SipParseError too: a header the parser left for later is malformed
         return None, f"the 2xx is unparsable ({e})"
