@@ -14,7 +14,7 @@ from sipharness.fakes.record import Recorder
 from sipharness.harness.dut import dut_class
 from sipharness.harness.lab import Address, Domain, Lab
 from sipharness.harness.provisioning import EMPTY_CFG
-from sipharness.harness.vendor import ACTION_EVENTS, VendorError, VendorPhone, pick_phone
+from sipharness.harness.vendor import ACTION_EVENTS, VendorError, VendorLabProblem, VendorPhone, pick_phone
 from sipharness.phone.emulation import expand_variables
 from sipharness.sipcore.clock import ScaledClock
 
@@ -86,7 +86,7 @@ def test_phone_farm_gives_worker_n_the_nth_phone():
     assert pick_phone("emulate", "master") == ("emulate", 0)
     with pytest.raises(VendorError, match="worker gw2 has no phone.*-n 2 at most"):
         pick_phone("10.0.0.1,10.0.0.2", "gw2")
-    with pytest.raises(VendorError, match="needs --phone-ip"):
+    with pytest.raises(VendorLabProblem, match="has no phone: give --phone-ip"):
         pick_phone("", None)
 
 
