@@ -337,6 +337,7 @@ def _lab_addresses(config: pytest.Config) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- collection
 
+@pytest.hookimpl(trylast=True)  # (after -k / -m deselected: only the tests that will run select TLS)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     run = config.stash[_RUN]
     for item in items:
