@@ -30,8 +30,9 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-__all__ = ["Outcome", "LabProblem", "HarnessError", "classify", "worst", "serving_failure", "TestResult", "Tally", "exit_status",
-           "ladder_file_name", "with_banner", "index_html", "annotate_junit", "first_line",
+__all__ = ["Outcome", "LabProblem", "HarnessError", "classify", "worst", "serving_failure", "TestResult", "Tally",
+           "exit_status", "ladder_file_name", "with_banner", "index_html", "annotate_junit", "first_line",
+           "outcome_properties", "result_of", "rule_table",
            "EXIT_OK", "EXIT_FINDINGS", "EXIT_HARNESS_ERROR", "EXIT_LAB_PROBLEM"]
 
 EXIT_OK = 0
@@ -253,12 +254,59 @@ def index_html(results: Sequence[TestResult], *, title: str, pages: set[str] | N
             "\n</table></body></html>\n")
 
 
+# ---------------------------------------------------------------------------------------------- properties
+
+#: A test's outcome travels as (name, value) properties (pytest: ``user_properties``; JUnit XML: testcase
+#: properties): they are plain data, so they survive pytest-xdist and any other runner's reports.
+OUTCOME_PROPERTY, RULE_PROPERTY, DETAIL_PROPERTY, COUNTED_PROPERTY = (
+    "sipharness.outcome", "sipharness.rule", "sipharness.detail", "sipharness.counted")
+SCENARIO_PROPERTY, PREFLIGHT_PROPERTY, PHONE_TIME_PROPERTY = "sipharness.scenario", "sipharness.preflight", "phone_time_s"
+VERDICT_PROPERTIES = (OUTCOME_PROPERTY, RULE_PROPERTY, DETAIL_PROPERTY, COUNTED_PROPERTY)
+
+
+def outcome_properties(outcome: Outcome, detail: str = "", *, rule: str | None = None,
+                       counted: bool | None = None) -> list[tuple[str, object]]:
+    """The properties that say how a test (or one phase of it) ended."""
+    props: list[tuple[str, object]] = [(OUTCOME_PROPERTY, outcome.value)]
+    if outcome is not Outcome.PASS:
+        props.append((DETAIL_PROPERTY, detail))
+    if rule is not None:
+        props.append((RULE_PROPERTY, rule))
+    if counted is not None:
+        props.append((COUNTED_PROPERTY, counted))
+    return props
+
+
+def result_of(nodeid: str, properties: Iterable[tuple[str, object]], **fields) -> TestResult:
+    """A :class:`TestResult` from a test's properties (the last value of a name wins) and other fields."""
+    p = {k: v for k, v in properties or ()}
+    outcome = Outcome(p[OUTCOME_PROPERTY]) if OUTCOME_PROPERTY in p else None
+    fields.setdefault("detail", str(p.get(DETAIL_PROPERTY, "")))
+    return TestResult(nodeid, outcome, counted=bool(p.get(COUNTED_PROPERTY, True)), rule=str(p.get(RULE_PROPERTY, "")),
+                      scenario=p.get(SCENARIO_PROPERTY), phone_time=p.get(PHONE_TIME_PROPERTY), **fields)
+
+
+def rule_table(results: Iterable[TestResult], scenarios: dict[str, str]) -> list[str]:
+    """Per SPEC §8 scenario: how many of its tests the phone met, the findings, and what did not run."""
+    seen: dict[str, list[str]] = {}
+    for r in results:
+        if r.scenario is not None:
+            seen.setdefault(r.scenario, []).append(
+                "skipped" if r.skipped else "met" if r.outcome in (Outcome.PASS, None) and not r.failed else
+                "finding" if r.outcome is Outcome.FINDING else "lab" if r.outcome is Outcome.LAB_PROBLEM else "error")
+    lines = [f"{'id':<8} {'met':>4} {'findings':>8} {'skipped':>7} {'lab':>4} {'errors':>6}  scenario"]
+    for sid, title in scenarios.items():
+        v = seen.get(sid, [])
+        lines.append(f"{sid:<8} {v.count('met'):>4} {v.count('finding'):>8} {v.count('skipped'):>7} "
+                     f"{v.count('lab'):>4} {v.count('error'):>6}  {title}")
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------- JUnit XML
 
 #: testcase child element and its ``type`` per outcome (a finding is a failure, the others are errors)
 _JUNIT = {Outcome.FINDING: ("failure", "sipharness.finding"), Outcome.LAB_PROBLEM: ("error", "sipharness.lab_problem"),
           Outcome.HARNESS_ERROR: ("error", "sipharness.harness_error")}
-OUTCOME_PROPERTY = "sipharness.outcome"
 
 
 def annotate_junit(path: str) -> None:

@@ -255,7 +255,7 @@ class VendorPhone(DeviceUnderTest):
         self._proc: _Emulation | None = None
         self._ptransport: Any = None
         self._cfg: dict[str, str] = {}
-        self._waits: list[defer.Deferred] = []
+        self._waits: dict[defer.Deferred, defer.Deferred] = {}  # a pending wait → the journal's wait it forwards
         self._calls: dict[str, bool] = {}  # call_id → established seen
         self._hangup_asked = False
         self._in_call = False
@@ -638,17 +638,15 @@ class VendorPhone(DeviceUnderTest):
             return defer.fail(self.errors[0])
         inner = super().wait_for(kind, timeout, count=count, since=since, **fields)
         out: defer.Deferred = defer.Deferred()
-        self._waits.append(out)
+        self._waits[out] = inner
 
         def forward(result: Any) -> None:
-            if out in self._waits:
-                self._waits.remove(out)
+            self._waits.pop(out, None)
             if not out.called:
                 out.callback(result) if not isinstance(result, _Failure) else out.errback(result)
             elif isinstance(result, _Failure):
                 result.trap(defer.CancelledError)
         inner.addBoth(forward)
-        out._sipharness_inner = inner  # type: ignore[attr-defined]
         return out
 
     def _fail(self, err: VendorError) -> None:
@@ -657,11 +655,11 @@ class VendorPhone(DeviceUnderTest):
         self._fail_waits(err)
 
     def _fail_waits(self, err: VendorError) -> None:
-        waits, self._waits = self._waits, []
-        for out in waits:
+        waits, self._waits = self._waits, {}
+        for out, inner in waits.items():
             if not out.called:
                 out.errback(err)
-            out._sipharness_inner.cancel()
+            inner.cancel()
 
     def _raise_errors(self) -> None:
         if self.errors:

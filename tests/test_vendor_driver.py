@@ -274,10 +274,11 @@ def test_faults_withhold_the_keys_they_name_and_nothing_else():
     assert "# account.1.enable = 1 (a comment stays)" in no_reg and "user_name = 1234" in no_reg
 
 
-def test_emulate_fault_is_for_the_emulated_phone_and_names_known_faults(capsys):
+def test_emulate_fault_is_for_the_emulated_phone_and_names_known_faults(capsys, monkeypatch):
     from sipharness.harness.vendor import VendorLabProblem
     from sipharness.phone.daemon import main
 
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # (one phone: as worker gw1 this would be a farm error)
     opts = {"--phone-ip": "10.0.0.1", "--phone-user": "u", "--phone-password": "p", "--provision-port": 0,
             "--provision-timeout": 7.0, "--lab-address": "10.0.0.100", "--emulate-fault": ["ignore-dns"]}
     with pytest.raises(VendorLabProblem, match="faults are for the emulated phone only"):
