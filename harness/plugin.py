@@ -98,7 +98,7 @@ def sip_clock(request: pytest.FixtureRequest):
     from twisted.internet import reactor
 
     clock = make_clock(request.config.stash[CLOCK], reactor)
-    state(request.node).clock = clock
+    state(request.node)  # (the harness's fixtures make the test one the verdicts are about)
     start = clock.seconds()
     yield clock
     # How much phone time the test covered: summed in the terminal summary (bench/suite_time.py).

@@ -41,12 +41,12 @@ class TestState:
 
     recorder: Any = None
     dut: Any = None
-    clock: Any = None
     lab: Any = None
     fakes: list[Any] = field(default_factory=list)  # every fake the test's fixtures made
     reported: set[int] = field(default_factory=set)  # ids of serving errors already in a report
     outcome: Outcome | None = None
     message: str = ""  # the failure message of the phase that decided the outcome (for the ladder page)
+    skipped: bool = False
 
 
 def state(node: pytest.Item) -> TestState:
@@ -94,6 +94,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             report.outcome, report.longrepr = "skipped", (str(item.path), 0, f"Skipped: {exc}")
             return report
     if report.skipped or hasattr(report, "wasxfail"):
+        if st is not None and report.skipped:
+            st.skipped = True
         return report
     if st is None and not isinstance(exc, (LabProblem, rep.HarnessError)):
         return report  # a test that used none of the harness's fixtures: pytest's own verdict
@@ -190,7 +192,7 @@ def _final(item: pytest.Item, report: pytest.TestReport, st: TestState) -> None:
     if directory and st.recorder is not None:
         from sipharness.fakes.ladder import render_ladder_html
 
-        label = rep.result_of(item.nodeid, report.user_properties).label
+        label = rep.result_of(item.nodeid, report.user_properties, skipped=st.skipped).label
         os.makedirs(directory, exist_ok=True)
         page = render_ladder_html(list(st.recorder), title=item.nodeid)
         with open(os.path.join(directory, rep.ladder_file_name(item.nodeid)), "w", encoding="utf-8") as f:
