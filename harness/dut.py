@@ -122,9 +122,12 @@ class DeviceUnderTest:
         """The DUT's own account of its decisions, where it gives one (for failure reports)."""
         return []
 
-    def wait_for(self, kind: str, timeout: float, *, count: int = 1, since: int | None = 0,
+    def wait_for(self, kind: EventKind | str, timeout: float, *, count: int = 1, since: int | None = 0,
                  **fields: Any) -> defer.Deferred:
-        """Wait for the ``count``-th event of ``kind`` whose fields equal ``fields``."""
+        """Wait for the ``count``-th event of ``kind`` whose fields equal ``fields``.
+
+        ``kind`` and a ``state`` field are words of :mod:`sipcore.events` (a member or its text);
+        any other word is refused at once, with the known ones, instead of waiting for nothing."""
         try:
             kind = EventKind(kind)
             if fields.get("state") is not None:

@@ -25,7 +25,8 @@ phone withholds shows up here, not as a finding):
    succeeded.
 
 Register comes before DNS so each failure points at one cause: a phone that cannot register on
-an IP literal is not a DNS problem. Deadlines are wall seconds (a lab's network answers in
+an IP literal is not a DNS problem (SPEC §10 [interp]: the SPEC lists what the preflight proves,
+not in which order). Deadlines are wall seconds (a lab's network answers in
 wall time, whatever the test clock says). Pytest-agnostic: the plugin runs it once per session
 (per xdist worker) and stops the run when it fails.
 """
@@ -152,6 +153,8 @@ class _Run:
         kind = self.dut.kind
         what = (f"the {kind} DUT did not fetch its configuration" if self.dut.fetches_config else
                 f"the {kind} DUT did not start with its configuration")
+        # (a bound above the DUT's own deadlines, e.g. a vendor phone's --provision-timeout, whose
+        # message names the fix: this one only catches a DUT that has none)
         await self._bounded(Step.CONFIGURATION, self.dut.start(), self.timeout + 30.0, what,
                             "see the DUT's output")
         self.passed.append("configuration: " + ("fetched" if self.dut.fetches_config else "started"))

@@ -35,6 +35,7 @@ __all__ = ["Outcome", "LabProblem", "HarnessError", "classify", "worst", "servin
            "outcome_properties", "result_of", "rule_table",
            "EXIT_OK", "EXIT_FINDINGS", "EXIT_HARNESS_ERROR", "EXIT_LAB_PROBLEM"]
 
+# SPEC §10 [interp]: the SPEC asks that the exit status tell the outcomes apart, not which numbers.
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_HARNESS_ERROR = 70  # sysexits.h EX_SOFTWARE: internal software error
@@ -89,6 +90,8 @@ def classify(exc: BaseException | None, fake_errors: Sequence[BaseException] = (
 
     ``dut_involved``: the test drove a device under test; without one an assertion is a plain
     test failure of the harness's own tests (None is returned: not one of the four outcomes).
+    SPEC §10 [interp]: the SPEC names the outcomes, not the exceptions; an assertion (a wait that
+    ran out included) is the only finding, because only the suites' checks state a rule.
     ``finding_types``: the exceptions that mean "a rule was broken" (a runner adds its own
     explicit-failure exception, e.g. pytest's ``Failed``)."""
     if fake_errors:
