@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 from twisted.internet.interfaces import IReactorTime
 
+from sipharness.fakes.frozen import fast_init
 from sipharness.sipcore.journal import Journal
 
 __all__ = ["RecordKind", "Direction", "Record", "SipRecord", "DnsRecord", "ErrorRecord", "Recorder"]
@@ -38,6 +39,7 @@ class Direction(StrEnum):
     OUT = "out"  # the fake sent it
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Record:
     """What every record has. ``time`` is phone seconds on the fakes' clock; ``server`` the
@@ -78,6 +80,7 @@ class Record:
         pass
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SipRecord(Record):
     """A SIP message. ``method`` is the request's (a response's CSeq method); ``status`` is
@@ -105,6 +108,7 @@ class SipRecord(Record):
             d["retransmission"] = True
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnsRecord(Record):
     """A DNS query ("in") or answer ("out"). ``name`` is the query name as asked (no trailing
@@ -125,6 +129,7 @@ class DnsRecord(Record):
             d["rcode"] = d["status"] = self.rcode
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ErrorRecord(Record):
     """An exception a fake hit while serving (with its traceback and a PEP 678 note naming the

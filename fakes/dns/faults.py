@@ -38,8 +38,11 @@ RCODES = ("SERVFAIL", "REFUSED", "NXDOMAIN")
 
 
 def _check(rule: Rule) -> None:
-    if rule.qtype is not None and not hasattr(QTYPE, rule.qtype):
-        raise RuleError(f"{rule.describe()}: qtype {rule.qtype!r} is not a DNS record type")
+    if rule.qtype is not None:
+        try:
+            getattr(QTYPE, rule.qtype)
+        except Exception:  # dnslib raises its DNSError for an unknown name
+            raise RuleError(f"{rule.describe()}: qtype {rule.qtype!r} is not a DNS record type") from None
     if rule.rcode is not None and rule.rcode not in RCODES:
         raise RuleError(f"{rule.describe()}: rcode {rule.rcode!r}: a fault answers one of {', '.join(RCODES)}")
 

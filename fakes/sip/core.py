@@ -41,6 +41,7 @@ from sipharness.sipcore.transaction import (ClientTransaction, Deliver, Send, Se
                                             TimedOut, TransactionTable, TransportFailed, TwoXXRetransmitter,
                                             server_key)
 
+from sipharness.fakes.frozen import fast_init
 from sipharness.fakes.record import SipRecord
 from sipharness.fakes.rules import Action, Installed
 from sipharness.fakes.sip.actions import Origin, Relay, Respond
@@ -90,6 +91,7 @@ del _S, _O
 # --------------------------------------------------------------------------- actions
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Transmit:
     """Send ``data`` over ``transport`` to ``peer``: through ``flow`` (a live stream) when
