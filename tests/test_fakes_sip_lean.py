@@ -117,4 +117,5 @@ def test_cli_recorder_hands_records_on_and_keeps_none():
     rec.subscribe(got.append)
     for i in range(5):
         rec.append(i)
-    assert got == [0, 1, 2, 3, 4] and len(rec) == 0
+    rec.extend([5, 6])  # the servers hand a message's records on as one batch
+    assert got == [0, 1, 2, 3, 4, 5, 6] and len(rec) == 0

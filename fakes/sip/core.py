@@ -610,8 +610,9 @@ class ServerCore:
         found = self._uac_tx.get(self._client_key(response))
         if found is not None:
             tx, call = found
-            self._sink(self._make_record("in", response, raw, origin))
             self._uac_tx_events(tx, call, tx.receive(response, self.now))
+            # recorded after the call's state moved: a test waiting on this record sees the new state
+            self._sink(self._make_record("in", response, raw, origin))
             return True
         call = self._calls.get(response.call_id)
         if call is None or response.method != "INVITE" or not 200 <= response.status < 300:

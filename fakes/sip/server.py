@@ -105,7 +105,10 @@ class FakeSipServer:
         self.script = Script()
         #: every exception this fake hit while serving (harness errors; the plugin raises them)
         self.errors: list[BaseException] = []
-        self.core = ServerCore(name, self.logic, self.script, self.addresses, self.recorder.append)
+        # records wait here until the bytes of the same feed are out (see _do)
+        self._records: list = []
+        self._flushing = False
+        self.core = ServerCore(name, self.logic, self.script, self.addresses, self._records.append)
         self.bounds = {"header_timeout": header_timeout, "idle_timeout": idle_timeout,
                        "max_connections": max_connections if max_connections is not None
                        else default_max_connections()}
@@ -274,17 +277,34 @@ class FakeSipServer:
 
     # ------------------------------------------------------------------ carrying out actions
     def _do(self, actions: list) -> None:
+        """Carry the actions out, then hand the feed's records to the recorder, in order.
+
+        The records come last so that whoever waits on one (a test woken by the 200 its call
+        got) finds everything that answer caused already on the wire (the fake's ACK). A
+        waiter that acts at once (``call.bye()``) feeds the core again: its records join the
+        queue being handed on, so the recorder keeps the order of the wire."""
+        records = self._records
         for a in actions:
             kind = type(a)
             if kind is Transmit:
                 if self._send(a):
-                    self.recorder.append(a.record)
+                    records.append(a.record)
             elif kind is ServingError:
                 self._keep(a.error, a.origin, a.summary)
             elif kind is Rejected:
                 self._rejects("fake SIP server %s: %s from %s:%s: %s", self.name, a.origin.transport,
                               a.origin.peer[0], a.origin.peer[1], a.what)
         self._arm()
+        if self._flushing:
+            return  # the outer _do hands these on
+        self._flushing = True
+        try:
+            while records:
+                batch = records[:]
+                records.clear()
+                self.recorder.extend(batch)
+        finally:
+            self._flushing = False
 
     def _send(self, t: Transmit) -> bool:
         """UDP through the listener (the socket open now, after a down/up); TCP/TLS on the flow
