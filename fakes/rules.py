@@ -36,9 +36,7 @@ counts attempts), whatever other rules did with them. ``first=N`` (index <= N),
 (phone time on the fake's clock, absolute: after <= now < until), ``count=N`` (applies N
 times, then is spent and leaves the list).
 
-Files: rules serialise to and from TOML (read with :mod:`tomllib`, written by the small
-emitter here: rules are flat, so a hand-written writer is a few lines and needs no
-dependency) and JSON, both as a list of tables named ``rule``::
+Files: rules serialise to and from TOML and JSON, both as a list of tables named ``rule``::
 
     # first matching rule wins
     [[rule]]
@@ -48,25 +46,25 @@ dependency) and JSON, both as a list of tables named ``rule``::
     after = 10.0
     headers = { "Retry-After" = "30" }
 
-A ``handle`` rule holds code and is refused by :func:`dump_rules`. Errors in a file name the
-place (``faults.toml:7: rule 2: ...``).
+A ``handle`` rule holds code and is refused there. Errors in a file name the place
+(``faults.toml:7: rule 2: ...``).
 
-Sans-I/O: :meth:`RuleSet.match` is fed the input's fields and ``now`` and returns the
-applied rule (or None); the fake does the rest.
+This module is the data (:class:`Rule`, :class:`Action`); :mod:`fakes.ruleset` keeps a
+fake's ordered rules and decides (sans-I/O: fed the input's fields and ``now``, it returns
+the applied rule or None; the fake does the rest); :mod:`fakes.rulefiles` reads and writes
+files.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import math
 import re
 from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
-__all__ = ["Action", "Rule", "RuleError", "Dialect", "Installed", "RuleSet", "load_rules", "dump_rules",
-           "load_rules_file"]
+__all__ = ["Action", "Rule", "RuleError", "VERB"]
 
 
 class Action(Enum):
@@ -314,257 +312,3 @@ class Rule:
         if "action" not in data:
             raise RuleError("no action")
         return cls(**dict(data))
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """What one kind of fake understands: its verbs, its match fields, its transports, and a
-    last ``check(rule)`` of its own (e.g. the DNS's record types), raising RuleError."""
-
-    name: str
-    actions: frozenset[Action]
-    match_fields: frozenset[str]
-    transports: tuple[str, ...]
-    check: Callable[[Rule], None] | None = None
-
-    def validate(self, rule: Rule) -> None:
-        if rule.action not in self.actions:
-            why = {Action.TRUNCATE: " (truncation is DNS's TC flag; SIP has none)"}.get(rule.action, "")
-            raise RuleError(f"{rule.describe()}: the fake {self.name} has no verb {rule.action.value}{why}")
-        for f in ("method", "name", "qtype", "transport", "peer"):
-            if getattr(rule, f) is not None and f not in self.match_fields:
-                raise RuleError(f"{rule.describe()}: the fake {self.name} matches on "
-                                f"{', '.join(sorted(self.match_fields))}, not {f}")
-        if rule.transport is not None and rule.transport not in self.transports:
-            raise RuleError(f"{rule.describe()}: the fake {self.name} serves {', '.join(self.transports)}")
-        if rule.action is Action.RESPOND and (rule.status if self.name == "sip" else rule.rcode) is None:
-            raise RuleError(f"{rule.describe()}: respond on the fake {self.name} needs "
-                            + ("status=" if self.name == "sip" else "rcode="))
-        if self.check is not None:
-            self.check(rule)
-
-
-class Installed:
-    """A rule in a :class:`RuleSet`: its number (1-based, in order added, never reused) and its
-    counters (``seen``: inputs its *what* matched; ``applied``: times it decided)."""
-
-    __slots__ = ("rule", "number", "seen", "applied", "_owner")
-
-    def __init__(self, rule: Rule, number: int, owner: "RuleSet"):
-        self.rule, self.number, self._owner = rule, number, owner
-        self.seen = 0
-        self.applied = 0
-
-    @property
-    def active(self) -> bool:
-        """Still in its set (not removed, not spent by ``count``)."""
-        return self in self._owner._entries
-
-    def remove(self) -> None:
-        """Take the rule out (no error if it is already gone, e.g. spent)."""
-        self._owner.remove(self)
-
-    def describe(self) -> str:
-        return self.rule.describe(self.number)
-
-    @property
-    def note(self) -> str:
-        """What a record's note says when this rule decided: ``dropped: rule 1 drop REGISTER first=4``."""
-        return f"{VERB[self.rule.action]}: {self.describe()}"
-
-    def __repr__(self) -> str:
-        return f"<Installed {self.describe()} seen={self.seen} applied={self.applied}>"
-
-    __str__ = describe
-
-
-class RuleSet:
-    """The ordered rules of one fake, first match wins; safe to change while the fake serves."""
-
-    def __init__(self, dialect: Dialect):
-        self.dialect = dialect
-        self._entries: list[Installed] = []
-        self._next = 1
-
-    # -- building
-    def add(self, rule: Rule, *, top: bool = False) -> Installed:
-        """Add ``rule`` at the end (``top=True``: first, ahead of every rule already there)."""
-        if not isinstance(rule, Rule):
-            raise RuleError(f"add() takes a Rule, got {type(rule).__name__}")
-        self.dialect.validate(rule)
-        entry = Installed(rule, self._next, self)
-        self._next += 1
-        if top:
-            self._entries.insert(0, entry)
-        else:
-            self._entries.append(entry)
-        return entry
-
-    def extend(self, rules: Iterable[Rule]) -> list[Installed]:
-        """Add several rules in order; none is added if one is refused."""
-        rules = list(rules)
-        for r in rules:
-            self.dialect.validate(r)
-        return [self.add(r) for r in rules]
-
-    def _build(self, action: Action, *, top: bool = False, **spec: Any) -> Installed:
-        return self.add(Rule(action, **spec), top=top)
-
-    def remove(self, which: "Installed | Rule | int") -> None:
-        """Remove a rule by its handle, its Rule or its number (no error if already gone)."""
-        self._entries = [e for e in self._entries
-                         if not (e is which or e.rule is which or e.number == which)]
-
-    def clear(self) -> None:
-        self._entries = []
-
-    def load(self, text: str, *, format: str = "toml", source: str = "<rules>") -> list[Installed]:
-        """Add the rules of a TOML/JSON text (errors name ``source:line``)."""
-        rules = load_rules(text, format=format, source=source)
-        lines = _rule_lines(text, format)
-        for i, r in enumerate(rules):
-            try:
-                self.dialect.validate(r)
-            except RuleError as e:
-                raise RuleError(f"{source}:{lines.get(i, 0)}: rule {i + 1}: {e}") from None
-        return self.extend(rules)
-
-    def dump(self, format: str = "toml") -> str:
-        return dump_rules(self.rules, format=format)
-
-    # -- reading
-    @property
-    def rules(self) -> list[Rule]:
-        return [e.rule for e in self._entries]
-
-    def describe(self) -> list[str]:
-        return [e.describe() for e in self._entries]
-
-    def __iter__(self) -> Iterator[Installed]:
-        return iter(list(self._entries))
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    # -- deciding
-    def match(self, now: float, *, method: str | None = None, name: str | None = None, qtype: str | None = None,
-              transport: str | None = None, peer: str | None = None) -> Installed | None:
-        """The rule that decides this input (the first whose what and limits hold), or None.
-
-        Every rule whose *what* matches counts the input (its index), whether it decides or
-        not; the deciding rule counts one application, and leaves the set when its ``count``
-        is spent.
-        """
-        winner = None
-        for entry in self._entries:
-            rule = entry.rule
-            if not rule.matches(method, name, qtype, transport, peer):
-                continue
-            entry.seen += 1
-            if winner is not None:
-                continue
-            i = entry.seen
-            if ((rule.first is None or i <= rule.first) and (rule.nth is None or i in rule.nth)
-                    and (rule.from_nth is None or i >= rule.from_nth)
-                    and (rule.after is None or now >= rule.after) and (rule.until is None or now < rule.until)):
-                winner = entry
-        if winner is not None:
-            winner.applied += 1
-            if winner.rule.count is not None and winner.applied >= winner.rule.count:
-                self.remove(winner)
-        return winner
-
-
-# --------------------------------------------------------------------------- files
-
-
-def load_rules(text: str, *, format: str = "toml", source: str = "<rules>") -> list[Rule]:
-    """Rules from a TOML or JSON text holding a list of tables named ``rule``.
-
-    Errors raise :class:`RuleError` naming ``source:line`` (the line of the rule's
-    ``[[rule]]`` header in TOML; JSON names the rule's position).
-    """
-    fmt = format.lower()
-    if fmt == "toml":
-        import tomllib
-
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise RuleError(f"{source}: not TOML: {e}") from None
-    elif fmt == "json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RuleError(f"{source}:{e.lineno}: not JSON: {e.msg}") from None
-    else:
-        raise RuleError(f"format {format!r}: expected 'toml' or 'json'")
-    if not isinstance(data, dict):
-        raise RuleError(f"{source}: expected a table with a list named 'rule'")
-    extra = sorted(set(data) - {"rule"})
-    if extra:
-        raise RuleError(f"{source}: unknown top-level key{'s' if len(extra) > 1 else ''} "
-                        f"{', '.join(map(repr, extra))} (rules go in a list named 'rule')")
-    items = data.get("rule", [])
-    if not isinstance(items, list):
-        raise RuleError(f"{source}: 'rule' must be a list of tables ([[rule]] in TOML)")
-    lines = _rule_lines(text, fmt)
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(Rule.from_dict(item))
-        except (RuleError, TypeError) as e:
-            where = f"{source}:{lines[i]}" if i in lines else source
-            raise RuleError(f"{where}: rule {i + 1}: {e}") from None
-    return out
-
-
-def load_rules_file(path: str) -> list[Rule]:
-    """Rules from ``path`` (``.json``: JSON, anything else: TOML)."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    return load_rules(text, format="json" if str(path).lower().endswith(".json") else "toml", source=str(path))
-
-
-def dump_rules(rules: Iterable[Rule], *, format: str = "toml") -> str:
-    """The rules as TOML (``[[rule]]`` tables) or JSON (``{"rule": [...]}``); load_rules reads both back."""
-    dicts = [r.to_dict() for r in rules]
-    fmt = format.lower()
-    if fmt == "json":
-        return json.dumps({"rule": dicts}, indent=2, ensure_ascii=False) + "\n"
-    if fmt != "toml":
-        raise RuleError(f"format {format!r}: expected 'toml' or 'json'")
-    out = ["# sipharness fault rules: the first matching rule, in this order, wins"]
-    for d in dicts:
-        out.append("")
-        out.append("[[rule]]")
-        out.extend(f"{k} = {_toml_value(v)}" for k, v in d.items())
-    return "\n".join(out) + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)  # finite (the Rule checked): "10.0", "1e-05" are TOML floats
-    if isinstance(value, str):
-        # a JSON string is a TOML basic string once DEL (allowed raw in JSON) is escaped too
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007F")
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise RuleError(f"cannot write {value!r} to TOML")
-
-
-def _rule_lines(text: str, fmt: str) -> dict[int, int]:
-    """Index of each rule → its line in the text (TOML: its ``[[rule]]`` header)."""
-    if fmt != "toml":
-        return {}
-    lines: dict[int, int] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if re.match(r"^\s*\[\[\s*rule\s*\]\]\s*(#.*)?$", line):
-            lines[len(lines)] = lineno
-    return lines

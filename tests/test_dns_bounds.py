@@ -84,7 +84,7 @@ def test_connections_over_the_cap_are_closed_with_a_log_line_and_memory_stays_fl
     held = []
     for _ in range(8):
         held.append((yield connect(server)))
-    assert len(server._conns) == 8
+    assert len(server.tcp_connections) == 8
 
     @defer.inlineCallbacks
     def flood(n):
@@ -104,7 +104,7 @@ def test_connections_over_the_cap_are_closed_with_a_log_line_and_memory_stays_fl
         tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename")
                 if "fakes/dns" in s.traceback[0].filename)
-    assert len(server._conns) == 8 and server.stats["tcp_refused"] == 250
+    assert len(server.tcp_connections) == 8 and server.stats["tcp_refused"] == 250
     assert grown < 4096, f"the fake DNS grew {grown} bytes for 200 refused connections"
     assert any("tcp_max_connections 8" in r.getMessage() for r in caplog.records)
     assert sum("refused" in r.getMessage() for r in caplog.records) <= 11  # rate-limited
@@ -156,10 +156,10 @@ def test_handle_results_and_a_wrong_result_is_an_error():
     server.faults.handle(lambda q: Action.DROP, name=f"server1.{D}")
     server.faults.handle(lambda q: DNSRecord.question(q.qname).reply(), name=f"server2.{D}")
     server.faults.handle(lambda q: 42, qtype="A")
-    server._handle(good_query(1), "udp", ("127.0.0.1", 1), sent.append)
+    server.handle(good_query(1), "udp", ("127.0.0.1", 1), sent.append)
     assert sent == [] and server.recorder.dns(direction="out")[-1].summary == "no answer (dropped)"
-    server._handle(good_query(2, f"server2.{D}"), "udp", ("127.0.0.1", 1), sent.append)
+    server.handle(good_query(2, f"server2.{D}"), "udp", ("127.0.0.1", 1), sent.append)
     assert DNSRecord.parse(sent[-1]).header.id == 2 and RCODE[DNSRecord.parse(sent[-1]).header.rcode] == "NOERROR"
-    server._handle(good_query(3, f"a.{D}"), "udp", ("127.0.0.1", 1), sent.append)
+    server.handle(good_query(3, f"a.{D}"), "udp", ("127.0.0.1", 1), sent.append)
     assert DNSRecord.parse(sent[-1]).header.rcode == 2 and isinstance(server.errors[0], TypeError)
     assert "expected None, an rcode" in str(server.errors[0])

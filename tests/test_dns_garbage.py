@@ -179,8 +179,8 @@ def test_server_query_path_survives_any_bytes_with_any_fault(data, transport, fa
     if fault:
         getattr(server.faults, fault)()
     sent: list[bytes] = []
-    server._handle(data, transport, ("127.0.0.1", 1), sent.append)
-    server._handle(good_query(3), transport, ("127.0.0.1", 1), sent.append)
+    server.handle(data, transport, ("127.0.0.1", 1), sent.append)
+    server.handle(good_query(3), transport, ("127.0.0.1", 1), sent.append)
     assert len(sent) <= 2
     outs = server.recorder.dns(direction="out")
     assert outs and outs[-1].name == f"server1.{D}"

@@ -14,12 +14,10 @@ import os
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 
 from sipharness.fakes.ladder import render_ladder
 from sipharness.fakes.record import ErrorRecord
 from sipharness.fakes.rules import Action
-from sipharness.fakes.sip import FakeSipServer
 from sipharness.sipcore.message import make_response
 from sipharness.sipcore.transport import listen_udp
 from sipharness.sipcore.journal import Journal

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sipharness.fakes.dns.faults import Faults
-from sipharness.fakes.rules import Action, Rule, RuleError, dump_rules, load_rules, load_rules_file
+from sipharness.fakes.rulefiles import dump_rules, load_rules, load_rules_file
+from sipharness.fakes.rules import Action, Rule, RuleError
 from sipharness.fakes.sip.script import Script
 
 

@@ -29,7 +29,8 @@ from typing import Any, Callable
 
 from dnslib import QTYPE
 
-from sipharness.fakes.rules import Action, Dialect, Installed, Rule, RuleError, RuleSet
+from sipharness.fakes.rules import Action, Rule, RuleError
+from sipharness.fakes.ruleset import Dialect, Installed, RuleSet
 
 __all__ = ["Faults", "DNS_DIALECT", "RCODES"]
 

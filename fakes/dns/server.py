@@ -21,11 +21,8 @@ recorder (``recorder.errors`` and an error record the ladder draws), with its tr
 a PEP 678 note naming the fake and the query ("dns: while handling Q A example.com from
 127.0.0.1:5353 over udp"); the query is answered **SERVFAIL** (the server failed, RFC 1035).
 
-TCP bounds (issue 12): a connection is closed after ``tcp_idle_timeout`` phone seconds with
-no complete query (the timer does *not* restart on every byte: a client sending a byte a
-second is no longer "active"), a query must arrive whole within ``tcp_query_timeout`` of its
-first byte, and at most ``tcp_max_connections`` are open at once (more are closed at once,
-with a log line).
+TCP and its bounds (issue 12: idle, one query's bytes, connections at once) are
+:mod:`fakes.dns.tcp`.
 """
 
 from __future__ import annotations
@@ -37,22 +34,22 @@ from typing import Any, Callable, Iterable
 from dnslib import RCODE, DNSRecord
 from twisted.internet import defer
 from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol
 
 from sipharness.fakes.dns.authority import Authority, Bad, Query, Reply, decode
 from sipharness.fakes.dns.faults import Faults
+from sipharness.fakes.dns.tcp import TCPFactory
 from sipharness.fakes.dns.zone import Zone
 from sipharness.fakes.record import DnsRecord, Recorder
-from sipharness.fakes.rules import Action, Installed
+from sipharness.fakes.rules import Action
+from sipharness.fakes.ruleset import Installed
 from sipharness.sipcore.clock import note_activity
 from sipharness.sipcore.ratelog import RateLimitedLog
-from sipharness.sipcore.transport import no_delay
 
 __all__ = ["FakeDNS", "TCP_IDLE_TIMEOUT", "TCP_QUERY_TIMEOUT", "TCP_MAX_CONNECTIONS"]
 
 log = logging.getLogger("sipharness.fakes.dns")
 
-_MAX_TCP_QUERY = 16384  # a length prefix above this is garbage, not a query
 _BIND_TRIES = 10
 #: TCP bounds: idle (no complete query), one query's bytes, connections at once
 TCP_IDLE_TIMEOUT = 10.0
@@ -99,9 +96,9 @@ class FakeDNS:
         self.address: tuple[str, int] | None = None
         self._udp = None
         self._tcp = None
-        self._conns: set[_DNSOverTCP] = set()
+        self.tcp_connections: set[Any] = set()  # the open DNSOverTCP connections (fakes.dns.tcp)
         self._pending: set[Any] = set()
-        self._rejects = RateLimitedLog(log, self.clock)
+        self.reject_log = RateLimitedLog(log, self.clock)
 
     # ---- zones ----
     @property
@@ -145,7 +142,7 @@ class FakeDNS:
             udp = self.reactor.listenUDP(self.port, _DNSOverUDP(self), interface=self.host)
             port = udp.getHost().port
             try:
-                tcp = self.reactor.listenTCP(port, _TCPFactory(self), interface=self.host)
+                tcp = self.reactor.listenTCP(port, TCPFactory(self), interface=self.host)
             except CannotListenError as e:
                 last = e
                 udp.stopListening()
@@ -168,7 +165,7 @@ class FakeDNS:
                 d = port.stopListening()
                 if d is not None:
                     ds.append(d)
-        for conn in list(self._conns):
+        for conn in list(self.tcp_connections):
             conn.close("server stopping")
         self._udp = self._tcp = None
         self.address = None
@@ -193,11 +190,12 @@ class FakeDNS:
         return self.recorder.wait_for(match, timeout, count=count, since=since, what=what)
 
     # ---- the query path (called by the adapters) ----
-    def _handle(self, data: bytes, transport: str, peer: tuple[str, int], send: Callable[[bytes], None]) -> Bad | None:
-        """One query's bytes; returns the Bad verdict for input that is no query (None otherwise)."""
+    def handle(self, data: bytes, transport: str, peer: tuple[str, int], send: Callable[[bytes], None]) -> Bad | None:
+        """One query's bytes (the UDP and TCP adapters call this): answer, record, or reject it;
+        returns the Bad verdict for input that is no query (None otherwise)."""
         q = decode(data)
         if isinstance(q, Bad):
-            self._bad(f"{transport} from {peer[0]}:{peer[1]}: {q.reason}; "
+            self.reject(f"{transport} from {peer[0]}:{peer[1]}: {q.reason}; "
                       + ("answered FORMERR/NOTIMP" if q.response else "dropped"))
             if q.response is not None:
                 send(q.response)
@@ -314,14 +312,14 @@ class FakeDNS:
                                    peer=tuple(peer), summary=f"{type(error).__name__}: {error} [{summary}]"[:200])
         log.error("fake DNS %s: serving error on %s: %s", self.name, summary, error, exc_info=error)
 
-    def _adapter_error(self, error: BaseException, transport: str, peer: tuple[str, int]) -> None:
+    def adapter_error(self, error: BaseException, transport: str, peer: tuple[str, int]) -> None:
         """An exception out of the adapters themselves (a bug of this module): keep it too."""
         error.add_note(f"{self.name}: while reading {transport} input from {peer[0]}:{peer[1]}")
         self._keep(error, transport, peer, f"{transport} input")
 
-    def _bad(self, what: str) -> None:
+    def reject(self, what: str) -> None:
         self.stats["bad"] += 1
-        self._rejects("fake DNS %s: bad input #%d: %s", self.name, self.stats["bad"], what)
+        self.reject_log("fake DNS %s: bad input #%d: %s", self.name, self.stats["bad"], what)
 
 
 class _DNSOverUDP(DatagramProtocol):
@@ -333,135 +331,9 @@ class _DNSOverUDP(DatagramProtocol):
         note_activity(server.clock)
         write = self.transport.write
         try:
-            server._handle(data, "udp", addr[:2], lambda wire: write(wire, addr))
+            server.handle(data, "udp", addr[:2], lambda wire: write(wire, addr))
         except Exception as e:
-            server._adapter_error(e, "udp", addr[:2])
-
-
-class _DNSOverTCP(Protocol):
-    """RFC 1035 §4.2.2 / RFC 7766 framing: 2-byte length, several queries per connection.
-
-    Bounds: ``idle`` runs from the connect and from each complete query (a byte does not
-    restart it); ``query`` runs from the first byte of a query until it is whole."""
-
-    def __init__(self, server: FakeDNS):
-        self.server = server
-        self.buf = bytearray()
-        self.idle = None
-        self.query = None
-        self.last = 0.0  # when the last complete query arrived (or the connect)
-        self.peer: tuple[str, int] = ("?", 0)
-        self.closed = False
-
-    def connectionMade(self) -> None:
-        p = self.transport.getPeer()
-        self.peer = (p.host, p.port)
-        no_delay(self.transport)
-        self.server._conns.add(self)
-        self.last = self.server.clock.seconds()
-        self.idle = self.server.clock.callLater(self.server.tcp_idle_timeout, self._idle)
-
-    def _idle(self) -> None:
-        self.idle = None
-        server = self.server
-        quiet = server.clock.seconds() - self.last
-        if quiet < server.tcp_idle_timeout - 1e-9:
-            self.idle = server.clock.callLater(server.tcp_idle_timeout - quiet, self._idle)
-            return
-        state = f"with {len(self.buf)} byte(s) of an unfinished query" if self.buf else "idle"
-        self.close(f"{state} for {server.tcp_idle_timeout:g} s (no complete query)")
-
-    def _slow(self) -> None:
-        self.query = None
-        self.close(f"a query not whole {self.server.tcp_query_timeout:g} s after its first byte "
-                   f"({len(self.buf)} byte(s) so far)", bad=True)
-
-    def close(self, why: str, *, bad: bool = False, flush: bool = False) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if bad:
-            self.server._bad(f"tcp from {self.peer[0]}:{self.peer[1]}: {why}; connection closed")
-        else:
-            log.info("fake DNS %s: closing TCP connection from %s:%s: %s", self.server.name, self.peer[0], self.peer[1], why)
-        self.server.stats["tcp_closed"] += 1
-        if flush:
-            self.transport.loseConnection()  # after the FORMERR already written
-        else:
-            self.transport.abortConnection()
-
-    def dataReceived(self, data: bytes) -> None:
-        server = self.server
-        note_activity(server.clock)
-        if self.closed:
-            return
-        try:
-            self._data(data)
-        except Exception as e:
-            server._adapter_error(e, "tcp", self.peer)
-            self.close("the fake failed on this stream")
-
-    def _data(self, data: bytes) -> None:
-        server = self.server
-        self.buf += data
-        while len(self.buf) >= 2:
-            length = (self.buf[0] << 8) | self.buf[1]
-            if length < 12 or length > _MAX_TCP_QUERY:
-                self.close(f"length prefix {length} is no DNS query (12..{_MAX_TCP_QUERY} bytes)", bad=True)
-                return
-            if len(self.buf) < 2 + length:
-                break
-            msg = bytes(self.buf[2:2 + length])
-            del self.buf[:2 + length]
-            self.last = server.clock.seconds()
-            self._cancel_query()
-            if server._handle(msg, "tcp", self.peer, self._write) is not None:
-                self.close("bad query on the stream (answered FORMERR if its id was readable)", flush=True)
-                return
-            if self.closed:
-                return
-        if self.buf and self.query is None:  # a query has begun: it must be whole in time
-            self.query = server.clock.callLater(server.tcp_query_timeout, self._slow)
-
-    def _cancel_query(self) -> None:
-        if self.query is not None and self.query.active():
-            self.query.cancel()
-        self.query = None
-
-    def _write(self, wire: bytes) -> None:
-        if self.closed:
-            raise ConnectionError("TCP connection already closed")
-        self.transport.write(len(wire).to_bytes(2, "big") + wire)
-
-    def connectionLost(self, reason=None) -> None:
-        self.closed = True
-        self.server._conns.discard(self)
-        self._cancel_query()
-        if self.idle is not None and self.idle.active():
-            self.idle.cancel()
-        self.idle = None
-
-
-class _Refused(Protocol):
-    """A connection over the cap: closed as soon as it exists."""
-
-    def connectionMade(self) -> None:
-        self.transport.abortConnection()
-
-
-class _TCPFactory(Factory):
-    def __init__(self, server: FakeDNS):
-        self.server = server
-
-    def buildProtocol(self, addr) -> Protocol:
-        server = self.server
-        if len(server._conns) >= server.tcp_max_connections:
-            server.stats["tcp_refused"] += 1
-            server._rejects("fake DNS %s: tcp connection from %s:%s refused: %d open (tcp_max_connections %d)",
-                            server.name, getattr(addr, "host", "?"), getattr(addr, "port", 0), len(server._conns),
-                            server.tcp_max_connections)
-            return _Refused()
-        return _DNSOverTCP(server)
+            server.adapter_error(e, "udp", addr[:2])
 
 
 def _abs(name: str) -> str:

@@ -13,7 +13,7 @@ fake *decides* is here, fed ``(message, raw bytes, origin, now)``:
   retransmitted until the ACK (§13.3.1.4), a callee's 2xx retransmission relayed
   statelessly for 64·T1;
 - the answer to bytes that do not parse (:mod:`fakes.sip.malformed`: 400, or 505);
-- the client side of calls the fake originates (:mod:`fakes.sip.uac`);
+- the client side of calls the fake originates (:mod:`fakes.sip.originator`, :mod:`fakes.sip.uac`);
 - up / blackhole / refused / stopped: :class:`ServerState`, with the socket operation each
   transition needs in a table (:data:`TRANSITIONS`); an illegal one raises.
 
@@ -23,41 +23,39 @@ handling REGISTER from 127.0.0.1:40000 over udp"), comes out as a :class:`Servin
 action, and the request that caused it is answered **500 Server Internal Error** (when it
 has no final response yet), so the client is not left retransmitting into silence.
 
-Timers: the core keeps its own heap (transactions, 2xx retransmissions, delayed answers);
-``deadline`` says when ``timer(now)`` must next be called (the adapter keeps one
-``callLater``). Records of what came in go to the ``record`` callable at once; what goes out
-is recorded by the adapter once the bytes are sent (:class:`Transmit` carries its record).
+Timers: the core keeps its own (:mod:`fakes.sip.timers`: transactions, 2xx retransmissions,
+delayed answers in one heap); ``deadline`` says when ``timer(now)`` must next be called (the
+adapter keeps one ``callLater``). Records of what came in go to the ``record`` callable at
+once; what goes out is recorded by the adapter once the bytes are sent (:class:`Transmit`
+carries its record). The actions are :mod:`fakes.sip.actions`.
 """
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any, Callable
 
 from sipharness.sipcore.message import Response, SipParseError, make_response, new_tag, parse
-from sipharness.sipcore.transaction import (ClientTransaction, Deliver, Send, ServerTransaction, Terminated,
-                                            TimedOut, TransactionTable, TransportFailed, TwoXXRetransmitter,
-                                            server_key)
+from sipharness.sipcore.transaction import Send, ServerTransaction, Terminated, TransactionTable, TwoXXRetransmitter, server_key
 
-from sipharness.fakes.frozen import fast_init
 from sipharness.fakes.record import SipRecord
-from sipharness.fakes.rules import Action, Installed
-from sipharness.fakes.sip.actions import Origin, Relay, Respond
+from sipharness.fakes.rules import Action
+from sipharness.fakes.ruleset import Installed
+from sipharness.fakes.sip.actions import (ChangeSockets, Origin, Rejected, Relay, Respond, ServingError, SocketOp,
+                                          Transmit)
 from sipharness.fakes.sip.malformed import reply_to_malformed
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.recent import RecentMap
 from sipharness.fakes.sip.script import REFUSE_STATUS, Script
-from sipharness.fakes.sip.uac import UacCall, UacOp, UacState
+from sipharness.fakes.sip.originator import Originator
+from sipharness.fakes.sip.timers import Timers
+from sipharness.fakes.sip.uac import UacCall, UacOp
 
-__all__ = ["ServerState", "SocketOp", "TRANSITIONS", "Transmit", "ChangeSockets", "ServingError", "Rejected",
-           "ServerCore", "WINDOW"]
+__all__ = ["ServerState", "TRANSITIONS", "ServerCore", "WINDOW"]
 
 Address = tuple[str, int]
 WINDOW = 64 * 0.5  # 64·T1: how long a client may retransmit (Timer B/F) and Timer J lasts
 MAX_RECENT = 200_000  # bound of the retransmission memories (requests seen, responses given)
-_EPSILON = 1e-9
 
 
 class ServerState(StrEnum):
@@ -65,11 +63,6 @@ class ServerState(StrEnum):
     BLACKHOLE = "blackhole"  # sockets open, everything dropped
     REFUSED = "refused"  # sockets closed: ICMP port unreachable (UDP), RST (TCP/TLS)
     STOPPED = "stopped"  # for good
-
-
-class SocketOp(Enum):
-    CLOSE_REFUSING = "close refusing"  # UDP socket closed (ICMP), TCP/TLS stop listening, open ones reset
-    REOPEN = "reopen"  # listen again on the same addresses
 
 
 _S, _O = ServerState, SocketOp
@@ -86,47 +79,6 @@ TRANSITIONS: dict[tuple[ServerState, ServerState], SocketOp | None] = {
     (_S.REFUSED, _S.STOPPED): None,
 }
 del _S, _O
-
-
-# --------------------------------------------------------------------------- actions
-
-
-@fast_init
-@dataclass(frozen=True, slots=True)
-class Transmit:
-    """Send ``data`` over ``transport`` to ``peer``: through ``flow`` (a live stream) when
-    given, else from the listener; append ``record`` to the recorder once it is out."""
-
-    data: bytes
-    transport: str
-    peer: Address
-    flow: Any
-    record: SipRecord
-
-
-@dataclass(frozen=True, slots=True)
-class ChangeSockets:
-    """Carry out a state transition's socket operation on every listener."""
-
-    op: SocketOp
-
-
-@dataclass(frozen=True, slots=True)
-class ServingError:
-    """The fake failed while serving (a harness error): keep ``error`` (it carries its
-    traceback and a note naming the fake and the input)."""
-
-    error: BaseException
-    origin: Origin
-    summary: str
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """Input refused as malformed (log it, rate-limited): ``what`` says why."""
-
-    what: str
-    origin: Origin
 
 
 def _open(tx: ServerTransaction) -> bool:
@@ -174,14 +126,8 @@ class ServerCore:
         # 64·T1 and are bounded (fakes.sip.recent), whatever a peer sends.
         self._seen = RecentMap(WINDOW, MAX_RECENT)  # (method, Call-ID, CSeq, branch) of requests seen
         self._answered = RecentMap(WINDOW, MAX_RECENT)  # UDP non-INVITE server key → last response bytes
-        # timers: one heap of delayed calls and watched objects' deadlines (see _later, _poke)
-        self._heap: list = []
-        self._seq = 0
-        self._watched: dict[int, tuple[Any, Callable[[list], Any], Origin | None]] = {}
-        self._armed: dict[int, float] = {}
-        # calls this fake originated: by Call-ID; their client transactions by key
-        self._calls: dict[str, UacCall] = {}
-        self._uac_tx: dict[tuple, tuple[ClientTransaction, UacCall]] = {}
+        self._timers = Timers()
+        self._calls = Originator(self._timers, self._send_uac)  # the calls this fake places
         self._rule: Installed | None = None  # the rule being applied (named in an error's note)
 
     # ------------------------------------------------------------------ feeding
@@ -225,35 +171,19 @@ class ServerCore:
     def transport_error(self, peer: Address, transport: str, reason: str, now: float) -> list:
         """A send or a connection of ours failed: the calls this fake placed to ``peer`` learn it."""
         out = self._begin(now)
-        for key, (tx, call) in list(self._uac_tx.items()):
-            if tuple(call.target.peer) == tuple(peer) and call.target.transport == transport:
-                self._uac_tx_events(tx, call, tx.transport_error(reason, now))
+        self._calls.transport_error(peer, transport, reason)
         return out
 
     def timer(self, now: float) -> list:
         """Fire every timer due at ``now``."""
         out = self._begin(now)
-        heap = self._heap
-        while heap and heap[0][0] <= now + _EPSILON:
-            due, _, obj, fn, args = heapq.heappop(heap)
-            try:
-                if fn is None:
-                    self._fire_watched(obj, due)
-                else:
-                    fn(*args)
-            except Exception as e:
-                origin = obj if fn is not None else self._watched.get(id(obj), (None, None, None))[2]
-                request = args[0] if fn is not None and args and hasattr(args[0], "is_request") else None
-                self._failed(e, origin, request, during="a timer of" if request is not None else "a timer")
+        self._timers.fire(now, self._timer_failed)
         return out
 
     @property
     def deadline(self) -> float | None:
         """When :meth:`timer` must next be called (None: no timer)."""
-        heap = self._heap
-        while heap and heap[0][3] is None and self._armed.get(id(heap[0][2])) != heap[0][0]:
-            heapq.heappop(heap)  # a stale entry: that object was re-armed or forgotten
-        return heap[0][0] if heap else None
+        return self._timers.deadline
 
     def transition(self, to: ServerState) -> list:
         """Go to state ``to``; the socket operation it needs comes out as :class:`ChangeSockets`."""
@@ -268,18 +198,15 @@ class ServerCore:
         if op is not None:
             out.append(ChangeSockets(op))
         if to is ServerState.STOPPED:
-            self._heap.clear()
-            self._watched.clear()
-            self._armed.clear()
+            self._timers.clear()
             self._twoxx = []
         return out
 
     def sizes(self) -> dict[str, int]:
         """How much this core holds (every one of these is bounded; tests check they drain)."""
         return {"transactions": len(self._table), "origins": len(self._origins), "retransmitters": len(self._twoxx),
-                "timers": len(self._watched), "delayed": sum(1 for e in self._heap if e[3] is not None),
-                "seen": len(self._seen), "answered": len(self._answered), "answered_2xx": len(self._answered_2xx),
-                "calls": len(self._calls), "call_transactions": len(self._uac_tx)}
+                "timers": self._timers.watched, "delayed": self._timers.delayed, "seen": len(self._seen),
+                "answered": len(self._answered), "answered_2xx": len(self._answered_2xx), **self._calls.sizes()}
 
     # ------------------------------------------------------------------ calls this fake places
     def originate(self, call: UacCall, now: float) -> list:
@@ -287,69 +214,27 @@ class ServerCore:
         out = self._begin(now)
         if self.state is not ServerState.UP:
             raise ValueError(f"fake SIP server {self.name!r} is {self.state.value}: it cannot place a call")
-        self._calls[call.call_id] = call
-        self._start_uac_tx(call.invite, call)
+        self._calls.start(call)
         return out
 
     def uac(self, call: UacCall, op: UacOp, now: float) -> list:
         """A test's request on a call this fake placed: ACK, BYE or CANCEL (UacError if the call's state forbids it)."""
         out = self._begin(now)
-        if op is UacOp.ACK:
-            self._send_ack(call)
-        elif op is UacOp.BYE:
-            if call.state is UacState.ANSWERED:
-                self._send_ack(call)  # RFC 3261 §13.2.2.4: a 2xx is ACKed before anything else
-            self._start_uac_tx(call.bye(), call)
-        elif op is UacOp.CANCEL:
-            self._start_uac_tx(call.cancel(), call)
+        self._calls.op(call, op)
         return out
 
     # ------------------------------------------------------------------ internals: plumbing
     def _begin(self, now: float) -> list:
-        self.now = now
+        self.now = self._timers.now = now
         self._out = []
         return self._out
 
-    # heap entries: (due, seq, origin, fn, args) for a delayed call; (due, seq, obj, None, ()) for a watched object
     def _later(self, delay: float, origin: Origin | None, fn: Callable, *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (self.now + delay, self._seq, origin, fn, args))
+        self._timers.later(self.now + delay, fn, *args, context=origin)
 
-    def _watch(self, obj: Any, on_events: Callable[[list], Any], origin: Origin | None) -> None:
-        """Run ``obj``'s timers (a transaction: ``deadline`` / ``on_timer``); ``on_events`` gets what they yield."""
-        self._watched[id(obj)] = (obj, on_events, origin)
-        self._poke(obj)
-
-    def _unwatch(self, obj: Any) -> None:
-        self._watched.pop(id(obj), None)
-        self._armed.pop(id(obj), None)
-
-    def _poke(self, obj: Any) -> None:
-        oid = id(obj)
-        entry = self._watched.get(oid)
-        if entry is None:
-            return
-        due = obj.deadline
-        if due is None:
-            self._armed.pop(oid, None)
-            return
-        armed = self._armed.get(oid)
-        if armed is not None and armed <= due:
-            return  # the entry in the heap fires first; _fire_watched re-arms for the rest
-        self._armed[oid] = due
-        self._seq += 1
-        heapq.heappush(self._heap, (due, self._seq, obj, None, ()))
-
-    def _fire_watched(self, obj: Any, due: float) -> None:
-        oid = id(obj)
-        entry = self._watched.get(oid)
-        if entry is None or self._armed.get(oid) != due:
-            return  # forgotten, or re-armed earlier (that entry fired) / later
-        del self._armed[oid]
-        events = obj.on_timer(self.now)
-        if events:
-            entry[1](events)
-        self._poke(obj)
+    def _timer_failed(self, error: BaseException, origin: Origin | None, first: Any) -> None:
+        request = first if getattr(first, "is_request", False) else None
+        self._failed(error, origin, request, during="a timer of" if request is not None else "a timer")
 
     # ------------------------------------------------------------------ internals: errors
     def _failed(self, error: BaseException, origin: Origin, message: Any, *, during: str = "") -> None:
@@ -460,7 +345,7 @@ class ServerCore:
             for r, o in list(self._twoxx):
                 if r.matches_ack(request):
                     r.ack_received(now)
-                    self._unwatch(r)
+                    self._timers.unwatch(r)
                     self._twoxx.remove((r, o))
             self._run(self.logic.handle_request(request, origin, now), request, origin)
             return
@@ -501,7 +386,7 @@ class ServerCore:
         tx = ServerTransaction(request, reliable=origin.transport != "udp")
         self._table.add(tx)
         self._origins[tx.key] = origin
-        self._watch(tx, lambda events, tx=tx: self._tx_events(tx, events), origin)
+        self._timers.watch(tx, lambda events, tx=tx: self._tx_events(tx, events), origin)
         return tx
 
     # RFC 3261 §17.2.2 without a transaction object: a non-INVITE over UDP answered at once is
@@ -553,14 +438,14 @@ class ServerCore:
             r = TwoXXRetransmitter(response)
             r.start(now)  # its first send is the one the transaction just made
             self._twoxx.append((r, origin))
-            self._watch(r, lambda events, r=r, o=origin: self._twoxx_events(r, o, events), origin)
+            self._timers.watch(r, lambda events, r=r, o=origin: self._twoxx_events(r, o, events), origin)
 
     def _twoxx_events(self, r: TwoXXRetransmitter, origin: Origin, events: list) -> None:
         for ev in events:
             if isinstance(ev, Send) and self.state is ServerState.UP:
                 self._transmit(ev.message, origin, retransmission=ev.retransmission)
             elif isinstance(ev, Terminated):
-                self._unwatch(r)
+                self._timers.unwatch(r)
                 if (r, origin) in self._twoxx:
                     self._twoxx.remove((r, origin))
 
@@ -572,11 +457,11 @@ class ServerCore:
                     self._transmit(ev.message, origin, retransmission=ev.retransmission)
             elif isinstance(ev, Terminated):
                 self._table.remove(tx)
-                self._unwatch(tx)
+                self._timers.unwatch(tx)
                 origin_ = self._origins.pop(tx.key, None)
                 if tx.invite and tx.last_response is not None and tx.last_response.status < 300 and origin_:
                     self._answered_2xx.put(tx.key, origin_, self.now)
-        self._poke(tx)
+        self._timers.poke(tx)
 
     def _transmit(self, message: Any, origin: Origin, *, retransmission: bool = False) -> None:
         data = message.to_bytes()
@@ -606,65 +491,15 @@ class ServerCore:
         self._run(self.logic.handle_response(response, origin, self.now), None, origin)
 
     def _uac_response(self, response: Any, raw: bytes, origin: Origin) -> bool:
-        """A response to a call this fake placed: its client transaction, or a 2xx retransmission."""
-        found = self._uac_tx.get(self._client_key(response))
-        if found is not None:
-            tx, call = found
-            self._uac_tx_events(tx, call, tx.receive(response, self.now))
-            # recorded after the call's state moved: a test waiting on this record sees the new state
-            self._sink(self._make_record("in", response, raw, origin))
-            return True
-        call = self._calls.get(response.call_id)
-        if call is None or response.method != "INVITE" or not 200 <= response.status < 300:
+        """A response to a call this fake placed: fed to it first, then recorded (a test woken
+        by the record finds the call's new state)."""
+        retransmission = self._calls.response(response)
+        if retransmission is None:
             return False
-        # RFC 3261 §13.2.2.4: a retransmitted 2xx is ACKed again (the INVITE transaction is over)
-        self._sink(self._make_record("in", response, raw, origin, retransmission=True))
-        if call.ack_request is not None:
-            self._send_uac(call.ack_request, call, retransmission=True)
+        self._sink(self._make_record("in", response, raw, origin, retransmission=retransmission))
         return True
 
-    @staticmethod
-    def _client_key(response: Any) -> tuple:
-        via = response.top_via
-        return (via.branch if via is not None else None, response.method)
-
-    def _start_uac_tx(self, request: Any, call: UacCall) -> None:
-        tx = ClientTransaction(request, reliable=call.target.transport != "udp")
-        self._uac_tx[(request.top_via.branch, request.method)] = (tx, call)
-        origin = Origin(call.target.transport, call.target.peer, call.target.local, call.target.flow)
-        self._watch(tx, lambda events, tx=tx, call=call: self._uac_tx_events(tx, call, events), origin)
-        self._uac_tx_events(tx, call, tx.start(self.now))
-
-    def _uac_tx_events(self, tx: ClientTransaction, call: UacCall, events: list) -> None:
-        method = tx.request.method
-        for ev in events:
-            if isinstance(ev, Send):
-                self._send_uac(ev.message, call, retransmission=ev.retransmission)
-            elif isinstance(ev, Deliver):
-                if method == "INVITE":
-                    call.invite_response(ev.message)
-                    if 200 <= ev.message.status < 300 and call.auto_ack and call.ack_request is None:
-                        self._send_ack(call)
-                elif method == "BYE":
-                    call.bye_response(ev.message)
-            elif isinstance(ev, (TimedOut, TransportFailed)):
-                if method in ("INVITE", "BYE"):
-                    call.timed_out(ev.reason)
-            elif isinstance(ev, Terminated):
-                self._uac_tx.pop((tx.request.top_via.branch, method), None)
-                self._unwatch(tx)
-                if method == "INVITE":  # 2xx retransmissions are ACKed for 64·T1 more, then the call is forgotten
-                    self._later(WINDOW, None, self._forget_call, call)
-        self._poke(tx)
-
-    def _forget_call(self, call: UacCall) -> None:
-        if self._calls.get(call.call_id) is call:
-            del self._calls[call.call_id]
-
-    def _send_ack(self, call: UacCall) -> None:
-        self._send_uac(call.ack(), call)
-
-    def _send_uac(self, request: Any, call: UacCall, *, retransmission: bool = False) -> None:
+    def _send_uac(self, request: Any, call: UacCall, retransmission: bool) -> None:
         if self.state is not ServerState.UP:
             return
         t = call.target

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from sipharness.fakes.rules import Action, Dialect, Installed, Rule, RuleError, RuleSet
+from sipharness.fakes.rules import Action, Rule, RuleError
+from sipharness.fakes.ruleset import Dialect, Installed, RuleSet
 
 __all__ = ["Script", "SIP_DIALECT", "Action", "Rule", "Installed", "RuleError"]
 

@@ -35,9 +35,8 @@ from sipharness.sipcore.transport import Listener, listen_tcp, listen_tls, liste
 from sipharness.sipcore.uri import SipUri
 
 from sipharness.fakes.record import Recorder, SipRecord
-from sipharness.fakes.sip.actions import Origin
-from sipharness.fakes.sip.core import (ChangeSockets, Rejected, ServerCore, ServerState, ServingError, SocketOp,
-                                       Transmit)
+from sipharness.fakes.sip.actions import ChangeSockets, Origin, Rejected, ServingError, SocketOp, Transmit
+from sipharness.fakes.sip.core import ServerCore, ServerState
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.script import Script
 from sipharness.fakes.sip.uac import OutgoingCall, UacCall, UacOp, target_for

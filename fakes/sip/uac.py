@@ -184,10 +184,6 @@ class UacCall:
         self.state = nxt
         return nxt
 
-    def can(self, op: UacOp) -> bool:
-        return (self.state, {UacOp.ACK: _Event.ACK, UacOp.BYE: _Event.BYE, UacOp.CANCEL: _Event.CANCEL}[op]) \
-            in _TRANSITIONS
-
     # -- fed by the core
     def invite_response(self, response: Response) -> None:
         """A response to the INVITE (from its client transaction, or a 2xx retransmission)."""
