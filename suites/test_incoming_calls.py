@@ -32,8 +32,8 @@ async def _incoming_call_is_accepted(lab, server):
     final = await call.final(timeout=FINAL)
     assert final.status == 200, (f"{server.name} called the phone ({USER}); expected 200 once the phone was told "
                                  f"to answer, got {final.status} {final.reason}")
-    seen = [r.status for r in lab.recorder.sip(server=server.name, direction="in")[0:] if r.call_id == call.call_id
-            and r.method == "INVITE" and r.status is not None]
+    seen = [r.status for r in lab.recorder.sip(server=server.name, method="INVITE", direction="in")
+            if r.call_id == call.call_id and r.status is not None]
     assert 180 in seen, f"expected the phone to ring (180) before its 200; {server.name} saw {seen}"
     sent = [r.method for r in lab.recorder.entries(since=mark)
             if r.kind == "sip" and r.server == server.name and r.direction == "out" and r.call_id == call.call_id]

@@ -296,6 +296,7 @@ class FakeDNS:
                                        summary=reply.summary, qtype=qtype, rcode=reply.rcode, name=shown,
                                        message=reply.record, raw=reply.wire, note=note))
 
+    # SPEC §10 [interp]: the fake failed (a harness error); SERVFAIL is RFC 1035's "the server failed"
     def _servfail(self, q: Query, transport: str, peer, send, qtype: str, shown: str) -> None:
         """SERVFAIL to a query the fake failed on: the authority's if it can build one, else a bare header."""
         try:

@@ -237,6 +237,8 @@ class ServerCore:
         self._failed(error, origin, request, during="a timer of" if request is not None else "a timer")
 
     # ------------------------------------------------------------------ internals: errors
+    # SPEC §10 [interp]: a fake's own failure is a harness error; the request is answered 500 (RFC 3261
+    # §21.5.1) so the DUT is not judged on silence the fake caused
     def _failed(self, error: BaseException, origin: Origin, message: Any, *, during: str = "") -> None:
         what = _describe(message)
         rule = f" (in {self._rule.describe()})" if self._rule is not None else ""
