@@ -36,6 +36,7 @@ class EmulatedPhone(ChildProcess):
     def __init__(self, on_end: Any = None):
         super().__init__()
         self.lines: list[str] = []
+        self._line_waiters: list[tuple[str, defer.Deferred]] = []
         self._buf = b""
         self.listening: defer.Deferred = defer.Deferred()  # fires with "host:port" of its HTTP server (or None)
         self.on_end_cb = on_end
@@ -48,6 +49,9 @@ class EmulatedPhone(ChildProcess):
         for raw in lines:
             line = raw.decode("utf-8", "replace")
             self.lines = (self.lines + [line])[-self.KEEP:]
+            for waiter in [w for w in self._line_waiters if w[0] in line]:
+                self._line_waiters.remove(waiter)
+                waiter[1].callback(line)
             try:
                 obj = json.loads(line)
             except ValueError:
@@ -61,6 +65,12 @@ class EmulatedPhone(ChildProcess):
             self.listening.callback(None)
         if self.on_end_cb is not None:
             self.on_end_cb(self)
+
+    def next_line(self, text: str) -> defer.Deferred:
+        """Fires with the next output line containing ``text`` (bound it with :func:`harness.child.deadline`)."""
+        d: defer.Deferred = defer.Deferred()
+        self._line_waiters.append((text, d))
+        return d
 
     def output(self, limit: int = 12) -> str:
         err = self.err.decode("utf-8", "replace").strip()
