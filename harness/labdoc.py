@@ -135,7 +135,18 @@ def render() -> str:
             f"The network keys (`{k8.network_prefix}*`, `{k71.network_prefix}*` on 71) are the same in every file of "
             "a run: a phone reboots when they change. The first file of a run may reboot the phone; the harness then "
             "waits for its `setup_autop_finish` callback (`--reboot-timeout`, default 180 s).",
-            "", "## 3. What the callbacks mean", ""]
+            "", "## 3. What the harness tells the phone, and what the callbacks mean", "",
+            "The Action URI requests (`GET /servlet?...`, the vendor's variable values):", ""]
+    out += _table(("request", "the vendor's description", "when"), [
+        ("`key=AutoP`", "auto provisioning now", "each test's file, and the parked file after it"),
+        ("`key=number=<n>&outgoing_uri=<user>@<server>`", "place a call to `<n>` from that account", "`dut.call()`"),
+        ("`key=ASW:<call-id>` (else `key=OK`)", "\"Answer ... a call (xxx refers to the call-id of the active call)\"",
+         "`dut.answer()`, with the `$call_id` of the `incoming_call` callback"),
+        ("`key=CALLEND`", "\"CALLEND/CallEnd: End a call\"", "`dut.hangup()`, and before parking a phone in a call"),
+        ("`phonecfg=get&accounts=1`", "\"Get ... registration ... information\"", "the preflight's control "
+                                                                                   "channel check"),
+    ])
+    out += ["", "The callbacks:", ""]
     out += _table(("action URL", "the vendor's description", "what the suites see"),
                   [(f"`action_url.{e}`", d, _MEANING[e]) for e, d in ACTION_URL_EVENTS.items()])
     out += ["", "No callback says *which server* an account registered with (`$active_host` is \"the host part of the "
@@ -245,7 +256,24 @@ def render() -> str:
             "Lab problems end the run with exit status 78 and are never findings; a finding is a rule the phone "
             "broke (README, \"Outcomes and exit status\").",
             "",
-            "## 8. The emulation (CI)", "",
+            "## 8. The vendor's documents the driver follows", "",
+            "- Yealink IP Phones Auto Provisioning Guide, \"Resolving and Updating Configurations\": network "
+            "configurations reboot the phone; a file whose MD5 is the last one's is not applied.",
+            "- Administrator's Guide for SIP-T2/T3/T4/T5/CP920 IP Phones: \"Action URI\" (the allow list, "
+            "`features.show_action_uri_option`, the variable values `CALLEND`, `ASW:<call-id>`, `phonecfg=get`), "
+            "\"Static DNS Cache\" (`account.X.dns_cache_type`, default 1; negative caching as in RFC 2308), TLS "
+            "(custom trusted certificates).",
+            "- Administrator's Guide for SIP-T5 Series Smart Media Phones, \"Action URI\": the login form "
+            "`p=login&q=login&username=xxx&pwd=yyy&jumpto=URI&` before `key`.",
+            "- Administrator's Guide for SIP-T58V/T58A/T56A/CP960 IP Phones, \"Action URL\": the pre-defined events "
+            "(Autop Finish, Cancel Call Out, Remote Busy, Call Remote Canceled, ...) and variables (`$active_host`: "
+            "the current account's host).",
+            "- Key names per firmware generation: the vendor's common templates (V73: `account.X.transport`, "
+            "`network.*`; V84: `static.network.*`, `account.X.sip_server.Y.transport_type`, the `action_url.*` list).",
+            "- Using Security Certificates on Yealink IP Phones (V83): certificates are checked against the phone's "
+            "date and time.",
+            "",
+            "## 9. The emulation (CI)", "",
             "    python3 -m pytest suites/ -p no:randomly --dut yealink --phone-ip emulate --clock scaled:20",
             "    python3 -m pytest suites/ -p no:randomly -n 3 --dut yealink --phone-ip emulate,emulate,emulate --clock scaled:20",
             "",

@@ -71,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
         farm = _farm(config)
     except LabProblem as e:
         raise pytest.UsageError(str(e)) from None
+    if farm and hasattr(config, "workerinput"):
+        # A worker parses the original command line: a plain -n there said --dist load. The controller
+        # schedules by xdist_group; the worker must put the group in the test ids for it (xdist.remote).
+        config.option.loadgroup = True
     if farm and not hasattr(config, "workerinput"):
         n = config.getoption("numprocesses", None) or len(_tx(config))
         if not n:
