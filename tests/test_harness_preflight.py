@@ -53,7 +53,7 @@ async def test_a_phone_that_does_everything_passes_every_step(tls_pki):
     lines = await run_preflight(lab, timeout=5, tls=True, reactor=reactor)
     assert [line.split(":")[0] for line in lines[:5]] == ["control channel", "configuration", "register", "dns", "tls"]
     assert lines[-1].startswith("5 steps in ")
-    assert f".{PREFLIGHT_ZONE} (A)" in lines[3]
+    assert f".{PREFLIGHT_ZONE} (SRV)" in lines[3]
     assert not lab.fakes, "the preflight stops what it built"
 
 
