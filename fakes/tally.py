@@ -15,9 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dnslib import RCODE
+
+from sipharness.fakes.record import Direction, DnsRecord, Record, SipRecord
+
 __all__ = ["Tally", "Row"]
 
 _MAX_ROWS = 256  # distinct rows kept; garbage with ever-new methods lands in "other"
+_RCODE = dict(RCODE.forward)
 
 
 @dataclass
@@ -39,7 +44,7 @@ class Tally:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
 
-    def add(self, record: Any) -> None:
+    def add(self, record: Record) -> None:
         key = (_message(record), record.direction)
         row = self.rows.get(key)
         if row is None:
@@ -73,20 +78,21 @@ class Tally:
         return lines
 
 
-def _message(record: Any) -> str:
-    if record.kind == "dns":
-        if record.direction == "in":
-            return str(record.method or "?")
-        if record.status is None:
+def _message(record: Record) -> str:
+    if isinstance(record, DnsRecord):
+        if record.direction == Direction.IN:
+            return record.qtype or "?"
+        if record.rcode is None:
             return "no answer"
-        return record.summary.split(" ", 1)[0]  # the rcode's name ("NOERROR 2 SRV +2 add")
-    if record.status is not None:
-        return f"{record.status} {record.method or '?'}"
-    if record.method:
-        return str(record.method)
-    return record.summary.split(" (", 1)[0]  # "bad input", "garbage"
+        return _RCODE.get(record.rcode, str(record.rcode))
+    if isinstance(record, SipRecord):
+        if record.status is not None:
+            return f"{record.status} {record.method or '?'}"
+        return record.method or record.summary.split(" (", 1)[0]  # "bad input", "garbage"
+    return str(record.kind)  # a serving error
 
 
-def _dropped(record: Any) -> bool:
-    note = getattr(record, "note", "") or ""
-    return note.startswith("dropped") or (record.kind == "dns" and record.direction == "out" and record.status is None)
+def _dropped(record: Record) -> bool:
+    if isinstance(record, DnsRecord) and record.direction == Direction.OUT:
+        return record.rcode is None
+    return record.note.startswith("dropped")

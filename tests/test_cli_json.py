@@ -164,3 +164,57 @@ def test_version(role):
     out = subprocess.run([sys.executable, "-m", "sipharness.harness.cli", *args], cwd=ROOT, capture_output=True,
                          text=True, timeout=30, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0 and out.stdout == f"sipharness{' ' + role if role else ''} {__version__}\n"
+
+
+def test_registrar_script_file_in_toml(cli, tmp_path):
+    rules = tmp_path / "faults.toml"
+    rules.write_text('# the first REGISTER gets a 503\n[[rule]]\naction = "respond"\nmethod = "REGISTER"\n'
+                     'status = 503\nfirst = 1\nheaders = { "Retry-After" = "30" }\n')
+    reg = cli("registrar", "--listen", "udp:127.0.0.1:0", "--script", str(rules), "--quiet")
+    first = reg.line()
+    to = (first["host"], first["port"])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        s.bind(("127.0.0.1", 0))
+        s.sendto(register(to, s.getsockname(), "z9hG4bK-1"), to)
+        assert s.recv(65535).startswith(b"SIP/2.0 503 Service Unavailable\r\n")
+        s.sendto(register(to, s.getsockname(), "z9hG4bK-2"), to)
+        assert s.recv(65535).startswith(b"SIP/2.0 200 OK")
+    rest, _ = reg.finish()
+    rows = {(m["message"], m["dir"]): m["count"] for m in rest[-1]["messages"]}
+    assert rows == {("REGISTER", "in"): 2, ("503 REGISTER", "out"): 1, ("200 REGISTER", "out"): 1}
+
+
+def test_dns_script_file_in_json(cli, tmp_path):
+    zone = tmp_path / "pbx.zone"
+    zone.write_text(ZONE)
+    rules = tmp_path / "faults.json"
+    rules.write_text(json.dumps({"rule": [{"action": "respond", "rcode": "SERVFAIL", "name": "server1.pbx.test",
+                                           "qtype": "A", "count": 1}]}))
+    dns = cli("dns", "--zone", str(zone), "--script", str(rules))
+    first = dns.line()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(10)
+        for rcode in (2, 0):  # SERVFAIL once (count = 1), then the zone's answer
+            s.sendto(DNSRecord.question("server1.pbx.test", "A").pack(), (first["host"], first["port"]))
+            assert DNSRecord.parse(s.recv(4096)).header.rcode == rcode
+    rest, _ = dns.finish()
+    assert [x.get("note", "") for x in rest if x["kind"] == "dns" and x["dir"] == "out"][0].startswith("scripted: rule 1")
+
+
+@pytest.mark.parametrize("role, text, error", [
+    ("registrar", '[[rule]]\naction = "respond"\nstatus = 503\n\n[[rule]]\naction = "drop"\nfirts = 2\n',
+     "faults.toml:5: rule 2: unknown field 'firts'"),
+    ("dns", '[[rule]]\naction = "respond"\nrcode = "BOGUS"\n', "faults.toml:1: rule 1:"),
+    ("registrar", '[[rule]\n', "faults.toml: not TOML"),
+])
+def test_a_bad_script_is_refused_naming_file_and_line_before_listening(tmp_path, role, text, error):
+    rules = tmp_path / "faults.toml"
+    rules.write_text(text)
+    zone = tmp_path / "pbx.zone"
+    zone.write_text(ZONE)
+    args = ["--listen", "udp:127.0.0.1:0"] if role == "registrar" else ["--zone", str(zone)]
+    out = subprocess.run([sys.executable, "-m", "sipharness.harness.cli", role, *args, "--script", str(rules)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=30, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 2 and out.stdout == "", out.stdout
+    assert f"sipharness {role}: {tmp_path}/{error}" in out.stderr, out.stderr

@@ -37,7 +37,7 @@ def test_a_blocking_resolver_gets_answers_from_the_fake_dns(fake_dns, sip_record
     fake_dns.add("www.example.com", "A", "127.0.0.9")
     answer = _resolver(fake_dns).resolve("www.example.com", "A", lifetime=5)
     assert [r.address for r in answer] == ["127.0.0.9"]
-    fake_dns.faults.add("servfail", name="www.example.com", qtype="A", count=1)
+    fake_dns.faults.servfail(name="www.example.com", qtype="A", count=1)
     with pytest.raises(dns.resolver.NoNameservers):
         _resolver(fake_dns).resolve("www.example.com", "A", lifetime=5)
     assert [(r.summary, r.direction) for r in sip_recorder.dns(qtype="A")] == [

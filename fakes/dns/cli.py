@@ -7,6 +7,8 @@ the process started: the same time base as ``sipharness registrar`` and ``siphar
 - first ``{"t", "kind": "listening", "transport": "udp+tcp", "address": "HOST:PORT", "host",
   "port", "unix_time"}`` (port 0 = ephemeral, so a caller reads the port from there; ``unix_time``
   is the wall time of ``t`` = 0);
+- ``--script FILE`` (repeatable) loads fault rules (TOML, or JSON for ``*.json``; the grammar of
+  :mod:`fakes.rules`) into the fake's ``faults`` before it listens; an error names ``FILE:LINE``;
 - then one line per query and answer (``Record.to_json()``, ``kind`` ``"dns"``), unless ``--quiet``;
 - at exit (SIGINT/SIGTERM, status 0) a summary, SIPp-style: ``{"kind": "summary", "messages": [...]}``
   with the queries per type and the answers per rcode (:class:`fakes.tally.Tally`), and the same
@@ -55,6 +57,9 @@ def main(argv: list[str]) -> int:
                         help="address for UDP and TCP (default 127.0.0.1:0, an ephemeral port)")
     parser.add_argument("--quiet", action="store_true", help="do not print the query log")
     parser.add_argument("--clock", default="real", help="virtual | real | scaled:FACTOR (default real)")
+    parser.add_argument("--script", action="append", default=[], metavar="FILE",
+                        help="fault rules (TOML, or JSON for FILE.json: fakes/rules.py), first match wins; "
+                             "repeatable, in order")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
@@ -75,6 +80,7 @@ def main(argv: list[str]) -> int:
     from twisted.internet.error import CannotListenError
 
     from sipharness.fakes.dns.server import FakeDNS
+    from sipharness.fakes.rulefiles import load_rules_into
     from sipharness.sipcore.clock import make_clock
 
     try:
@@ -85,6 +91,12 @@ def main(argv: list[str]) -> int:
         return 2
     recorder = _StreamingRecorder(clock)
     fake = FakeDNS(zones, clock=clock, recorder=recorder, host=host, port=port, reactor=reactor)
+    try:
+        for path in args.script:
+            load_rules_into(fake.faults, path)
+    except ValueError as e:  # (RuleError too)
+        print(f"sipharness dns: {e}", file=sys.stderr)
+        return 2
     try:
         fake.start()
     except CannotListenError as e:

@@ -8,7 +8,9 @@ is the wall time of ``t`` = 0), then every message (``Record.to_json()``, ``kind
 ``--quiet``, and at exit (SIGINT/SIGTERM, status 0) a SIPp-style summary ``{"kind": "summary",
 "messages": [...]}``: per request method and per response status, the count, the retransmissions
 seen and what a fault dropped (:class:`fakes.tally.Tally`; the same as a table on stderr). Real
-clock: a process on its own has nobody to share a virtual clock with.
+clock: a process on its own has nobody to share a virtual clock with. ``--script FILE``
+(repeatable) loads fault rules (TOML, or JSON for ``*.json``: :mod:`fakes.rules`) into the
+server's ``script`` before it listens; an error names ``FILE:LINE`` and nothing listens.
 
 Every message is still recorded (a :class:`fakes.record.Record` built and handed on), with or
 without ``--quiet``; ``--quiet`` only skips writing the JSON lines. The process's recorder
@@ -152,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unknown-user", choices=("uas", "404"), default="uas")
     ap.add_argument("--name", default="registrar", help="server name in the JSON lines")
     ap.add_argument("--quiet", action="store_true", help="no JSON lines (benchmarks)")
+    ap.add_argument("--script", action="append", default=[], metavar="FILE",
+                    help="fault rules (TOML, or JSON for FILE.json: fakes/rules.py), first match wins; "
+                         "repeatable, in order")
     args = ap.parse_args(argv)
 
     from twisted.internet import reactor
 
+    from sipharness.fakes.rulefiles import load_rules_into
     from sipharness.fakes.sip.server import FakeSipServer
     from sipharness.fakes.tally import Tally
     from sipharness.sipcore.clock import make_clock
@@ -181,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
                            answer_delay=args.answer_delay, unknown_user=args.unknown_user)
     if args.digest and server.logic.registrar.auth is not None:
         server.logic.registrar.auth.algorithms = args.digest
+    try:
+        for path in args.script:
+            load_rules_into(server.script, path)
+    except ValueError as e:  # (RuleError too)
+        print(f"sipharness registrar: {e}", file=sys.stderr)
+        return 2
     pki = None
     for transport, host, port in listens:
         context = None
