@@ -56,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "real for devices in another process")
     group.addoption("--ladder-dir", default=None, metavar="DIR",
                     help="write one HTML SIP/DNS ladder per test into DIR, and DIR/index.html")
+    group.addoption("--pcap-dir", default=None, metavar="DIR",
+                    help="write one pcap per test into DIR: every DNS and SIP message the fakes saw, stamped in "
+                         "phone time (Wireshark's flow graph matches the ladder)")
     group.addoption("--lab-address", default="127.0.0.1", metavar="ADDR[,ADDR...]",
                     help="this host's address(es) a phone on the network reaches: the fakes listen there and the "
                          "DNS on port 53 (default: loopback, SPEC §8 hosts). Scenarios that need more distinct "

@@ -30,7 +30,8 @@ from .plugin_outcomes import CLOCK, raise_unreported, state
 from .reactor_thread import Marshalled, ReactorThread
 
 __all__ = ["sip_fakes_in_thread", "sipharness_reactor_thread", "sip_clock", "sip_recorder", "make_fake_dns",
-           "sip_fake_dns", "make_sip_server", "fake_dns", "sip_server", "stop_reactor_thread"]
+           "sip_fake_dns", "make_sip_server", "fake_dns", "sip_server", "stop_reactor_thread",
+           "pcap_file_name"]
 
 _THREAD = pytest.StashKey[ReactorThread]()
 _SIDE = pytest.StashKey["_Side"]()
@@ -46,6 +47,9 @@ class _Side:
 
     def __init__(self, reactor: Any, clock: Any, thread: ReactorThread | None):
         self.reactor, self.clock, self.thread = reactor, clock, thread
+        # the wall time of phone time 0 (0 on the virtual clock: its phone time is its own), for pcap stamps
+        self.epoch = 0.0 if isinstance(clock, VirtualClock) else (
+            reactor.seconds() - clock.seconds() / getattr(clock, "speed", 1.0))
 
     def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` where the fakes live (a Deferred's result awaited, from a fixture)."""
@@ -138,7 +142,24 @@ def sip_recorder(request: pytest.FixtureRequest, sip_clock):
     state(request.node).recorder = recorder
     yield side.public(recorder)
     side.run(recorder.cancel_waits)
+    directory = request.config.getoption("sipharness_pcap_dir")
+    if directory:  # (the fakes' fixtures depend on this one: their teardown, and every record, came first)
+        _write_pcap(directory, request.node.nodeid, side.run(list, recorder), side.epoch)
     raise_unreported(request.node)
+
+
+def _write_pcap(directory: str, nodeid: str, records: list[Any], epoch: float) -> None:
+    import os
+
+    from sipharness.fakes.pcap import write_pcap
+
+    os.makedirs(directory, exist_ok=True)
+    write_pcap(os.path.join(directory, pcap_file_name(nodeid)), records, epoch=epoch)
+
+
+def pcap_file_name(nodeid: str) -> str:
+    """A test's pcap in ``--pcap-dir``: its ladder page's name (harness.report) ending in .pcap."""
+    return rep.ladder_file_name(nodeid).removesuffix(".html") + ".pcap"
 
 
 @pytest.fixture
