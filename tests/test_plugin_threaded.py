@@ -17,6 +17,8 @@ from twisted.internet import defer
 
 from sipharness.harness.reactor_thread import Marshalled, ReactorCallTimeout, ReactorThread
 
+pytest_plugins = ["pytester"]
+
 
 def register(to: tuple[str, int], local: tuple[str, int], call_id: str = "c1") -> bytes:
     host, port = local
@@ -144,3 +146,32 @@ def test_lab(lab):
     result = pytester.runpytest_subprocess()
     result.assert_outcomes(errors=1)
     assert "sip_fakes_in_thread is True but the test drives a DUT" in result.stdout.str()
+
+
+def test_a_fake_that_fails_in_the_thread_fails_the_test_as_a_harness_error(pytester):
+    pytester.makeini("[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n")
+    pytester.makepyfile(test_user='''
+import socket
+
+
+def test_blocking_client(sip_server):
+    srv = sip_server("registrar")
+
+    def boom(request):
+        raise RuntimeError("the registrar's scripted handler failed")
+
+    srv.script.handle("REGISTER", boom)
+    to = srv.addresses["udp"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(5)
+        s.bind(("127.0.0.1", 0))
+        host, port = s.getsockname()
+        s.sendto((f"REGISTER sip:x SIP/2.0\\r\\nVia: SIP/2.0/UDP {host}:{port};branch=z9hG4bK-1\\r\\n"
+                  f"From: <sip:a@x>;tag=1\\r\\nTo: <sip:a@x>\\r\\nCall-ID: 1\\r\\nCSeq: 1 REGISTER\\r\\n"
+                  f"Content-Length: 0\\r\\n\\r\\n").encode(), to)
+        assert s.recv(65535).startswith(b"SIP/2.0 500")
+''')
+    result = pytester.runpytest_subprocess()
+    assert result.parseoutcomes() == {"errors": 1}  # a harness error, whatever the test asserted
+    assert result.ret == 70
+    assert "RuntimeError: the registrar's scripted handler failed" in result.stdout.str()
