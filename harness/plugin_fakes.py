@@ -70,9 +70,8 @@ class _Side:
 
 
 def _twisted_test(item: pytest.Item) -> bool:
-    from pytest_twisted import _get_mark  # (pytest-twisted's own reading of its decorators)
-
-    return _get_mark(getattr(item, "obj", None)) in _TWISTED_MARKS
+    # the attribute pytest-twisted's decorators set (pytest_twisted._get_mark reads the same)
+    return getattr(getattr(item, "obj", None), "_pytest_twisted_mark", None) in _TWISTED_MARKS
 
 
 def _in_thread(request: pytest.FixtureRequest, choice: bool | None) -> bool:
