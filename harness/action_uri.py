@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from twisted.internet import defer, error, protocol, ssl
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
@@ -129,14 +129,21 @@ class ActionUriClient:
         agent = Agent(self.reactor, contextFactory=self._policy, connectTimeout=self.TIMEOUT,
                       bindAddress=(self.bind, 0), pool=self._pool)
         d = agent.request(b"GET", url.encode("ascii"), headers)
-        timer = self.reactor.callLater(self.TIMEOUT, d.cancel)
+        expired: list[bool] = []
+        timer = self.reactor.callLater(self.TIMEOUT, lambda: (expired.append(True), d.cancel()))
         shown = url.split("?", 1)[0]
         try:
             response = await d
             body = (await read_body(response)).decode("utf-8", "replace").strip()
-        except defer.CancelledError:
-            raise VendorLabProblem(f"step '{step}': the phone at {self.address} did not answer GET {shown} within "
-                                   f"{self.TIMEOUT:g} s", "is --phone-ip right, and the phone on?") from None
+        except (defer.CancelledError, ResponseNeverReceived, ResponseFailed) as e:
+            reasons = getattr(e, "reasons", [])
+            if not expired and (isinstance(e, defer.CancelledError) or any(r.check(defer.CancelledError)
+                                                                            for r in reasons)):
+                raise defer.CancelledError() from None  # the caller gave up (its own deadline): not ours to name
+            what = "did not answer" if expired else f"broke off its answer ({reasons[0].getErrorMessage() if reasons else e})"
+            raise VendorLabProblem(f"step '{step}': the phone at {self.address} {what} GET {shown}"
+                                   + (f" within {self.TIMEOUT:g} s" if expired else ""),
+                                   "is --phone-ip right, and the phone on?") from None
         except (error.ConnectError, error.ConnectionRefusedError, OSError) as e:
             raise VendorLabProblem(f"step '{step}': the phone at {self.address} is unreachable (GET {shown}): {e}",
                                    "is --phone-ip right, and the phone on?") from None

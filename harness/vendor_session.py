@@ -65,6 +65,7 @@ class PhoneSession:
         self.lab_address = lab_address
         self.closed = False
         self.dut: Any = None
+        self._gate = 0  # callbacks reach the DUT after the first fetch from this index on
         self.serial = 0
         self.network: tuple | None = None  # the network rows the phone has applied (None: not known)
         self.epoch: float | None = None  # the emulated phone's phone time 0 (wall seconds)
@@ -85,7 +86,10 @@ class PhoneSession:
 
     # -------------------------------------------------------------------------------- the test attached
     def attach(self, dut: Any) -> None:
+        """Callbacks go to ``dut`` once the phone has fetched a file served from now on: what it reports
+        before that (a callback still in flight, an event of the previous file) is the previous test's."""
         self.dut = dut
+        self._gate = len(self.prov.fetches)
         self.prov.errors = dut.serving_errors
 
     def detach(self, dut: Any) -> None:
@@ -96,8 +100,12 @@ class PhoneSession:
     def _callback(self, event: str, params: dict[str, str], client: str) -> None:
         if event in POWER_ON_EVENTS:
             self.power_on.append(event)
-        if self.dut is not None:
-            self.dut._callback(event, params, client)
+        if self.dut is None:
+            return
+        if not any(f.mac is not None and f.status == 200 for f in list(self.prov.fetches)[self._gate:]):
+            self.notes.append(f"action URL {event} from {client} before the test's file was fetched: dropped")
+            return
+        self.dut._callback(event, params, client)
 
     def _refused(self, message: str) -> None:
         if self.dut is not None:

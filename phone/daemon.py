@@ -231,6 +231,9 @@ class _Daemon:
             self.emit("error", detail=str(e).replace("\x00", ""))
             return
         try:
+            if verb == "quit":
+                self.quit()
+                return
             if self.phone is None:
                 raise ValueError("the phone has no configuration yet (not provisioned)")
             if verb == "call":
@@ -243,8 +246,6 @@ class _Daemon:
                     if call is None:
                         raise ValueError(f"{verb}: no call with Call-ID {args[0]!r}")
                 getattr(self.phone, verb)(call)
-            elif verb == "quit":
-                self.quit()
         except Exception as e:  # noqa: BLE001 - a bad command never takes the phone down
             self.emit("error", detail=f"{line.strip()!r}: {e}")
 

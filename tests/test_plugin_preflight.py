@@ -1,6 +1,7 @@
 """The lab preflight (SPEC §10) against the emulated vendor phone told to misbehave (``--emulate-fault``):
-each kind of broken lab ends the run at once as a *lab problem* (exit 78) with zero findings, and the
-message names the fix; a working lab passes it; also under ``-n 2``. Plus: a failure of the preflight
+a broken lab ends the run at once as a *lab problem* (exit 78) with zero findings, and the message names
+the fix (every fault's message: tests/test_harness_preflight.py, in process); a working lab passes it;
+also under ``-n 2``. Plus: a failure of the preflight
 that is not the lab's is a harness error (70), and the driver's provisioning server raising while
 serving makes the test a harness error, not a finding.
 
@@ -49,19 +50,9 @@ def _outcomes_line(result) -> str:
 
 
 @pytest.mark.parametrize("fault, tls, step, fix", [
-    pytest.param("dead-control", False, "1/5 'control channel'", "is --phone-ip right", id="dead-control"),
-    pytest.param("no-setup-events", False, "1/5 'control channel'",
-                 "did not report action URL setup_autop_finish within 5 s", id="no-setup-events"),
-    pytest.param("never-fetch", False, "2/5 'configuration'", "set its provisioning server URL to http://127.0.0.1:",
-                 id="never-fetch"),
-    pytest.param("remote-control-prompt", False, "2/5 'configuration'",
-                 "'Allow remote control?': press OK on the phone", id="remote-control-prompt"),
+    # (every fault, run in this process: tests/test_harness_preflight.py; here, the run they end)
     pytest.param("never-register", False, "3/5 'register'",
                  "the file says account.1.enable = 1, account.1.sip_server.1.address", id="never-register"),
-    pytest.param("ignore-dns", False, "4/5 'dns'", "set static DNS on the phone to 127.0.0.53", id="ignore-dns"),
-    pytest.param("dhcp-dns", False, "4/5 'dns'", "the file sets static.network.static_dns_enable = 1",
-                 id="dhcp-dns"),
-    pytest.param("dns-cache", False, "5/5 'dns cache'", "turn the phone's DNS cache off", id="dns-cache"),
     pytest.param("refuse-ca", True, "6/6 'tls'", "the file sets static.trusted_certificates.url = http://127.0.0.1:",
                  id="refuse-ca"),
 ])
@@ -83,15 +74,6 @@ def test_dns_fix_names_our_dns_and_the_keys(pytester):
     assert "static.network.static_dns_enable = 1 and static.network.primary_dns" in line
     assert ".preflight.sipharness.test" in line and "a lab phone asks port 53 only" in line
     assert "the fake DNS saw no query at all" in result.stdout.str()
-
-
-def test_a_wrong_firmware_generation_is_named_by_the_dns_step(pytester):
-    """The driver writes 8x names (static.network.*) to a firmware-71 phone, which ignores them: the preflight says
-    so at its DNS step (the phone asks DHCP's DNS, none here), naming --firmware."""
-    result = _run(pytester, "--emulate-firmware", "71", "-k", "not tls")
-    assert result.ret == 78, result.stdout.str()[-3000:]
-    line = next(line for line in result.outlines if "lab preflight, step 4/5 'dns'" in line)
-    assert "a firmware-71 phone ignores them: --firmware" in line
 
 
 def test_a_working_lab_passes_the_preflight_and_runs_the_tests(pytester):
