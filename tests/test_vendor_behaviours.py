@@ -137,3 +137,44 @@ async def test_each_generation_registers_over_tls_with_the_ca_from_its_url(make_
     tls = [r for r in lab.recorder.sip(method="REGISTER", direction="in") if r.transport == "tls"]
     assert tls, "no REGISTER over TLS: the phone did not read its generation's transport key"
     assert _said(dut, "trusted certificate from")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_lab_phones_first_file_may_reboot_it_and_the_driver_waits(tls_pki):
+    """A phone the harness did not power on (a lab phone: the emulation driven by its address, on the real clock):
+    the session's first file brings network keys, so the driver watches it; it reboots and the driver waits for its
+    setup_autop_finish before it calls the phone ready. Then the lab's DNS port is named: a lab phone asks port 53."""
+    from sipharness.fakes.record import Recorder
+    from sipharness.harness.emulated import spawn_emulated
+    from sipharness.harness.lab import Lab
+    from sipharness.harness.vendor import VendorPhone
+    from sipharness.harness.vendor_session import close_sessions
+    from sipharness.sipcore.clock import ScaledClock
+    from tests.conftest import free_port
+
+    prov_port, http_port = free_port(), free_port()
+    clock = ScaledClock(reactor, 1.0)
+    dut = VendorPhone(clock, reactor=reactor, phone=f"127.0.0.1:{http_port}", provision_port=prov_port,
+                      ca_pem=tls_pki.ca_pem, keep=True)
+    lab = Lab(clock, Recorder(clock), dut, reactor=reactor, tls=tls_pki)
+    proc = None
+    try:
+        await dut.apply_config(lab.write_cfg(None, {"enable": 1, "user_name": "1234", "sip_server.1.address": "127.0.0.15"}))
+        # what the lab sets by hand before a run (docs/lab.md): no remote-control prompt
+        dut.session.serve("#!version:1.0.0.1\nfeatures.show_action_uri_option = 0\n")
+        proc = await spawn_emulated(reactor, ["--provision", f"http://127.0.0.1:{prov_port}/", "--mac", dut.mac,
+                                              "--http", f"127.0.0.1:{http_port}", "--action-uri-allow", "127.0.0.1",
+                                              "--reboot-seconds", "2", "--exit-on-eof", "--name", "lab-phone"])
+        booted = proc.next_line("auto provisioning via power on finished")
+        assert await deadline(reactor, booted, 10), "the lab phone did not finish its power-on (an empty file)"
+        with pytest.raises(VendorLabProblem) as e:
+            await lab.up(Address("fallback"))
+        assert "a lab phone asks DNS on port 53" in str(e.value) and "--lab-address" in e.value.fix
+        assert any("rebooting" in line for line in proc.lines)
+        assert list(dut.session.power_on)[-2:] == ["setup_completed", "setup_autop_finish"]
+        assert dut.session.network is not None  # known now: the next file with the same keys is not watched
+    finally:
+        await lab.down()
+        await close_sessions()
+        if proc is not None:
+            await proc.reap(reactor)
