@@ -47,10 +47,7 @@ the silence after a reboot.
 
 from __future__ import annotations
 
-import enum
-import fnmatch
 import hashlib
-import json
 import re
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
@@ -65,58 +62,12 @@ from sipharness.phone import dnsclient as _dnsclient  # noqa: F401,E402  (the ph
 from sipharness.phone.config import ConfigError, loads_config  # noqa: E402
 from sipharness.phone.dnscache import CachingRelay, DnsCache  # noqa: E402
 from sipharness.phone.emulation_events import FIRST_CALL_ID, EventMap  # noqa: E402
-from sipharness.phone.emulation_web import AUTH_MODES, Redirect, Servlet, Silent, site  # noqa: E402
+from sipharness.phone.emulation_faults import EMULATION_DNS_PORT, Fault, withhold  # noqa: E402
+from sipharness.phone.emulation_web import AUTH_MODES, Commands, Redirect, Servlet, Silent, site  # noqa: E402
 from sipharness.phone.phone import Phone  # noqa: E402
 from sipharness.phone.vendor_keys import Firmware, keys_for, translate_to_bundled  # noqa: E402
 
 __all__ = ["VendorEmulation", "expand_variables", "Fault", "withhold", "EMULATION_DNS_PORT", "read_body"]
-
-#: Emulation only (a real phone asks port 53 and has no such key): the port of the file's static DNS.
-EMULATION_DNS_PORT = "sipharness.emulation.primary_dns_port"
-
-
-class Fault(enum.Enum):
-    """A way the emulated phone is set up badly, as a lab phone can be (``--emulate-fault NAME``)."""
-
-    IGNORE_DNS = "ignore-dns"  # keeps its own DNS server (none here): the file's static DNS server is withheld
-    DHCP_DNS = "dhcp-dns"  # static DNS never enabled: asks the DNS server DHCP handed out
-    DNS_CACHE = "dns-cache"  # keeps its DNS cache on (the documented default): the file's dns_cache_type is withheld
-    REMOTE_CONTROL_PROMPT = "remote-control-prompt"  # asks "Allow remote control?": show_action_uri_option withheld
-    REFUSE_CA = "refuse-ca"  # trusts only its factory CAs: the file's trusted_certificates.url is withheld
-    NO_SETUP_EVENTS = "no-setup-events"  # never reports power-on: the file's action_url.setup_* are withheld
-    NEVER_FETCH = "never-fetch"  # never fetches its file (its provisioning URL points nowhere)
-    DEAD_CONTROL = "dead-control"  # its Action URI accepts connections and never answers
-    NEVER_REGISTER = "never-register"  # its accounts stay disabled whatever the file says
-
-    @property
-    def withheld(self) -> tuple[str, ...]:
-        """``.cfg`` keys (fnmatch patterns, both key generations) the phone ignores with this fault."""
-        return _WITHHELD.get(self, ())
-
-
-_WITHHELD = {Fault.IGNORE_DNS: ("static.network.primary_dns", "network.primary_dns", EMULATION_DNS_PORT),
-             Fault.DHCP_DNS: ("static.network.static_dns_enable", "network.static_dns_enable"),
-             Fault.DNS_CACHE: ("account.*.dns_cache_type",),
-             Fault.REMOTE_CONTROL_PROMPT: ("features.show_action_uri_option",),
-             Fault.REFUSE_CA: ("static.trusted_certificates.url", "trusted_certificates.url"),
-             Fault.NO_SETUP_EVENTS: ("action_url.setup_completed", "action_url.setup_autop_finish"),
-             Fault.NEVER_REGISTER: ("account.*.enable",)}
-
-
-def withhold(text: str, faults: Iterable[Fault]) -> tuple[str, list[str]]:
-    """The file without the lines of keys the ``faults`` withhold, and those keys (in file order)."""
-    patterns = [p for f in faults for p in f.withheld]
-    if not patterns:
-        return text, []
-    kept, dropped = [], []
-    for line in text.splitlines(keepends=True):
-        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else ""
-        if key and any(fnmatch.fnmatchcase(key, p) for p in patterns):
-            dropped.append(key)
-        else:
-            kept.append(line)
-    return "".join(kept), dropped
-
 
 _VARIABLE = re.compile(r"\$([A-Za-z_]+)")
 HTTP_TIMEOUT = 5.0  # wall seconds for one provisioning fetch or Action URL callback
@@ -158,7 +109,8 @@ class VendorEmulation:
         self.reboot_seconds = reboot_seconds
         self.emit, self.on_phone = emit, on_phone
         self.local_host, self.factory_tls, self.dhcp_dns, self.name = local_host, tls_context, dhcp_dns, name
-        self._user, self._password, self._allow = user, password, tuple(allow)
+        #: the web login and allow list until a file sets them (the daemon's --http-user, --action-uri-allow)
+        self.factory_user, self.factory_password, self.factory_allow = user, password, tuple(allow)
         # the phone's "flash": what survives a reboot
         self.settings: dict[str, str] = {}  # vendor keys of the applied file (after withholding)
         self._bundled_text: str | None = None
@@ -180,6 +132,7 @@ class VendorEmulation:
         self._stopped = False
         self._provisioning: defer.Deferred | None = None
         self._after: list[defer.Deferred] = []  # provision() calls the next fetch will answer
+        self.commands = Commands(self)
 
     # ------------------------------------------------------------------ life cycle
     def start(self) -> defer.Deferred:
@@ -396,85 +349,6 @@ class VendorEmulation:
 
     def _account_user(self, x: int) -> str:
         return self.config.account(x).user_name if self.config and x in self.config.accounts else ""
-
-    # ------------------------------------------------------------------ Action URI
-    def setting_limit_ip(self) -> str | None:
-        if self.keys.action_uri_limit_ip in self.settings:
-            return self.settings[self.keys.action_uri_limit_ip]
-        return ",".join(self._allow) if self._allow else None
-
-    def credentials(self) -> tuple[str, str]:
-        user = self.settings.get(self.keys.web_user) or self._user
-        stored = self.settings.get(self.keys.web_password)
-        password = self._password
-        if stored:
-            who, sep, pw = stored.partition(":")
-            if sep and who == user:
-                password = pw
-        return user, password
-
-    def remote_control_prompt(self, client: str) -> bool:
-        """True when the request is not carried out: "Allow remote control?" is (now) on the screen."""
-        if self.settings.get(self.keys.show_action_uri_option, "1") == "0":
-            return False
-        self.prompted.add(client)
-        return True
-
-    def action(self, args: dict[str, list[str]]) -> tuple[int, str]:
-        """Carry out one Action URI request; (HTTP status, body)."""
-        if args.get("phonecfg") == ["get"]:
-            return 200, json.dumps(self._accounts_state())
-        key = (args.get("key") or [""])[0]
-        if key == "AutoP":
-            self.provision()
-            return 200, "OK: provisioning"
-        if self.phone is None:
-            return 409, f"key={key}: the phone has no configuration yet (provision it first)"
-        if key.startswith("number="):
-            account = self._account_of((args.get("outgoing_uri") or [""])[0])
-            uri = self._dial_uri(key[len("number="):], account)
-            call = self.phone.call(uri, account)
-            return 200, f"OK: dialing {uri} on account {account}, call {call.call_id}"
-        if key == "OK":
-            self.phone.answer()
-            return 200, "OK: answer"
-        if key in ("CALLEND", "CallEnd"):
-            self.phone.hangup()
-            return 200, "OK: end the call"
-        verb, _, number = key.partition(":")
-        if verb in ("ASW", "CANCEL") and number:
-            call = self._call_by_number(number)
-            if call is None:
-                return 400, f"key={key}: no call with call-id {number}"
-            (self.phone.answer if verb == "ASW" else self.phone.hangup)(call)
-            return 200, f"OK: {verb} {number}"
-        return 400, f"key={key!r}: expected AutoP, number=<n>&outgoing_uri=<uri>, OK, ASW:<id>, CALLEND or CANCEL:<id>"
-
-    def _call_by_number(self, number: str) -> Any:
-        sip = self.events.sip_call_id(number) if self.events is not None else None
-        return self.phone.ua.calls.get(sip) if sip else None
-
-    def _account_of(self, outgoing_uri: str) -> int:
-        """The account whose ``user@server`` the ``outgoing_uri`` names (account 1 if none does)."""
-        user = outgoing_uri.removeprefix("sip:").split("@", 1)[0]
-        for x, acct in sorted(self.config.accounts.items()):
-            if acct.enable and user and acct.user_name == user:
-                return x
-        return 1
-
-    def _dial_uri(self, number: str, account: int) -> str:
-        if "@" not in number:
-            number = f"{number}@{self.config.account(account).servers[1].address}"
-        return number if number.startswith(("sip:", "sips:")) else "sip:" + number
-
-    def _accounts_state(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for x, acct in sorted(self.config.accounts.items()) if self.config is not None else ():
-            if not acct.enable:
-                continue
-            registered = [y for y in (1, 2) if self.phone is not None and self.phone.registered(x, y)]
-            out[str(x)] = {"user": acct.user_name, "registered": bool(registered)}
-        return {"mac": self.mac, "firmware": self.keys.firmware.value, "accounts": out}
 
     # ------------------------------------------------------------------ Action URL
     def _phone_event(self, ev: Any) -> None:
