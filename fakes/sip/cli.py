@@ -108,7 +108,7 @@ def _users_file(path: str) -> dict[str, str]:
 
 
 def _algorithms(text: str) -> tuple[str, ...]:
-    from sipharness.sipcore.digest import DigestServer
+    from sipharness.sipcore.digestserver import DigestServer
 
     names = tuple(n.strip().upper() for n in text.split(",") if n.strip())
     try:
