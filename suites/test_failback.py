@@ -26,13 +26,10 @@ async def _fail_over_registration(lab, mode, extra=None):
 async def _first_invite_of_call_at(lab, topo, t):
     """Place a call at phone time ``t``; the server its first INVITE went to."""
     await lab.at(t)
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 120, state="established", since=events)
+    mark = len(lab.recorder)
+    await lab.call(topo.uri("2000"))
     first = first_attempt(lab.recorder, "INVITE", since=mark)
-    events = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    await lab.hang_up()
     return first.server
 
 

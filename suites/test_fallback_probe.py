@@ -37,13 +37,10 @@ async def test_after_an_invite_fell_back_server1_is_probed_every_fallback_timeou
     await wait_registration(lab.recorder, "fallback", 30)
     working = topo["primary"]
     rule = working.script.silent()  # server 1 goes down altogether
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 120, state="established", since=events)
+    mark = len(lab.recorder)
+    await lab.call(topo.uri("2000"))
     fell_back = first_attempt(lab.recorder, "INVITE", "fallback", since=mark).time
-    events = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    await lab.hang_up()
 
     # Three probe rounds while server 1 is still silent: the first REGISTER of each.
     starts = []
@@ -65,14 +62,11 @@ async def test_after_an_invite_fell_back_server1_is_probed_every_fallback_timeou
     await lab.at(back.time + 2.5 * timeout)
     assert not attempts(lab.recorder, "REGISTER", "primary", since=after), \
         "SPEC §6: the phone kept probing server 1 after it answered 2xx"
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 60, state="established", since=events)
+    mark = len(lab.recorder)
+    await lab.call(topo.uri("2000"), timeout=60)
     assert attempts(lab.recorder, "INVITE", "primary", since=mark), "the next call did not go to server 1"
     assert not attempts(lab.recorder, "INVITE", "fallback", since=mark), "the next call still went to server 2"
-    events = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    await lab.hang_up()
 
 
 @pytest.mark.scenario("FB-PROBE", "SPEC §6 concurrent: no probe while no INVITE has fallen back")

@@ -15,19 +15,6 @@ PASSAGE = ("Phone A sends an INVITE request to the working server. Phone A retri
 CONCURRENT = {"fallback.redundancy_type": 0}
 
 
-async def _call(lab, uri):
-    mark = len(lab.dut.events)
-    lab.dut.call(uri)
-    est = await lab.dut.wait_for("call_state", 120, state="established", since=mark)
-    return est
-
-
-async def _hangup(lab):
-    mark = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=mark)
-
-
 @pytest.mark.scenario("INV-FB", "concurrent registration: registers to both servers at the same time")
 @pytest_twisted.ensureDeferred
 async def test_concurrent_registers_with_both_servers(lab):
@@ -51,23 +38,23 @@ async def test_invite_falls_back_then_returns_to_working_server(lab, retry_count
     working = topo["primary"]
     rule = working.script.silent("INVITE")
     mark = len(lab.recorder)
-    est = await _call(lab, topo.uri("2000"))
+    est = await lab.call(topo.uri("2000"))
     offsets, give_up = spec_send_offsets("INVITE", retry_counts)
     sends = expect_attempts(lab.recorder, "INVITE", "primary", len(offsets), then="fallback", since=mark)
     expect_times(sends, offsets, origin=sends[0].time, tolerance=lab.tolerance, what="INVITEs to the working server")
     expect_times(attempts(lab.recorder, "INVITE", "fallback", since=mark)[:1], [give_up], origin=sends[0].time,
                  tolerance=lab.tolerance, what="the INVITE to the fallback server")
     assert est.server == 2 or est.server is None
-    await _hangup(lab)
+    await lab.hang_up()
     # The working server recovers; once it answers a REGISTER again, the next INVITE goes to it.
     working.script.remove(rule)
     back = await wait_registration(lab.recorder, "primary", lab.value("expires") + 60, since=len(lab.recorder))
     await lab.at(back.time + 1.0)  # the user dials a second after server 1 answered (the phone has read it)
     mark = len(lab.recorder)
-    await _call(lab, topo.uri("2000"))
+    await lab.call(topo.uri("2000"))
     assert attempts(lab.recorder, "INVITE", "primary", since=mark), "the next call did not go to the working server"
     assert not attempts(lab.recorder, "INVITE", "fallback", since=mark), "the next call still went to the fallback"
-    await _hangup(lab)
+    await lab.hang_up()
 
 
 @pytest.mark.scenario("INV-FB", "SPEC §6 concurrent: new calls go to server 1 while it is registered")
@@ -76,7 +63,7 @@ async def test_working_server_used_while_registered(lab):
     topo = await lab.up(Address("primary"), Address("fallback"), account=CONCURRENT)
     await wait_registration(lab.recorder, "primary", 30)
     mark = len(lab.recorder)
-    await _call(lab, topo.uri("2000"))
+    await lab.call(topo.uri("2000"))
     assert attempts(lab.recorder, "INVITE", "primary", since=mark)
     assert not attempts(lab.recorder, "INVITE", "fallback", since=mark)
-    await _hangup(lab)
+    await lab.hang_up()

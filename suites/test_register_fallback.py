@@ -64,9 +64,7 @@ async def test_probes_every_fallback_timeout_then_fails_back(lab, fallback_timeo
                 what="the last silent probe and the answered one")
     await lab.at(back.time + 1.0)  # the user dials a second after the working server answered
     call_mark = len(lab.recorder)
-    events = len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 60, state="established", since=events)
+    await lab.call(topo.uri("2000"), timeout=60)
     assert attempts(lab.recorder, "INVITE", "primary", since=call_mark), "the new call did not go to the working server"
     assert not attempts(lab.recorder, "INVITE", "fallback", since=call_mark), "the new call went to the fallback server"
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.user_project import INI
+
 pytest_plugins = ["pytester"]
 
 TESTS = '''
@@ -40,7 +42,7 @@ VENDOR = ("--dut", "yealink", "--phone-ip", "emulate", "--clock", "scaled:20", "
 
 
 def _run(pytester, *args: str, source: str = TESTS):
-    pytester.makeini("[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n")
+    pytester.makeini(INI)
     pytester.makepyfile(test_lab=source)
     return pytester.runpytest_subprocess(*VENDOR, *args)
 
