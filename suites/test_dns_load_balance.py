@@ -21,7 +21,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from sipharness.harness.assertions import attempts
+from sipharness.harness.assertions import attempts, wait_registration
 from sipharness.harness.lab import PASSWORD, USER
 
 PASSAGE = ("Weight: When priorities are equal, weight is used to differentiate the preference. The preference is "
@@ -55,9 +55,8 @@ async def _first_register_of_each_start(lab, dns, servers, starts: int) -> list[
     for _ in range(starts):
         mark = len(lab.recorder)
         await lab.dut.apply_config(lab.write_cfg(dns, _account("pbx.example.com")))
-        events = len(lab.dut.events)
         await lab.dut.start()
-        await lab.dut.wait_registered(account=1, since=events, timeout=60)
+        await wait_registration(lab.recorder, servers, 60, since=mark)
         sent = [r for r in attempts(lab.recorder, "REGISTER", since=mark) if r.server in servers]
         assert sent, "the phone registered without a REGISTER reaching either equal host"
         firsts.append(sent[0].server)
