@@ -30,8 +30,7 @@ from .plugin_outcomes import CLOCK, raise_unreported, state
 from .reactor_thread import Marshalled, ReactorThread
 
 __all__ = ["sip_fakes_in_thread", "sipharness_reactor_thread", "sip_clock", "sip_recorder", "make_fake_dns",
-           "sip_fake_dns", "make_sip_server", "fake_dns", "sip_server", "stop_reactor_thread",
-           "pcap_file_name"]
+           "sip_fake_dns", "make_sip_server", "fake_dns", "sip_server", "stop_reactor_thread"]
 
 _THREAD = pytest.StashKey[ReactorThread]()
 _SIDE = pytest.StashKey["_Side"]()
@@ -178,12 +177,7 @@ def _write_pcap(directory: str, nodeid: str, records: list[Any], epoch: float) -
     from sipharness.fakes.pcap import write_pcap
 
     os.makedirs(directory, exist_ok=True)
-    write_pcap(os.path.join(directory, pcap_file_name(nodeid)), records, epoch=epoch)
-
-
-def pcap_file_name(nodeid: str) -> str:
-    """A test's pcap in ``--pcap-dir``: its ladder page's name (harness.report) ending in .pcap."""
-    return rep.ladder_file_name(nodeid).removesuffix(".html") + ".pcap"
+    write_pcap(os.path.join(directory, rep.pcap_file_name(nodeid)), records, epoch=epoch)
 
 
 @pytest.fixture

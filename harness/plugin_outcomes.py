@@ -196,8 +196,26 @@ def _final(item: pytest.Item, report: pytest.TestReport, st: TestState) -> None:
         label = rep.result_of(item.nodeid, report.user_properties, skipped=st.skipped).label
         os.makedirs(directory, exist_ok=True)
         page = render_ladder_html(list(st.recorder), title=item.nodeid)
+        pcap = _pcap_link(item.config, directory, item.nodeid)
         with open(os.path.join(directory, rep.ladder_file_name(item.nodeid)), "w", encoding="utf-8") as f:
-            f.write(rep.with_banner(page, label, st.message))
+            f.write(rep.with_banner(page, label, st.message, pcap=pcap))
+
+
+def _pcap_dir(config: pytest.Config, ladder_dir: str) -> tuple[str, str] | None:
+    """``--pcap-dir`` as a path and as a link relative to ``--ladder-dir``, when both are given."""
+    pcap_dir = config.getoption("sipharness_pcap_dir")
+    if not pcap_dir:
+        return None
+    rel = os.path.relpath(os.path.abspath(pcap_dir), os.path.abspath(ladder_dir))
+    return pcap_dir, rel.replace(os.sep, "/")
+
+
+def _pcap_link(config: pytest.Config, ladder_dir: str, nodeid: str) -> str | None:
+    """The test's pcap relative to its ladder page, if one was written (the recorder's teardown came first)."""
+    where = _pcap_dir(config, ladder_dir)
+    if where is None or not os.path.isfile(os.path.join(where[0], rep.pcap_file_name(nodeid))):
+        return None
+    return f"{where[1]}/{rep.pcap_file_name(nodeid)}"
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
@@ -278,8 +296,11 @@ class RunReport:
         if directory and results:
             os.makedirs(directory, exist_ok=True)
             pages = set(os.listdir(directory))
+            where = _pcap_dir(self.config, directory)
+            pcaps = set(os.listdir(where[0])) if where and os.path.isdir(where[0]) else set()
             with open(os.path.join(directory, "index.html"), "w", encoding="utf-8") as f:
-                f.write(rep.index_html(results, title=f"sip-redundancy-harness: {self.dut_kind} DUT", pages=pages))
+                f.write(rep.index_html(results, title=f"sip-redundancy-harness: {self.dut_kind} DUT", pages=pages,
+                                       pcaps=pcaps, pcap_dir=where[1] if where else ""))
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         path = config.getoption("xmlpath", None)

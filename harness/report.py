@@ -26,12 +26,13 @@ from __future__ import annotations
 import enum
 import html
 import re
+import posixpath
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 __all__ = ["Outcome", "LabProblem", "HarnessError", "classify", "worst", "serving_failure", "TestResult", "Tally",
-           "exit_status", "ladder_file_name", "with_banner", "index_html", "annotate_junit", "first_line",
+           "exit_status", "ladder_file_name", "pcap_file_name", "with_banner", "index_html", "annotate_junit", "first_line",
            "outcome_properties", "result_of", "rule_table",
            "EXIT_OK", "EXIT_FINDINGS", "EXIT_HARNESS_ERROR", "EXIT_LAB_PROBLEM"]
 
@@ -217,27 +218,39 @@ def ladder_file_name(nodeid: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid)[:180] + ".html"
 
 
-def with_banner(page: str, label: str, message: str = "") -> str:
-    """A ladder page with the test's outcome and failure message above the ladder."""
+def pcap_file_name(nodeid: str) -> str:
+    """A test's pcap in ``--pcap-dir``: its ladder page's name ending in .pcap (so the two pair up)."""
+    return ladder_file_name(nodeid).removesuffix(".html") + ".pcap"
+
+
+def with_banner(page: str, label: str, message: str = "", *, pcap: str | None = None) -> str:
+    """A ladder page with the test's outcome and failure message above the ladder.
+
+    ``pcap``: the test's pcap, relative to the page (the same exchange, for Wireshark)."""
     e = html.escape
     colour = _COLOUR.get(label, "#333")
+    link = f' &middot; <a href="{e(pcap)}">pcap</a>' if pcap else ""
     banner = (f'<div style="font-family:sans-serif;border-left:6px solid {colour};padding:4px 10px;margin:8px 0">'
-              f'<b style="color:{colour}">{e(label.upper())}</b>'
+              f'<b style="color:{colour}">{e(label.upper())}</b>{link}'
               + (f'<pre style="white-space:pre-wrap;margin:6px 0">{e(message)}</pre>' if message else "") + "</div>\n")
     at = page.find("<body>")
     return page[:at + len("<body>")] + banner + page[at + len("<body>"):] if at >= 0 else banner + page
 
 
-def index_html(results: Sequence[TestResult], *, title: str, pages: set[str] | None = None) -> str:
+def index_html(results: Sequence[TestResult], *, title: str, pages: set[str] | None = None,
+               pcaps: set[str] = frozenset(), pcap_dir: str = "") -> str:
     """The run's index of ladder pages: the four counts, then one row per test.
 
-    ``pages``: file names that exist in the ladder directory (a link is made only to those)."""
+    ``pages``: file names that exist in the ladder directory (a link is made only to those);
+    ``pcaps``: file names that exist in ``pcap_dir`` (relative to the index), linked beside them."""
     e = html.escape
     tally = Tally.of(results)
     rows = []
     for r in results:
         name = ladder_file_name(r.nodeid)
         link = f'<a href="{e(name)}">ladder</a>' if pages is None or name in pages else ""
+        if pcap_file_name(r.nodeid) in pcaps:
+            link += f' <a href="{e(posixpath.join(pcap_dir, pcap_file_name(r.nodeid)))}">pcap</a>'
         phone = f"{r.phone_time:.3f}" if r.phone_time is not None else ""
         colour = _COLOUR.get(r.label, "#333")
         rows.append(f'<tr><td style="color:{colour}">{e(r.label)}</td><td>{e(r.nodeid)}</td>'

@@ -64,6 +64,11 @@ def test_pcaps_read_back_by_tshark_match_the_ladder(pytester, peer):
     pcaps = pytester.path / "pcaps"
     assert sorted(p.name for p in pcaps.iterdir()) == [
         "test_user.py_test_failover.pcap", "test_user.py_test_real_clock_dns_over_tcp.pcap", "test_user.py_test_tcp.pcap"]
+    # the ladder index and each ladder page link the test's pcap (relative: the two folders can move together)
+    index = (pytester.path / "ladders" / "index.html").read_text()
+    assert index.count('href="../pcaps/test_user.py_test_') == 3, index
+    page = (pytester.path / "ladders" / "test_user.py_test_failover.html").read_text()
+    assert 'href="../pcaps/test_user.py_test_failover.pcap"' in page
 
     # virtual clock: phone time, the SPEC §3 schedule of the silent primary, then the secondary
     registers = _fields(tshark, pcaps / "test_user.py_test_failover.pcap", "frame.time_epoch", "ip.dst",
