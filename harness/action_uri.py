@@ -25,15 +25,17 @@ import base64
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from twisted.internet import defer, error, protocol, ssl
+from twisted.internet import defer, error, ssl
 from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
+from sipharness.sipcore.httpbody import read_body
+
 from .vendor_errors import VendorError, VendorLabProblem
 
-__all__ = ["ActionUriClient", "AUTH_CHOICES", "MAX_REDIRECTS", "read_body"]
+__all__ = ["ActionUriClient", "AUTH_CHOICES", "MAX_REDIRECTS"]
 
 AUTH_CHOICES = ("auto", "basic", "login")
 MAX_REDIRECTS = 3
@@ -165,23 +167,3 @@ class ActionUriClient:
         if status != 200:
             raise VendorError(f"step '{step}': GET /servlet?{query}: HTTP {status}: {body[:300]}")
         return body
-
-
-def read_body(response: Any) -> defer.Deferred:
-    """The whole body of a twisted.web response (``readBody`` without its abortConnection warning).
-
-    A copy of phone.emulation.read_body on purpose: driving a real phone must not import the bundled phone."""
-    d: defer.Deferred = defer.Deferred()
-    response.deliverBody(_Body(d))
-    return d
-
-
-class _Body(protocol.Protocol):
-    def __init__(self, done: defer.Deferred):
-        self.done, self.parts = done, []
-
-    def dataReceived(self, data: bytes) -> None:
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.done.callback(b"".join(self.parts))

@@ -52,7 +52,7 @@ import re
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer
 from twisted.web import resource
 from twisted.web.client import Agent
 
@@ -66,8 +66,9 @@ from sipharness.phone.emulation_faults import EMULATION_DNS_PORT, Fault, withhol
 from sipharness.phone.emulation_web import AUTH_MODES, Commands, Redirect, Servlet, Silent, site  # noqa: E402
 from sipharness.phone.phone import Phone  # noqa: E402
 from sipharness.phone.vendor_keys import Firmware, keys_for, translate_to_bundled  # noqa: E402
+from sipharness.sipcore.httpbody import read_body  # noqa: E402
 
-__all__ = ["VendorEmulation", "expand_variables", "Fault", "withhold", "EMULATION_DNS_PORT", "read_body"]
+__all__ = ["VendorEmulation", "expand_variables", "Fault", "withhold", "EMULATION_DNS_PORT"]
 
 _VARIABLE = re.compile(r"\$([A-Za-z_]+)")
 HTTP_TIMEOUT = 5.0  # wall seconds for one provisioning fetch or Action URL callback
@@ -393,23 +394,5 @@ class VendorEmulation:
             if timer.active():
                 timer.cancel()
         return response.code, body
-
-
-def read_body(response: Any) -> defer.Deferred:
-    """The whole body of a twisted.web response (``readBody`` without its abortConnection warning)."""
-    d: defer.Deferred = defer.Deferred()
-    response.deliverBody(_Body(d))
-    return d
-
-
-class _Body(protocol.Protocol):
-    def __init__(self, done: defer.Deferred):
-        self.done, self.parts = done, []
-
-    def dataReceived(self, data: bytes) -> None:
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        self.done.callback(b"".join(self.parts))  # ResponseDone, or PotentialDataLoss: take what came
 
 

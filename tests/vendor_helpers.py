@@ -32,7 +32,8 @@ async def get(url: str, *, user: str | None = "admin", password: str = "admin",
     from twisted.web.client import Agent
     from twisted.web.http_headers import Headers
 
-    from sipharness.harness.action_uri import _AnyCertificate, read_body
+    from sipharness.harness.action_uri import _AnyCertificate
+    from sipharness.sipcore.httpbody import read_body
 
     headers = Headers()
     if user is not None:
