@@ -17,7 +17,7 @@ from twisted.internet import defer
 
 from sipharness.fakes.record import Record, Recorder, SipRecord
 
-from .timing import EXACT, Tolerance
+from .timing import EXACT, TimingMismatch, Tolerance
 
 __all__ = ["spec_send_offsets", "expect_gaps", "attempts", "first_attempt", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t", "wait_registration"]
 
@@ -50,8 +50,9 @@ def expect_gaps(times: Sequence[float], gap: float, *, tolerance: Tolerance = EX
     """Consecutive ``times`` are ``gap`` phone seconds apart (e.g. probes every fallback.timeout)."""
     gaps = [b - a for a, b in zip(times, times[1:])]
     if not gaps or not all(tolerance.allows(gap, g) for g in gaps):
-        raise AssertionError(f"expected {what} every {gap:g} s ({tolerance.describe(gap)}); saw them at "
-                             f"t = [{', '.join(f'{t:.3f}' for t in times)}] s, gaps [{', '.join(f'{g:.3f}' for g in gaps)}] s")
+        raise TimingMismatch(f"expected {what} every {gap:g} s ({tolerance.describe(gap)}); saw them at "
+                             f"t = [{', '.join(f'{t:.3f}' for t in times)}] s, gaps [{', '.join(f'{g:.3f}' for g in gaps)}] s",
+                             tolerance, _window(times, []))
 
 
 def attempts(recorder: Recorder, method: str, server: str | None = None, *, since: int = 0,
@@ -132,8 +133,14 @@ def expect_times(records: Sequence[Record], expected: Sequence[float], *, origin
         exp = ", ".join(f"{e:.3f}" for e in expected)
         got = ", ".join(f"{s:.3f}" for s in seen)
         rel = f" after {fmt_t(base)}" if origin is not None else ""
-        raise AssertionError(f"expected {what} at [{exp}] s{rel} ({tolerance.describe(max(expected or [0]))}); "
-                             f"saw [{got}] s")
+        raise TimingMismatch(f"expected {what} at [{exp}] s{rel} ({tolerance.describe(max(expected or [0]))}); "
+                             f"saw [{got}] s", tolerance, _window([r.time for r in records], [base + e for e in expected]))
+
+
+def _window(seen: Sequence[float], expected: Sequence[float]) -> tuple[float, float]:
+    """The phone times a timing check compared (from the earliest to the latest, expected or seen)."""
+    times = [*seen, *expected] or [0.0]
+    return min(times), max(times)
 
 
 def expect_no_request(recorder: Recorder, method: str, server: str, *, since: int = 0, why: str = "") -> None:

@@ -147,7 +147,14 @@ def sip_clock(request: pytest.FixtureRequest, sip_fakes_in_thread):
     request.node.stash[_SIDE] = side
     clock = side.clock
     start = clock.seconds()
+    meter = None
+    if side.thread is None and not isinstance(clock, VirtualClock):
+        from .lagmeter import LagMeter
+
+        meter = state(request.node).lag = LagMeter(side.reactor, clock).start()
     yield side.public(clock)
+    if meter is not None:
+        meter.stop()
     if side.thread is None:  # (in the thread the clock is real: no phone time to speak of)
         # How much phone time the test covered: summed in the terminal summary (bench/suite_time.py).
         request.node.user_properties.append((rep.PHONE_TIME_PROPERTY, round(clock.seconds() - start, 6)))

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from . import report as rep
-from .report import LabProblem, Outcome
+from .report import LabProblem, Outcome, first_line
+from .timing import TimingMismatch
 
 __all__ = ["TestState", "state", "raise_unreported", "scenario_of", "RunReport", "RUN", "CLOCK"]
 
@@ -47,6 +48,7 @@ class TestState:
     outcome: Outcome | None = None
     message: str = ""  # the failure message of the phase that decided the outcome (for the ladder page)
     skipped: bool = False
+    lag: Any = None  # the test's LagMeter (harness.lagmeter) on a scaled or real clock
 
 
 def state(node: pytest.Item) -> TestState:
@@ -117,6 +119,11 @@ def _judge(item: pytest.Item, report: pytest.TestReport, st: TestState, exc: Bas
                            finding_types=(AssertionError, pytest.fail.Exception))
     if outcome is None:
         return  # a plain failure of a test that drove no DUT: pytest's own verdict
+    if outcome is Outcome.FINDING and isinstance(exc, TimingMismatch):
+        stalled = _stalled(st, exc)
+        if stalled is not None:
+            outcome, exc = Outcome.LAB_PROBLEM, stalled
+            _section(report, "lab problem (not a finding)", str(stalled))
     if new:
         st.reported.update(id(e) for e in new)
         exc = _attach_serving_errors(item, report, new)
@@ -133,6 +140,22 @@ def _judge(item: pytest.Item, report: pytest.TestReport, st: TestState, exc: Bas
     _set_props(report.user_properties, props)
     if report.failed:
         _add_ladder(report, st)
+
+
+def _stalled(st: TestState, exc: TimingMismatch) -> LabProblem | None:
+    """SPEC §10: a timing mismatch inside a stall of the harness's own reactor longer than the clock's slack
+    is the lab's (the box was too busy to time the phone), not a finding."""
+    floor = exc.tolerance.wall_floor
+    stall = st.lag.worst_during(*exc.window, longer_than=floor) if st.lag is not None and floor > 0 else None
+    if stall is None:
+        return None
+    return LabProblem(
+        f"the harness could not time the phone: its own reactor ran {stall.late * 1000:.0f} ms late at "
+        f"t = {stall.end:.3f} s, inside the phone times this check compares ({exc.window[0]:.3f} to "
+        f"{exc.window[1]:.3f} s), where the {exc.tolerance.name} clock allows {floor * 1000:.0f} ms of wall "
+        f"time (the check said: {first_line(exc)})",
+        fix="run on a less loaded box: fewer pytest-xdist workers or phones per host, or a slower clock "
+            "(e.g. --clock scaled:5)")
 
 
 def scenario_of(item: pytest.Item) -> str | None:
@@ -334,7 +357,8 @@ class RunReport:
             tr.section("LAB PROBLEMS (fix the lab, not the phone)", sep="=", blue=True)
             for r in lab:
                 for report in self.tests[r.nodeid].evidence:
-                    tr.line(f"{r.nodeid}: {_message(report)}", blue=True)
+                    text = _message(report)  # (a check the harness could not judge: the verdict's own words)
+                    tr.line(f"{r.nodeid}: {text if text.startswith(r.detail[:40]) else r.detail}", blue=True)
         if any(r.outcome is not None for r in results):
             tr.write_line(f"sipharness outcomes: {rep.Tally.of(results).line()} "
                           f"(only a finding counts against the phone)")

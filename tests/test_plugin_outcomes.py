@@ -194,3 +194,52 @@ def test_exact_time_marker_skips_unless_the_dut_is_on_the_virtual_clock(pytester
     result = _run(pytester, EXACT, "--clock", "scaled:20", "-rs")
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*needs exact phone time*this run drives a bundled DUT on a scaled:20 clock*"])
+
+
+# ---------------------------------------------------------------------------------------------- a busy box
+STALL = HEAD + '''
+import time
+
+from twisted.internet import reactor, task
+
+from sipharness.harness.assertions import expect_gaps
+
+
+async def _a_check_one_second_off(lab, stall: float):
+    await lab.up(Address("fallback"))
+    await lab.dut.wait_registered(account=1, timeout=30)
+    await task.deferLater(reactor, 0.2, lambda: None)  # (past the lab's start: its own stalls are long over)
+    t0 = lab.clock.seconds()
+    time.sleep(stall)  # the stimulus, not a wait: the harness's own reactor blocked (a box too busy to run it)
+    await task.deferLater(reactor, 0.05, lambda: None)  # (running again: the meter sees how late it is)
+    # a check comparing phone times around t0 (5 ms of wall time either side) that fails
+    expect_gaps([t0 - 0.1, t0 + 0.1], 2.0, tolerance=lab.tolerance, what="two probes")
+
+
+@pytest.mark.scenario("REG-FO")
+@pytest_twisted.ensureDeferred
+async def test_timing_while_the_harness_ran(lab):
+    await _a_check_one_second_off(lab, 0.0)
+
+
+@pytest.mark.scenario("REG-FO")
+@pytest_twisted.ensureDeferred
+async def test_timing_while_the_harness_stalled(lab):
+    await _a_check_one_second_off(lab, 0.25)
+'''
+
+
+def test_a_timing_mismatch_while_the_harness_stalled_is_a_lab_problem_not_a_finding(pytester):
+    """SPEC §9/§10: on a scaled clock the fakes' stamps are only as punctual as the harness's reactor; a phone
+    time off by more than the tolerance inside a stall of that reactor longer than the clock's slack (20 ms of
+    wall time) says nothing about the phone."""
+    result = _run(pytester, STALL, "--clock", "scaled:20", "-p", "no:randomly")
+    assert result.parseoutcomes() == {"finding": 1, "lab": 1}, result.stdout.str()[-3000:]
+    assert result.ret == 78
+    out = result.stdout.str()
+    assert "REG-FO: test_outcomes.py::test_timing_while_the_harness_ran: expected two probes every 2 s" in out
+    assert "the harness could not time the phone: its own reactor ran" in out
+    assert "where the scaled clock allows 20 ms of wall time" in out and "--clock scaled:5" in out
+    # on the virtual clock there is no stall to speak of (phone time stands still while the harness works)
+    result = _run(pytester, STALL, "-p", "no:randomly")
+    assert result.parseoutcomes() == {"finding": 2}, result.stdout.str()[-3000:]
