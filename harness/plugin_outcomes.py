@@ -17,13 +17,20 @@ import os
 import re
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from . import report as rep
 from .report import LabProblem, Outcome, first_line
 from .timing import TimingMismatch
+
+if TYPE_CHECKING:
+    from sipharness.fakes.record import Recorder
+
+    from .dut import DeviceUnderTest
+    from .lab import Lab
+    from .lagmeter import LagMeter
 
 __all__ = ["TestState", "state", "raise_unreported", "scenario_of", "RunReport", "RUN", "CLOCK"]
 
@@ -40,15 +47,15 @@ class TestState:
 
     __test__ = False  # not a pytest test class despite the name
 
-    recorder: Any = None
-    dut: Any = None
-    lab: Any = None
-    fakes: list[Any] = field(default_factory=list)  # every fake the test's fixtures made
+    recorder: Recorder | None = None
+    dut: DeviceUnderTest | None = None
+    lab: Lab | None = None
+    fakes: list[Any] = field(default_factory=list)  # every fake the test's fixtures made (FakeDNS, FakeSipServer)
     reported: set[int] = field(default_factory=set)  # ids of serving errors already in a report
     outcome: Outcome | None = None
     message: str = ""  # the failure message of the phase that decided the outcome (for the ladder page)
     skipped: bool = False
-    lag: Any = None  # the test's LagMeter (harness.lagmeter) on a scaled or real clock
+    lag: LagMeter | None = None  # on a scaled or real clock: how late the harness's reactor ran
 
 
 def state(node: pytest.Item) -> TestState:
