@@ -85,7 +85,10 @@ def raise_nofile(want: int) -> tuple[int, int]:
 
 
 def _big_buffers(port_obj) -> None:
-    sock = port_obj.socket
+    sock = getattr(port_obj, "socket", None)
+    if sock is None:  # a fake's internals moved: say so, the round still runs
+        print(f"# note: no socket found on {port_obj!r}; its receive buffer keeps its default", file=sys.stderr)
+        return
     for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
         if opt is None:
             continue
@@ -130,8 +133,7 @@ def serve_fakes() -> int:
     primary.script.silent()  # SPEC §3: a silent primary is given up after 7.5 s
     dns = FakeDNS(Zone.from_text(ZONE.format(p1=primary.address[1], p2=secondary.address[1])), recorder=rec)
     dns.start()
-    for s in (primary, secondary):
-        _big_buffers(s._listeners["udp"].port)
+    # the SIP fakes ask for UDP_BUFFER themselves (fakes.sip.server); the DNS does not
     _big_buffers(dns._udp)
     print(json.dumps({"dns": list(dns.address), "primary": list(primary.address),
                       "secondary": list(secondary.address)}), flush=True)
