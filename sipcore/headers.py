@@ -229,6 +229,15 @@ def split_list(value: str, strict: bool = True) -> list[str]:
 
 _PVALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]:]+\Z")
 
+# The fast path of parse_params: ``;name=value;flag`` with no whitespace and no quoted value,
+# the shape nearly every phone and SIPp send (Via branch/rport, From/To tag, Contact expires).
+# One C-level match validates the whole text and findall splits it; the classes are exactly
+# those of _TOKEN_RE (names) and _PVALUE_RE (values), so what it accepts the general loop
+# below accepts too, with the same result (tests/test_sipcore_fastpath.py compares both).
+# Anything else (LWS around ';' or '=', quotes, an empty value) takes the general loop.
+_FAST_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)+\Z")
+_FAST_PARAM = re.compile(r";([A-Za-z0-9\-.!%*_+`'~]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?")
+
 
 def parse_params(text: str, what: str) -> dict[str, str | None]:
     """Parse ``;name=value;flag...`` (LWS allowed around ``;`` and ``=``). Values are kept
@@ -236,6 +245,15 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     if not text or text.isspace():
         return params
+    if _FAST_PARAMS.match(text) is not None:
+        for name, value in _FAST_PARAM.findall(text):
+            params[name.lower()] = value or None  # the pattern wants 1+ characters after '='
+        return params
+    return _parse_params_general(text, what)
+
+
+def _parse_params_general(text: str, what: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
     if '"' in text:
         items = _split_semicolons(text)
     else:

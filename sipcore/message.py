@@ -26,8 +26,9 @@ Content-Length (recomputed from the body).
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
+import threading
 from typing import Any, Callable, Iterable, TypeVar
 
 from sipharness.sipcore.headers import (
@@ -196,6 +197,16 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> "NameAddr":
+        m = _FAST_NAME_ADDR.match(text)
+        if m is not None:
+            na = _fast_name_addr(m)
+            if na is not None:
+                return na
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> "NameAddr":
+        """Every form of RFC 3261 §20.10 (the fast path above covers the common one)."""
         s = text.strip()
         display = None
         if s.startswith('"'):
@@ -274,6 +285,59 @@ class NameAddr:
         if not isinstance(other, NameAddr):
             return NotImplemented
         return (self.display, self.uri, self.params) == (other.display, other.uri, other.params)
+
+
+# The fast path of NameAddr.parse: ``["Display" ]<sip:user@host:port;uri-params>;params`` with
+# plain characters, the shape of nearly every From, To and Contact a phone or SIPp sends (not
+# kept in the URI cache: under load the users differ). One compiled pattern validates and
+# splits it; its classes are strict subsets of sipcore.uri's grammar (user: no ';', '?', '/'
+# or escapes; host: a name or IPv4 address, no IPv6 reference; URI parameters: no escapes;
+# lower-case scheme; no password; header parameters as headers.parse_params' fast path), so
+# what it accepts the general parser accepts with the same result (tests/test_sipcore_fastpath.py
+# compares both). Anything else, and a port above 65535, takes the general parser, which
+# also produces every error.
+_FAST_NAME_ADDR = re.compile(
+    r'(?:"([^"\\]*)"[ \t]*)?<(sips?):(?:([A-Za-z0-9\-_.!~*\'()&=+$,]+)@)?'
+    r"([A-Za-z0-9_][A-Za-z0-9_\-.]*)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)>"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)*)\Z")
+
+
+_HOSTS: dict[str, str] = {}
+
+
+def _fast_name_addr(m: "re.Match[str]") -> "NameAddr | None":
+    display, scheme, user, host, port, uparams, params = m.groups()
+    uri = SipUri.__new__(SipUri)
+    uri.scheme = "sip" if scheme == "sip" else "sips"  # the constants, not a new string each time
+    uri.user = user
+    uri.password = None
+    # a few hosts come back in every message: one string each (memory a phone keeps per request)
+    known = _HOSTS.get(host)
+    if known is None:
+        if len(_HOSTS) >= 4096:
+            _HOSTS.clear()
+        known = _HOSTS[host] = host
+    uri.host = known
+    if port is None:
+        uri.port = None
+    else:
+        uri.port = int(port)
+        if uri.port > 65535:
+            return None  # the general parser says why
+    up: dict[str, str | None] = {}
+    if uparams:
+        for item in uparams[1:].split(";"):
+            name, eq, value = item.partition("=")
+            up[name.lower()] = value if eq else None
+    uri.params = up
+    uri.headers = {}
+    uri.opaque = None
+    na = NameAddr.__new__(NameAddr)
+    na.display = display
+    na.uri = uri
+    na.params = parse_params(params, "name-addr") if params else {}
+    return na
 
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~ \t")
@@ -599,9 +663,7 @@ def _parse_content_length(value: str) -> int:
 
 # -- parse -------------------------------------------------------------------------------------
 
-_SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
-_REQUIRED = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
-             ("cseq", "CSeq"))
+_SINGLE = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length"))
 
 
 def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
@@ -613,9 +675,10 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
     Content-Length at most once; a request's CSeq method must be its method (RFC 4475
     mismatch01). Raises SipParseError on anything malformed. A datagram of CRLFs only is
     an RFC 5626 keep-alive: check :func:`is_keepalive` before calling this."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"parse() takes bytes, not {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"parse() takes bytes, not {type(data).__name__}")
+        data = bytes(data)
     if len(data) > max_size:
         raise SipParseError(f"message of {len(data)} bytes exceeds the limit of {max_size}",
                             f"byte {max_size}")
@@ -633,10 +696,8 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
             raise SipParseError("no empty line ends the header block", f"byte {len(data)}")
     else:
         body = data[end + 4:]
-    msg = _parse_head(data[start:end], start)
-    cl_value = msg.headers.get("Content-Length")
-    if cl_value is not None:
-        cl = _parse_content_length(cl_value)
+    msg, cl = _parse_head(data[start:end] if start or end < len(data) else data, start)
+    if cl is not None:
         if cl > len(body):
             raise SipParseError(
                 f"Content-Length {cl} exceeds the {len(body)} bytes of body",
@@ -647,7 +708,8 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
     return msg
 
 
-def _parse_head(head: bytes, offset: int) -> Request | Response:
+def _parse_head(head: bytes, offset: int) -> tuple[Request | Response, int | None]:
+    """The message of the header block ``head`` and its Content-Length (None when absent)."""
     text = head.decode("utf-8", "surrogateescape")
     n_crlf = text.count("\r\n")
     if n_crlf != text.count("\r") or n_crlf != text.count("\n"):
@@ -660,15 +722,36 @@ def _parse_head(head: bytes, offset: int) -> Request | Response:
         msg = _parse_status_line(first)
     else:
         msg = _parse_request_line(first)
+    if "\r\n " in text or "\r\n\t" in text:
+        items, where_line = _folded_items(lines)
+    else:
+        items = []
+        where_line = None  # no folding: item i is on line i + 2
+        append = items.append
+        names = _NAMES
+        lineno = 1
+        for line in lines[1:]:
+            lineno += 1
+            colon = line.find(":")
+            known = names.get(line[:colon]) if colon > 0 else None
+            if known is None:
+                if colon <= 0:
+                    raise SipParseError("header line without a name and ':'", f"line {lineno}")
+                known = _header_name(line[:colon], lineno)
+            append((known[0], known[1], line[colon + 1:].strip(" \t")))
+    msg.headers = Headers._from_parsed(items)
+    return msg, _validate(msg, items, where_line)
 
-    # header lines, with folding (continuation lines start with SP or HTAB)
+
+def _folded_items(lines: list[str]) -> tuple[list[tuple[str, str, str]], list[int]]:
+    """Header items of a block with continuation lines (starting with SP or HTAB), unfolded,
+    and the line each header starts on."""
     items: list[tuple[str, str, str]] = []
     where_line: list[int] = []
-    folded = "\r\n " in text or "\r\n\t" in text
     lineno = 1
     for line in lines[1:]:
         lineno += 1
-        if folded and line[:1] in (" ", "\t"):
+        if line[:1] in (" ", "\t"):
             if not items:
                 raise SipParseError("continuation line before any header", f"line {lineno}")
             k, nm, v = items[-1]
@@ -682,9 +765,7 @@ def _parse_head(head: bytes, offset: int) -> Request | Response:
             known = _header_name(line[:colon], lineno)
         items.append((known[0], known[1], line[colon + 1:].strip(" \t")))
         where_line.append(lineno)
-    msg.headers = Headers._from_parsed(items)
-    _validate(msg, items, where_line)
-    return msg
+    return items, where_line
 
 
 # raw header name (as on the wire, maybe with trailing LWS) → (key, canonical name);
@@ -763,59 +844,101 @@ def _parse_status_line(line: str) -> Response:
 
 
 def _validate(msg: Request | Response, items: list[tuple[str, str, str]],
-              where_line: list[int]) -> None:
-    """Parse what every consumer needs and RFC 3261 requires to be well-formed."""
-    seen: dict[str, int] = {}
+              where_line: list[int] | None) -> int | None:
+    """Parse what every consumer needs and RFC 3261 requires to be well-formed; returns the
+    Content-Length (None when absent). ``where_line[i]``: the line item i starts on (None:
+    line i + 2, no folding)."""
     vias: list[Via] = []
     contacts: list[NameAddr] = []
-    star = False
-    cache = msg._cache
-    version = msg.headers.version
     contact_lines: list[str] = []
-    for idx, (key, name, value) in enumerate(items):
-        if key in seen and key in _SINGLE:
-            raise SipParseError(f"{name} appears more than once",
-                                _where_header(name, where_line[idx]))
-        seen.setdefault(key, idx)
-        try:
+    first_contact = -1
+    frm = to = cseq = call_id = mf = cl = None
+    star = False
+    idx = -1
+    key = name = ""
+    try:
+        for idx, (key, name, value) in enumerate(items):
             if key == "via":
-                vias.extend(_parse_vias([value]))
+                if "," in value:
+                    vias.extend(Via.parse(e) for e in split_list(value))
+                else:
+                    vias.append(Via.parse(value))
+            elif key in _SINGLE:
+                if key == "from":
+                    if frm is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    frm = _checked_name_addr(value)
+                elif key == "to":
+                    if to is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    to = _checked_name_addr(value)
+                elif key == "cseq":
+                    if cseq is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    cseq = _parse_cseq(value)
+                elif key == "call-id":
+                    if call_id is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    call_id = _parse_call_id(value)
+                elif key == "max-forwards":
+                    if mf is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    mf = _parse_max_forwards(value)
+                else:  # content-length
+                    if cl is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    cl = _parse_content_length(value)
             elif key == "contact":
+                if first_contact < 0:
+                    first_contact = idx
                 contact_lines.append(value)
-            elif key == "from":
-                cache["from"] = (version, NameAddr.parse(value))
-            elif key == "to":
-                cache["to"] = (version, NameAddr.parse(value))
-            elif key == "cseq":
-                cache["cseq"] = (version, _parse_cseq(value))
-            elif key == "call-id":
-                cache["call_id"] = (version, _parse_call_id(value))
-            elif key == "max-forwards":
-                cache["max_forwards"] = (version, _parse_max_forwards(value))
-            elif key == "content-length":
-                _parse_content_length(value)
-        except SipParseError as e:
-            raise SipParseError(e.what, _where_header(name, where_line[idx])) from None
-    for key, name in _REQUIRED:
-        if key not in seen:
+    except SipParseError as e:
+        raise SipParseError(e.what, _where_header(name, _line_of(idx, where_line))) from None
+    version = msg.headers.version
+    cache = msg._cache
+    for present, name in ((vias, "Via"), (frm, "From"), (to, "To"), (call_id, "Call-ID"), (cseq, "CSeq")):
+        if not present:
             raise SipParseError(f"missing {name} header", "header block")
     cache["vias"] = (version, vias)
+    if frm is not _VALID:
+        cache["from"] = (version, frm)
+    if to is not _VALID:
+        cache["to"] = (version, to)
+    cache["cseq"] = (version, cseq)
+    cache["call_id"] = (version, call_id)
+    cache["max_forwards"] = (version, mf)
     if contact_lines:
         try:
             contacts, star = _parse_contacts(contact_lines)
         except SipParseError as e:
-            idx = next(i for i, it in enumerate(items) if it[0] == "contact")
-            raise SipParseError(e.what, _where_header("Contact", where_line[idx])) from None
+            raise SipParseError(e.what, _where_header("Contact", _line_of(first_contact, where_line))) from None
     cache["contacts"] = (version, contacts)
     cache["contact_star"] = (version, star)
-    if "max-forwards" not in seen:
-        cache["max_forwards"] = (version, None)
-    if isinstance(msg, Request):
-        cseq_method = cache["cseq"][1][1]
-        if cseq_method != msg.method:
+    if msg.is_request:
+        cseq_method = cseq[1]  # type: ignore[index]
+        if cseq_method != msg.method:  # type: ignore[union-attr]
             raise SipParseError(
                 f"CSeq method {cseq_method[:40]!r} does not match request method "
-                f"{msg.method[:40]!r}", _where_header("CSeq", where_line[seen["cseq"]]))
+                f"{msg.method[:40]!r}",  # type: ignore[union-attr]
+                _where_header("CSeq", _line_of(next(i for i, it in enumerate(items) if it[0] == "cseq"), where_line)))
+    return cl
+
+
+_VALID = object()  # a From / To the fast pattern validated: built when first asked for
+
+
+def _checked_name_addr(value: str) -> Any:
+    """A From or To value checked: ``_VALID`` when the fast pattern accepts it (the object is
+    built on first use: a registrar never reads the From, a held request keeps none), else
+    the NameAddr of the general parser, which raises on anything malformed."""
+    m = _FAST_NAME_ADDR.match(value)
+    if m is not None and (m.group(5) is None or int(m.group(5)) <= 65535):
+        return _VALID
+    return NameAddr._parse_general(value)
+
+
+def _line_of(idx: int, where_line: list[int] | None) -> int:
+    return idx + 2 if where_line is None else where_line[idx]
 
 
 # -- builders ----------------------------------------------------------------------------------
@@ -823,20 +946,51 @@ def _validate(msg: Request | Response, items: list[tuple[str, str, str]],
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: a branch that starts with it is unique (RFC 3261 rules)
 
 
+# Tags, branches and Call-IDs come from one pool of os.urandom hex digits (what
+# secrets.token_hex returns), refilled 1 KiB at a time: one getrandom() call per ~85 tags
+# instead of one each (a registrar under load makes a tag per response). A forked child
+# starts with an empty pool, so parent and child never hand out the same digits.
+_POOL_BYTES = 1024
+_pool = ""
+_pool_at = 0
+_pool_lock = threading.Lock()
+
+
+def _random_hex(n: int) -> str:
+    global _pool, _pool_at
+    with _pool_lock:
+        end = _pool_at + n
+        if end > len(_pool):
+            _pool = os.urandom(max(_POOL_BYTES, n)).hex()
+            _pool_at, end = 0, n
+        start, _pool_at = _pool_at, end
+        return _pool[start:end]
+
+
+def _empty_pool() -> None:
+    global _pool, _pool_at
+    _pool, _pool_at = "", 0
+
+
+os.register_at_fork(after_in_child=_empty_pool)
+
+
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 80 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    return MAGIC_COOKIE + _random_hex(20)
 
 
 def new_tag() -> str:
-    return secrets.token_hex(6)
+    """A fresh tag: 48 random bits (RFC 3261 §19.3: at least 32, cryptographically random)."""
+    return _random_hex(12)
 
 
 def new_call_id(host: str) -> str:
-    return f"{secrets.token_hex(12)}@{host}"
+    return f"{_random_hex(24)}@{host}"
 
 
 _DIALOG_METHODS = ("INVITE", "SUBSCRIBE", "REFER", "NOTIFY")
+_COPIED = frozenset(("via", "from", "call-id", "cseq"))  # RFC 3261 §8.2.6.2 (To apart: its tag)
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, str]]:
@@ -859,21 +1013,25 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     items: list[tuple[str, str, str]] = []
     rr: list[tuple[str, str, str]] = []
     to_done = False
+    append = items.append
     for entry in request.headers._items:
         key = entry[0]
-        if key in ("via", "from", "call-id", "cseq"):
-            items.append(entry)
-        elif key == "to" and not to_done:
-            to_done = True
-            value = entry[2]
-            if to_tag is not None and request.to.tag is None:
-                value = f"{value};tag={to_tag}"
-            items.append((key, entry[1], value))
-        elif key == "timestamp" and status == 100:
-            items.append(entry)
+        if key in _COPIED:
+            append(entry)
+        elif key == "to":
+            if not to_done:
+                to_done = True
+                value = entry[2]
+                if to_tag is not None and request.to.tag is None:
+                    value = f"{value};tag={to_tag}"
+                append((key, entry[1], value))
+        elif key == "timestamp":
+            if status == 100:
+                append(entry)
         elif key == "record-route" and 100 < status < 300 and request.method in _DIALOG_METHODS:
             rr.append(entry)
-    items.extend(rr)
+    if rr:
+        items.extend(rr)
     resp = Response(status, reason, Headers._from_parsed(items), body)
     for name, value in _header_pairs(headers):
         resp.headers.add(name, value)
