@@ -19,10 +19,10 @@ sends/s (the fakes' counts), and RSS per phone: (VmRSS once all are registered �
 before the first phone was built) / N, with ru_maxrss too. ``--tracemalloc N`` runs one more
 round of N phones under tracemalloc and prints where the memory goes (top lines).
 
-RLIMIT_NOFILE is raised first (each phone holds a connected UDP socket per target: two here,
-plus one for each DNS query in flight): to the hard limit, or above it when this process may
-(CAP_SYS_RESOURCE), to 2 × N + 200. A round that cannot fit is skipped with the reason
-(``--force`` runs it anyway).
+RLIMIT_NOFILE is raised first (each phone holds one UDP socket, whatever its targets, see
+phone/wire.py, plus one for each DNS query in flight): to the hard limit, or above it when this
+process may (CAP_SYS_RESOURCE), to N + 1000. A round that cannot fit is skipped with the
+reason (``--force`` runs it anyway).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ _sip._udp  IN SRV  1 1 {p2} server2.pbx.test.
 server1    IN A    127.0.0.10
 server2    IN A    127.0.0.20
 """
-FD_MARGIN = 200  # descriptors besides the phones' sockets: stdio, epoll, DNS queries in flight
+FD_PER_PHONE = 1  # one UDP socket per phone (phone/wire.py: IP_RECVERR instead of a connected socket per target)
+FD_MARGIN = 1000  # descriptors besides the phones' sockets: stdio, epoll, DNS queries in flight (one socket each)
 BATCH_S = 0.05  # a paced start starts rate × 50 ms phones at a time
 SETTLE = 6.0  # wall seconds between "all registered" and the steady-state RSS
 RCVBUF = 16 * 1024 * 1024  # fakes' receive buffers: 10 000 phones booting at once send in bursts
@@ -314,19 +315,19 @@ def main(argv: list[str] | None = None) -> int:
         raise_nofile(65536)
         return serve_fakes()
     if args.round:
-        raise_nofile(2 * args.round + FD_MARGIN)
+        raise_nofile(FD_PER_PHONE * args.round + FD_MARGIN)
         host, _, port = args.dns.rpartition(":")
         return phones_round(args.round, host, int(port), args.trace, args.deadline, args.start_rate)
     counts = [int(x) for x in args.phones.split(",") if x.strip()]
-    soft, hard = raise_nofile(2 * max(counts) + FD_MARGIN)
+    soft, hard = raise_nofile(FD_PER_PHONE * max(counts) + FD_MARGIN)
     print(f"# phone_scale: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, RLIMIT_NOFILE {soft}/{hard}, "
           f"fakes in a separate process, real clock (primary silent → secondary after 7.5 s)", flush=True)
     print(f"# start rate: {'all at once' if args.start_rate <= 0 else f'{args.start_rate:g} phones/s'}", flush=True)
     for n in counts:
-        need = 2 * n + FD_MARGIN
+        need = FD_PER_PHONE * n + FD_MARGIN
         if need > soft and not args.force:
-            print(f"phones={n:>6}  SKIPPED: needs {need} file descriptors (a connected UDP socket per target: "
-                  f"2 per phone, + DNS queries in flight) but RLIMIT_NOFILE is {soft} (hard {hard}; raising the hard "
+            print(f"phones={n:>6}  SKIPPED: needs {need} file descriptors (one UDP socket per phone "
+                  f"+ DNS queries in flight) but RLIMIT_NOFILE is {soft} (hard {hard}; raising the hard "
                   f"limit needs CAP_SYS_RESOURCE); --force tries anyway", flush=True)
             continue
         try:
