@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Qualify baresip (Debian 1.0.0) against the conformance suites in report mode (docs/baresip.md).
 #
-# Prints each finding (the XFAIL lines: "finding (RULE): what the phone did") and the per-scenario
-# rule table. Exit 0 when the run completes: a rule baresip breaks is a finding, not a failure.
-# Non-zero only for a harness error (a crash, a hang past --timeout, a fake or a baresip process
-# left behind, a failed start) or when baresip is not installed.
+# Prints each finding (the "sipharness findings" lines: "RULE: test: what the phone did") and the
+# per-scenario rule table. Exit 0 when the run completes: a rule baresip breaks is a finding, not a
+# failure. Non-zero only for a lab problem (78: the lab preflight failed), a harness error (70: a
+# crash, a fake's error, a failed start; 124/137: a hang past the run's deadline; 3: a baresip
+# process left behind) or when baresip is not installed.
 #
 # -n 4 on a 2-core box on purpose: the tests spend their time waiting for real-clock timers
 # (SPEC §9 real clock), each worker uses ~1 % CPU, and four workers bring the run from ~21 to

@@ -35,17 +35,24 @@ from typing import Any, Callable
 from twisted.internet import defer, error, protocol
 from twisted.protocols.basic import NetstringReceiver
 
+from sipharness.sipcore.events import CallState, EventKind
+
 from .child import ChildProcess, deadline, track
 from .dut import DeviceUnderTest, DutEvent
+from .report import HarnessError, LabProblem
 
-__all__ = ["BaresipPhone", "BaresipError", "translate", "read_cfg"]
+__all__ = ["BaresipPhone", "BaresipError", "BaresipLabProblem", "translate", "read_cfg"]
 
 DEFAULT_MODULE_PATH = "/usr/lib/baresip/modules"
 _TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}  # 3 DNS-NAPTR: no transport parameter
 
 
-class BaresipError(RuntimeError):
+class BaresipError(HarnessError):
     """A step of driving baresip failed (start, control connection, command); the message names it."""
+
+
+class BaresipLabProblem(BaresipError, LabProblem):
+    """baresip cannot run on this machine (not installed, no ctrl_tcp module): ``fix`` says what to install."""
 
 
 # --------------------------------------------------------------------------- .cfg → baresip files
@@ -241,9 +248,10 @@ def _free_port() -> int:
 
 # --------------------------------------------------------------------------- the DUT
 
-_EVENT_KIND = {"REGISTER_OK": "registered", "REGISTER_FAIL": "register_failed", "UNREGISTERING": "unregistered",
-               "CALL_INCOMING": "incoming_call"}
-_CALL_STATE = {"CALL_RINGING": "ringing", "CALL_PROGRESS": "proceeding", "CALL_ESTABLISHED": "established"}
+_EVENT_KIND = {"REGISTER_OK": EventKind.REGISTERED, "REGISTER_FAIL": EventKind.REGISTER_FAILED,
+               "UNREGISTERING": EventKind.UNREGISTERED, "CALL_INCOMING": EventKind.INCOMING_CALL}
+_CALL_STATE = {"CALL_RINGING": CallState.RINGING, "CALL_PROGRESS": CallState.PROCEEDING,
+               "CALL_ESTABLISHED": CallState.ESTABLISHED}
 
 
 class BaresipPhone(DeviceUnderTest):
@@ -251,11 +259,11 @@ class BaresipPhone(DeviceUnderTest):
 
     kind = "baresip"
     exact_time = False
-    decision_log = False
     interp_binding = False
     validates_config = False
     default_clock = "real"
     clocks = ("real",)
+    needs_preflight = True
 
     #: wall seconds for baresip to say "ready" and open ctrl_tcp; for quit, each TERM, and KILL
     START_TIMEOUT = 10.0
@@ -291,6 +299,8 @@ class BaresipPhone(DeviceUnderTest):
         self._ctrl: _Control | None = None
         self._aors: dict[str, int] = {}
         self._calls: dict[str, dict[str, bool]] = {}
+        self._accounts: list[tuple[int, str]] = []
+        self._accounts_made = False
         self._hangup_asked = False
         self._stopping: defer.Deferred | None = None
 
@@ -312,18 +322,44 @@ class BaresipPhone(DeviceUnderTest):
     def start(self) -> defer.Deferred:
         return defer.ensureDeferred(self._start())
 
+    def ping(self) -> defer.Deferred:
+        """The control channel answers (lab preflight): baresip started (no account yet), ``reginfo`` answered."""
+        async def ping() -> str:
+            if self._proc is None or self._proc.ended:
+                await self._spawn()
+            reply = await self._command("reginfo")
+            if not reply.get("ok"):
+                raise BaresipError(f"baresip answered 'reginfo' with an error: {reply.get('data')!r}")
+            return f"baresip pid {self.pid} answered 'reginfo' on ctrl_tcp"
+        return defer.ensureDeferred(ping())
+
     async def _start(self) -> None:
+        """Spawn baresip (unless ping() did) and create the accounts of the .cfg (``uanew``)."""
+        if self._proc is None or self._proc.ended:
+            await self._spawn()
+        elif self._accounts_made:
+            raise BaresipError("BaresipPhone.start(): baresip is already running (stop() it first)")
+        self._accounts_made = True
+        try:
+            for x, line in self._accounts:
+                reply = await self._command("uanew", line)
+                if not reply.get("ok"):
+                    raise BaresipError(f"baresip refused account.{x} (uanew {line!r}): {reply.get('data')!r}")
+        except BaseException:
+            await self._reap()
+            raise
+
+    async def _spawn(self) -> None:
+        """baresip running with the .cfg's config, its control connection up, no account created yet."""
         if self._cfg is None:
             raise BaresipError("BaresipPhone.start(): apply_config() first")
-        if self._proc is not None and not self._proc.ended:
-            raise BaresipError("BaresipPhone.start(): baresip is already running (stop() it first)")
         program = shutil.which(self.program)
         if program is None:
-            raise BaresipError(f"baresip DUT: program {self.program!r} not found (--baresip PATH; Debian package "
-                               "'baresip')")
+            raise BaresipLabProblem(f"baresip DUT: program {self.program!r} not found",
+                                    "install it (Debian package 'baresip') or give --baresip PATH")
         if not os.path.isfile(os.path.join(self.module_path, "ctrl_tcp.so")):
-            raise BaresipError(f"baresip DUT: no ctrl_tcp.so in module path {self.module_path!r} "
-                               "(--baresip-module-path DIR)")
+            raise BaresipLabProblem(f"baresip DUT: no ctrl_tcp.so in module path {self.module_path!r}",
+                                    "give --baresip-module-path DIR (Debian: /usr/lib/baresip/modules)")
         ctrl_port = _free_port()
         config, accounts, self.notes = translate(self._cfg, ctrl_port=ctrl_port, module_path=self.module_path,
                                                  ca_file=self.ca_file)
@@ -334,6 +370,7 @@ class BaresipPhone(DeviceUnderTest):
             f.write("# created with the uanew command once ctrl_tcp is up (see harness/baresip.py)\n")
             f.write("".join(line + "\n" for _, line in accounts))
         self._aors = {_aor_key(line): x for x, line in accounts}
+        self._accounts, self._accounts_made = accounts, False
         self._calls = {}
         proc = _Process()
         argv = [program, "-f", self.directory]
@@ -347,10 +384,6 @@ class BaresipPhone(DeviceUnderTest):
             track(proc.pid, self._ptransport, "baresip")
         try:
             await self._until_ready(proc, argv, ctrl_port)
-            for x, line in accounts:
-                reply = await self._command("uanew", line)
-                if not reply.get("ok"):
-                    raise BaresipError(f"baresip refused account.{x} (uanew {line!r}): {reply.get('data')!r}")
         except BaseException:
             await self._reap()
             raise
@@ -440,8 +473,8 @@ class BaresipPhone(DeviceUnderTest):
                     await self._command("uafind", aor)
             self._hangup_asked = False
             reply = await self._command("dial", uri)
-            state = "calling" if reply.get("ok") else "failed"
-            self._emit("call_state", account=account, state=state, detail=f"dial {uri}: {reply.get('data', '')}")
+            state = CallState.CALLING if reply.get("ok") else CallState.FAILED
+            self._emit(EventKind.CALL_STATE, account=account, state=state, detail=f"dial {uri}: {reply.get('data', '')}")
         return self._safe(dial(), f"dial {uri}")
 
     def answer(self) -> defer.Deferred:
@@ -456,7 +489,7 @@ class BaresipPhone(DeviceUnderTest):
         d = defer.ensureDeferred(work) if not isinstance(work, defer.Deferred) else work
 
         def failed(f: Any) -> None:
-            self._emit("call_state", account=1, state="failed", detail=f"{what}: {f.getErrorMessage()}")
+            self._emit(EventKind.CALL_STATE, account=1, state=CallState.FAILED, detail=f"{what}: {f.getErrorMessage()}")
         return d.addErrback(failed)
 
     def _command(self, name: str, params: str = "") -> defer.Deferred:
@@ -473,7 +506,7 @@ class BaresipPhone(DeviceUnderTest):
             lines += self._proc.output(6000).splitlines()
         return lines
 
-    def _emit(self, kind: str, **fields: Any) -> None:
+    def _emit(self, kind: EventKind, **fields: Any) -> None:
         self.events.append(DutEvent(time=self.clock.seconds(), kind=kind, **fields))
 
     def _event(self, msg: dict) -> None:
@@ -482,20 +515,20 @@ class BaresipPhone(DeviceUnderTest):
         param = str(msg.get("param", ""))
         call_id = msg.get("id")
         if etype in _EVENT_KIND:
-            server = 1 if etype != "CALL_INCOMING" else None
+            server = 1 if etype != "CALL_INCOMING" else None  # (baresip knows one server per account)
             self._emit(_EVENT_KIND[etype], account=account, server=server, call_id=call_id, detail=param)
             return
         if etype in _CALL_STATE:
             state = _CALL_STATE[etype]
             if call_id:
                 self._calls.setdefault(call_id, {})[state] = True
-            self._emit("call_state", account=account, server=1, state=state, call_id=call_id, detail=param)
+            self._emit(EventKind.CALL_STATE, account=account, server=1, state=state, call_id=call_id, detail=param)
         elif etype == "CALL_CLOSED":
             seen = self._calls.pop(call_id, {}) if call_id else {}
             # SPEC §10 call states: a call that was up (or that we hung up) ends "terminated";
             # one refused or timed out before it was answered ends "failed".
-            state = "terminated" if seen.get("established") or self._hangup_asked else "failed"
-            self._emit("call_state", account=account, server=1, state=state, call_id=call_id, detail=param)
+            state = CallState.TERMINATED if seen.get(CallState.ESTABLISHED) or self._hangup_asked else CallState.FAILED
+            self._emit(EventKind.CALL_STATE, account=account, server=1, state=state, call_id=call_id, detail=param)
 
 
 def _aor_key(text: str) -> str:

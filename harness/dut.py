@@ -17,6 +17,7 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 
+from sipharness.sipcore.events import CallState, EventKind
 from sipharness.sipcore.journal import Journal
 
 __all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "BundledPhone", "DUT_KINDS", "register_dut_kind",
@@ -28,11 +29,11 @@ class DutEvent:
     """What a DUT reports: the same fields for every kind of phone."""
 
     time: float  # phone seconds on the harness's clock
-    kind: str  # registered | register_failed | unregistered | call_state | incoming_call | target | decision
+    kind: EventKind
     account: int | None = None
     server: int | None = None
     target: str | None = None
-    state: str | None = None  # for call_state: calling, proceeding, ringing, established, terminated, failed
+    state: CallState | None = None  # for EventKind.CALL_STATE
     call_id: str | None = None
     detail: str = ""
 
@@ -45,13 +46,12 @@ class DeviceUnderTest:
     """Base class of every DUT kind; subclasses fill the operations.
 
     ``exact_time`` says whether the DUT's timers run on the harness's clock (the bundled
-    phone in this process on the virtual clock): only then are times asserted to the tick.
-    ``decision_log`` says whether the DUT explains its decisions (only the bundled phone).
+    phone in this process): only then, on the virtual clock, are times exact to the tick (a
+    test marked ``exact_time`` is skipped otherwise).
     """
 
     kind = "abstract"
     exact_time = False
-    decision_log = False
     #: whether [interp] rules (SPEC: our reading where the guide is silent) are binding
     interp_binding = False
     #: whether apply_config() refuses a bad value with ConfigRejected (a vendor phone may ignore it silently)
@@ -60,6 +60,10 @@ class DeviceUnderTest:
     default_clock = "real"
     #: clocks this kind can run on (a phone in another process cannot follow a virtual clock)
     clocks = ("real", "scaled")
+    #: a DUT in another process: the lab preflight (harness.preflight) proves the lab before its first test
+    needs_preflight = False
+    #: it fetches its configuration itself (a vendor phone's auto-provisioning): the preflight checks the fetch
+    fetches_config = False
 
     @classmethod
     def add_options(cls, group: Any) -> None:
@@ -75,6 +79,9 @@ class DeviceUnderTest:
         self.clock = clock
         self.events: Journal[DutEvent] = Journal(clock)
         self.cfg_text: str | None = None
+        #: exceptions the driver's own servers hit while serving (a vendor phone's provisioning server):
+        #: the plugin reports them as harness errors, as it does the fakes'
+        self.serving_errors: list[BaseException] = []
 
     # configuration and life cycle
     def apply_config(self, cfg_text: str) -> defer.Deferred:
@@ -90,8 +97,15 @@ class DeviceUnderTest:
     def stop(self) -> defer.Deferred:
         raise NotImplementedError
 
-    def restart(self) -> defer.Deferred:
-        return self.stop().addCallback(lambda _: self.start())
+    def ping(self) -> defer.Deferred:
+        """Prove the control channel answers (lab preflight, step 1); fires with what answered.
+
+        Called after ``apply_config``; a DUT in this process has nothing to prove."""
+        return defer.succeed(f"{self.kind} DUT in this process")
+
+    def lab_hint(self, step: str) -> str:
+        """What to set on this kind of phone when the lab preflight step ``step`` fails ("" when nothing)."""
+        return ""
 
     # calls
     def call(self, uri: str, account: int = 1) -> Any:
@@ -109,9 +123,19 @@ class DeviceUnderTest:
         """The DUT's own account of its decisions, where it gives one (for failure reports)."""
         return []
 
-    def wait_for(self, kind: str, timeout: float, *, count: int = 1, since: int | None = 0,
+    def wait_for(self, kind: EventKind | str, timeout: float, *, count: int = 1, since: int | None = 0,
                  **fields: Any) -> defer.Deferred:
-        """Wait for the ``count``-th event of ``kind`` whose fields equal ``fields``."""
+        """Wait for the ``count``-th event of ``kind`` whose fields equal ``fields``.
+
+        ``kind`` and a ``state`` field are words of :mod:`sipcore.events` (a member or its text);
+        any other word is refused at once, with the known ones, instead of waiting for nothing."""
+        try:
+            kind = EventKind(kind)
+            if fields.get("state") is not None:
+                fields["state"] = CallState(fields["state"])
+        except ValueError as e:
+            known = ", ".join(k.value for k in EventKind) + "; states " + ", ".join(s.value for s in CallState)
+            raise ValueError(f"wait_for({kind!r}, ...): {e} (kinds: {known})") from None
 
         def match(e: DutEvent) -> bool:
             return e.kind == kind and all(getattr(e, k) == v for k, v in fields.items())
@@ -126,7 +150,7 @@ class DeviceUnderTest:
         fields: dict[str, Any] = {"account": account}
         if server is not None:
             fields["server"] = server
-        return self.wait_for("registered", timeout, **fields, **kw)
+        return self.wait_for(EventKind.REGISTERED, timeout, **fields, **kw)
 
 
 class BundledPhone(DeviceUnderTest):
@@ -134,7 +158,6 @@ class BundledPhone(DeviceUnderTest):
 
     kind = "bundled"
     exact_time = True
-    decision_log = True
     interp_binding = True
     validates_config = True
     default_clock = "virtual"
@@ -194,8 +217,9 @@ class BundledPhone(DeviceUnderTest):
         return defer.maybeDeferred(self.phone.start)
 
     def _forward(self, e: Any) -> None:
-        self.events.append(DutEvent(time=e.time, kind=e.kind, account=e.account, server=e.server, target=e.target,
-                                    state=e.state, call_id=e.call_id, detail=e.detail))
+        self.events.append(DutEvent(time=e.time, kind=EventKind(e.kind), account=e.account, server=e.server,
+                                    target=e.target, state=CallState(e.state) if e.state else None,
+                                    call_id=e.call_id, detail=e.detail))
 
     def stop(self) -> defer.Deferred:
         phone, self.phone = self.phone, None

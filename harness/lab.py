@@ -126,6 +126,11 @@ class Lab:
         self._dns: list[FakeDNS] = []
         self.topology: Topology | None = None
 
+    @property
+    def fakes(self) -> tuple[Any, ...]:
+        """Every fake this lab runs now (SIP servers, then DNS servers): their ``errors`` are the harness's."""
+        return (*self._servers, *self._dns)
+
     def host(self, name: str) -> str:
         """The address the fake called ``name`` listens on (its SPEC §8 host on loopback)."""
         if not self.addresses:

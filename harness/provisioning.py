@@ -13,6 +13,9 @@ can reach (the lab address). Both run in the reactor the fakes run in, so nothin
 - ``GET /action/<event>?...``: an Action URL callback, handed to ``on_callback(event, params)``.
   Accepted only from the phone's address; any other address gets 403 and ``on_refused`` is told
   (the DUT turns it into a test error naming the step).
+- An exception while serving a request (a bug of the harness, never the phone's fault) is kept
+  in :attr:`errors` with a note naming this server and the request (PEP 678), answered 500, and
+  handed to ``on_error``; the plugin reports it as a harness error, as it does the fakes'.
 """
 
 from __future__ import annotations
@@ -49,11 +52,14 @@ class ProvisioningServer:
 
     def __init__(self, *, reactor: Any, host: str, port: int = 0, phone_host: str,
                  on_callback: Callable[[str, dict[str, str], str], None],
-                 on_refused: Callable[[str], None]):
+                 on_refused: Callable[[str], None], on_error: Callable[[BaseException], None] | None = None,
+                 errors: list[BaseException] | None = None):
         self.reactor = reactor
         self.host, self.port = host, port
         self.phone_host = phone_host
-        self.on_callback, self.on_refused = on_callback, on_refused
+        self.on_callback, self.on_refused, self.on_error = on_callback, on_refused, on_error
+        #: exceptions hit while serving (a list given by the owner is shared: it outlives this server)
+        self.errors: list[BaseException] = errors if errors is not None else []
         self.cfg_text = EMPTY_CFG
         self.fetches: Journal[Fetch] = Journal(reactor)
         self._listening: Any = None
@@ -116,6 +122,21 @@ class _Root(resource.Resource):
         self.prov = prov
 
     def render_GET(self, request: Any) -> bytes:
+        try:
+            return self._render(request)
+        except Exception as e:  # noqa: BLE001 - a serving error is the harness's, kept and reported, never lost
+            prov = self.prov
+            uri = request.uri.decode("utf-8", "replace")
+            where = prov.url if prov.listening else f"http://{prov.host}:{prov.port}/"
+            e.add_note(f"provisioning server {where}: GET {uri[:300]} from "
+                       f"{request.getClientAddress().host}")
+            prov.errors.append(e)
+            if prov.on_error is not None:
+                prov.on_error(e)
+            request.setResponseCode(500)
+            return f"500 harness error while serving {uri[:100]}\n".encode("utf-8", "replace")
+
+    def _render(self, request: Any) -> bytes:
         prov = self.prov
         client = request.getClientAddress().host
         parts = urlsplit(request.uri.decode("utf-8", "replace"))

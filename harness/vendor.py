@@ -16,10 +16,17 @@ phone's, so every assertion of the suites holds unchanged.
   (:mod:`phone.emulation`) over loopback, spawned with ``reactor.spawnProcess`` (the reactor is
   never blocked) on the harness's scaled clock: ``--clock scaled:X@EPOCH`` gives both processes
   the same phone time, and the callbacks carry ``$phone_time`` so events are stamped exactly.
-- Errors name the step (trigger provisioning, provisioning, dial, Action URL callback, ...):
-  an unreachable phone, wrong credentials, a phone that never fetches its file, a callback from
-  another address. A refused callback, or the emulation's process dying, fails every pending
-  and later wait of the test at once instead of letting it run into its timeout.
+- Errors name the step (trigger provisioning, provisioning, dial, Action URL callback, ...).
+  Those of the lab (an unreachable phone, wrong credentials, a missing allow list, a phone that
+  never fetches its file, a callback from another address) are :class:`VendorLabProblem` s with
+  the fix: a *lab problem*, never a finding (SPEC §10); the rest (the emulation's process
+  failing) are harness errors. A refused callback, a serving error of the provisioning server
+  or the emulation's process dying fails every pending and later wait of the test at once
+  instead of letting it run into its timeout.
+- Lab preflight (:mod:`harness.preflight`): :meth:`VendorPhone.ping` reads the account status
+  over the Action URI; ``start()`` is the provisioning the preflight checks.
+- ``--emulate-fault NAME`` sets the emulated phone up badly on purpose (``phone.emulation.Fault``),
+  to prove that each kind of broken lab ends as a lab problem.
 - Phone farm: ``--phone-ip A,B,C`` under pytest-xdist: worker ``gwN`` drives the N-th phone
   (and, with a fixed ``--provision-port P``, serves it on port P + N).
 
@@ -42,21 +49,25 @@ from twisted.web.client import Agent  # imported here, not at the first Action U
 from twisted.web.http_headers import Headers
 from twisted.python.failure import Failure as _Failure
 
+from sipharness.sipcore.events import CallState, EventKind
 from sipharness.sipcore.journal import WaitTimeout
 
 from .baresip import read_cfg
 from .child import ChildProcess, deadline, track
 from .dut import DeviceUnderTest, DutEvent
 from .provisioning import ProvisioningServer
+from .report import HarnessError, LabProblem
 
-__all__ = ["VendorPhone", "VendorError", "pick_phone", "ACTION_EVENTS", "EMULATE"]
+__all__ = ["VendorPhone", "VendorError", "VendorLabProblem", "pick_phone", "ACTION_EVENTS", "EMULATE"]
 
 EMULATE = "emulate"
 #: action_url.<event> keys the driver provisions; call_proceeding exists only in the emulation.
 ACTION_EVENTS = ("registered", "register_failed", "unregistered", "incoming_call", "outgoing_call",
                  "call_proceeding", "ringback", "call_established", "call_terminated")
-_CALL_STATE = {"outgoing_call": "calling", "call_proceeding": "proceeding", "ringback": "ringing",
-               "call_established": "established"}
+_CALL_STATE = {"outgoing_call": CallState.CALLING, "call_proceeding": CallState.PROCEEDING,
+               "ringback": CallState.RINGING, "call_established": CallState.ESTABLISHED}
+_ACCOUNT_EVENTS = {"registered": EventKind.REGISTERED, "register_failed": EventKind.REGISTER_FAILED,
+                   "unregistered": EventKind.UNREGISTERED}
 _WARM: dict[tuple, "_Warm"] = {}  # parked emulated phones waiting for this worker's next test
 
 
@@ -67,8 +78,12 @@ class _Warm:
         self.proc, self.ptransport, self.prov, self.epoch, self.phone_http = proc, ptransport, prov, epoch, phone_http
 
 
-class VendorError(RuntimeError):
-    """A step of driving the vendor phone failed; the message names the step and what to check."""
+class VendorError(HarnessError):
+    """A step of driving the vendor phone failed; the message names the step (a harness error)."""
+
+
+class VendorLabProblem(VendorError, LabProblem):
+    """A step failed because of the lab (address, credentials, allow list, provisioning URL): ``fix`` says what to do."""
 
 
 def pick_phone(spec: str, worker: str | None) -> tuple[str, int]:
@@ -77,15 +92,15 @@ def pick_phone(spec: str, worker: str | None) -> tuple[str, int]:
     A lone ``emulate`` serves every worker: each one spawns an emulated phone of its own."""
     phones = [p.strip() for p in (spec or "").split(",") if p.strip()]
     if not phones:
-        raise VendorError("--dut yealink needs --phone-ip IP[:PORT][,IP...] (or --phone-ip emulate)")
+        raise VendorLabProblem("--dut yealink has no phone", "give --phone-ip IP[:PORT][,IP...] (or --phone-ip emulate)")
     index = 0
     if worker and worker.startswith("gw") and worker[2:].isdigit():
         index = int(worker[2:])
     if phones == [EMULATE]:
         return EMULATE, index  # every worker runs an emulated phone of its own
     if index >= len(phones):
-        raise VendorError(f"phone farm: pytest-xdist worker {worker} has no phone: --phone-ip lists {len(phones)} "
-                          f"({', '.join(phones)}); run with -n {len(phones)} at most")
+        raise VendorLabProblem(f"phone farm: pytest-xdist worker {worker} has no phone: --phone-ip lists {len(phones)} "
+                               f"({', '.join(phones)})", f"run with -n {len(phones)} at most")
     return phones[index], index
 
 
@@ -155,11 +170,12 @@ class VendorPhone(DeviceUnderTest):
 
     kind = "yealink"
     exact_time = False
-    decision_log = False
     interp_binding = False
     validates_config = False  # a vendor phone ignores a bad value; it does not refuse the file
     default_clock = "real"
     clocks = ("real", "scaled")
+    needs_preflight = True
+    fetches_config = True
 
     #: wall seconds: one Action URI request; the emulation's process to listen; quit, TERM, KILL
     HTTP_TIMEOUT = 5.0
@@ -180,16 +196,25 @@ class VendorPhone(DeviceUnderTest):
                              "a real phone needs a fixed one; worker gwN of a phone farm uses PORT + N)")
         group.addoption("--provision-timeout", type=float, default=20.0, metavar="S",
                         help="yealink DUT: wall seconds the phone has to fetch its .cfg after key=AutoP (default 20)")
+        group.addoption("--emulate-fault", action="append", default=[], metavar="NAME",
+                        help="yealink DUT with --phone-ip emulate: set the emulated phone up badly on purpose "
+                             "(repeatable; phone.emulation.Fault: ignore-dns, refuse-ca, never-fetch, dead-control, "
+                             "never-register), to see the lab preflight name the fix")
 
     @classmethod
     def from_options(cls, clock: Any, options: Any, **shared: Any) -> "VendorPhone":
         phone, index = pick_phone(options("--phone-ip"), os.environ.get("PYTEST_XDIST_WORKER"))
         port = options("--provision-port")
         pki = shared.get("tls_pki")
+        faults = list(options("--emulate-fault") or ())
+        if faults and phone != EMULATE:
+            raise VendorLabProblem(f"--emulate-fault {' '.join(faults)} with --phone-ip {phone}",
+                                   "faults are for the emulated phone only (--phone-ip emulate)")
         return cls(clock, reactor=shared.get("reactor"), phone=phone, user=options("--phone-user"),
                    password=options("--phone-password"), lab_address=options("--lab-address").split(",")[0].strip(),
                    provision_port=port + index if port else 0, provision_timeout=options("--provision-timeout"),
-                   ca_file=getattr(pki, "ca_file", None), mac=f"001565{index + 1:06x}", warm=phone == EMULATE)
+                   ca_file=getattr(pki, "ca_file", None), mac=f"001565{index + 1:06x}", warm=phone == EMULATE,
+                   emulation_args=tuple(a for f in faults for a in ("--emulate-fault", f)))
 
     def __init__(self, clock: Any, *, reactor: Any = None, phone: str = EMULATE, user: str = "admin",
                  password: str = "admin", lab_address: str = "127.0.0.1", provision_port: int = 0,
@@ -203,8 +228,8 @@ class VendorPhone(DeviceUnderTest):
         self.emulate = phone == EMULATE
         speed = float(getattr(clock, "speed", 1.0))
         if not self.emulate and speed != 1.0:
-            raise VendorError(f"--dut yealink --phone-ip {phone}: a real phone runs on the real clock only "
-                              f"(--clock real, not scaled:{speed:g}); scaled clocks are for --phone-ip emulate")
+            raise VendorLabProblem(f"--dut yealink --phone-ip {phone}: a real phone runs on the real clock only",
+                                   f"use --clock real, not scaled:{speed:g}; scaled clocks are for --phone-ip emulate")
         if self.emulate:
             self.phone_host, self.phone_http = "127.0.0.1", None
         else:
@@ -230,7 +255,7 @@ class VendorPhone(DeviceUnderTest):
         self._proc: _Emulation | None = None
         self._ptransport: Any = None
         self._cfg: dict[str, str] = {}
-        self._waits: list[defer.Deferred] = []
+        self._waits: dict[defer.Deferred, defer.Deferred] = {}  # a pending wait → the journal's wait it forwards
         self._calls: dict[str, bool] = {}  # call_id → established seen
         self._hangup_asked = False
         self._in_call = False
@@ -271,7 +296,8 @@ class VendorPhone(DeviceUnderTest):
         self._proc, self._ptransport, self._prov = w.proc, w.ptransport, w.prov
         self._phone_epoch, self.phone_http = w.epoch, w.phone_http
         w.proc._on_end = self._ended
-        w.prov.on_callback, w.prov.on_refused = self._callback, self._refused
+        w.prov.on_callback, w.prov.on_refused, w.prov.on_error = self._callback, self._refused, self._serving_error
+        w.prov.errors = self.serving_errors
 
     async def _leave_warm(self) -> bool:
         """Park the emulated phone and keep it for the next test; False if it cannot be (then it is reaped)."""
@@ -285,6 +311,8 @@ class VendorPhone(DeviceUnderTest):
             return False
         self._prov.on_callback = lambda *a: None  # stale callbacks between tests go nowhere
         self._prov.on_refused = lambda *a: None
+        self._prov.on_error = None
+        self._prov.errors = []
         _WARM[self._warm_key()] = _Warm(proc, self._ptransport, self._prov, self._phone_epoch, self.phone_http)
         proc._on_end = lambda p: None
         self._proc = self._ptransport = None
@@ -295,7 +323,8 @@ class VendorPhone(DeviceUnderTest):
         if self._prov is None:
             self._prov = ProvisioningServer(reactor=self._reactor, host=self.lab_address, port=self.provision_port,
                                             phone_host=self.phone_host, on_callback=self._callback,
-                                            on_refused=self._refused)
+                                            on_refused=self._refused, on_error=self._serving_error,
+                                            errors=self.serving_errors)
         self._prov.start()
         self._prov.cfg_text = self.vendor_cfg(self.cfg_text, park=park)
 
@@ -340,9 +369,10 @@ class VendorPhone(DeviceUnderTest):
         try:
             await self._prov.wait_fetch(self.provision_timeout, since=mark)
         except WaitTimeout:
-            raise VendorError(f"step '{step}': the phone at {self.phone_host} accepted key=AutoP but did not fetch "
-                              f"<mac>.cfg within {self.provision_timeout:g} s; set its provisioning server URL to "
-                              f"{self._prov.url} (docs/lab.md){self._tail()}") from None
+            raise VendorLabProblem(f"step '{step}': the phone at {self.phone_host} accepted key=AutoP but did not "
+                                   f"fetch <mac>.cfg within {self.provision_timeout:g} s",
+                                   f"set its provisioning server URL to {self._prov.url} (docs/lab.md)",
+                                   evidence=self._tail().removeprefix("; ")) from None
         self._raise_errors()
 
     def stop(self) -> defer.Deferred:
@@ -468,24 +498,43 @@ class VendorPhone(DeviceUnderTest):
             response = await d
             body = (await _read_body(response)).decode("utf-8", "replace").strip()
         except defer.CancelledError:
-            raise VendorError(f"step '{step}': the phone at {self.phone_http} did not answer GET {url} within "
-                              f"{self.HTTP_TIMEOUT:g} s (is --phone-ip right, and the phone on?)") from None
+            raise VendorLabProblem(f"step '{step}': the phone at {self.phone_http} did not answer GET {url} within "
+                                   f"{self.HTTP_TIMEOUT:g} s", "is --phone-ip right, and the phone on?") from None
         except (error.ConnectError, error.ConnectionRefusedError, OSError) as e:
-            raise VendorError(f"step '{step}': the phone at {self.phone_http} is unreachable (GET {url}): {e} "
-                              f"(is --phone-ip right, and the phone on?)") from None
+            raise VendorLabProblem(f"step '{step}': the phone at {self.phone_http} is unreachable (GET {url}): {e}",
+                                   "is --phone-ip right, and the phone on?") from None
         finally:
             if timer.active():
                 timer.cancel()
         if response.code == 401:
-            raise VendorError(f"step '{step}': the phone at {self.phone_http} refused the credentials (HTTP 401): "
-                              f"check --phone-user {self.user!r} and --phone-password")
+            raise VendorLabProblem(f"step '{step}': the phone at {self.phone_http} refused the credentials (HTTP 401)",
+                                   f"check --phone-user {self.user!r} and --phone-password")
         if response.code == 403:
-            raise VendorError(f"step '{step}': the phone at {self.phone_http} refused the Action URI from "
-                              f"{self.lab_address} (HTTP 403): add it to the phone's features.action_uri_limit_ip "
-                              f"(docs/lab.md)")
+            raise VendorLabProblem(f"step '{step}': the phone at {self.phone_http} refused the Action URI from "
+                                   f"{self.lab_address} (HTTP 403)",
+                                   "add it to the phone's features.action_uri_limit_ip (docs/lab.md)")
         if response.code != 200:
             raise VendorError(f"step '{step}': GET {url}: HTTP {response.code}: {body[:300]}")
         return body
+
+    def ping(self) -> defer.Deferred:
+        """The control channel answers (lab preflight): the account status over the Action URI."""
+        async def get() -> str:
+            await self._action("control channel (Action URI phonecfg=get&accounts=1)", "phonecfg=get&accounts=1")
+            return f"the phone at {self.phone_http} answered its Action URI"
+        return defer.ensureDeferred(get())
+
+    def lab_hint(self, step: str) -> str:
+        if step == "control channel":
+            return (f"is --phone-ip right ({self.phone_http or 'emulated'}), the phone on, and {self.lab_address} in "
+                    f"its features.action_uri_limit_ip?")
+        if step == "events" and self._prov is not None:
+            return (f"its Action URL callbacks (action_url.registered = {self._prov.url}action/registered?...) must "
+                    f"reach this host over HTTP")
+        if step == "tls":
+            return ("the emulated phone trusts the CA given with --ca-file" if self.emulate else
+                    "upload it to the phone's trusted certificates (and keep the phone's clock right)")
+        return ""
 
     def accounts_state(self) -> defer.Deferred:
         """``/servlet?phonecfg=get&accounts=1``: the phone's account status (a dict, as JSON)."""
@@ -518,12 +567,12 @@ class VendorPhone(DeviceUnderTest):
         """A command the suites fire and forget: a failure is a ``failed`` call event, never an unhandled error."""
         def failed(f: Any) -> None:
             self.notes.append(f.getErrorMessage())
-            self._emit("call_state", self.clock.seconds(), account=account, state="failed",
+            self._emit(EventKind.CALL_STATE, self.clock.seconds(), account=account, state=CallState.FAILED,
                        detail=f.getErrorMessage())
         return defer.ensureDeferred(work).addCallback(lambda _: None).addErrback(failed)
 
     # ------------------------------------------------------------------ events (Action URL callbacks)
-    def _emit(self, kind: str, time: float, **fields: Any) -> None:
+    def _emit(self, kind: EventKind, time: float, **fields: Any) -> None:
         self.events.append(DutEvent(time=time, kind=kind, **fields))
 
     def _callback(self, event: str, params: dict[str, str], client: str) -> None:
@@ -536,23 +585,24 @@ class VendorPhone(DeviceUnderTest):
         account = self._account_of(params.get("user", ""))
         call_id = _value(params.get("call_id"))
         detail = f"action URL {event} from {client}"
-        if event in ("registered", "register_failed", "unregistered"):
-            self._emit(event, time, account=account, server=self._server_of(account, params.get("host", "")),
-                       detail=detail)
+        if event in _ACCOUNT_EVENTS:
+            self._emit(_ACCOUNT_EVENTS[event], time, account=account,
+                       server=self._server_of(account, params.get("host", "")), detail=detail)
         elif event == "incoming_call":
             self._in_call = True
-            self._emit("incoming_call", time, account=account, call_id=call_id, detail=detail)
+            self._emit(EventKind.INCOMING_CALL, time, account=account, call_id=call_id, detail=detail)
         elif event in _CALL_STATE:
             if event == "call_established" and call_id:
                 self._calls[call_id] = True
-            self._emit("call_state", time, account=account, state=_CALL_STATE[event], call_id=call_id, detail=detail)
+            self._emit(EventKind.CALL_STATE, time, account=account, state=_CALL_STATE[event], call_id=call_id,
+                       detail=detail)
         elif event == "call_terminated":
             up = self._calls.pop(call_id, False) if call_id else False
             self._in_call = False
             # SPEC §10 call states: a call that was up, or that we hung up, ends "terminated";
             # one refused or timed out before it was answered ends "failed".
-            state = "terminated" if up or self._hangup_asked else "failed"
-            self._emit("call_state", time, account=account, state=state, call_id=call_id, detail=detail)
+            state = CallState.TERMINATED if up or self._hangup_asked else CallState.FAILED
+            self._emit(EventKind.CALL_STATE, time, account=account, state=state, call_id=call_id, detail=detail)
         else:
             self.notes.append(f"ignored action URL callback {event!r} from {client}")
 
@@ -572,7 +622,14 @@ class VendorPhone(DeviceUnderTest):
         return None
 
     def _refused(self, message: str) -> None:
-        self._fail(VendorError(f"step '{message.split(':', 1)[0]}': {message.split(':', 1)[1].strip()}"))
+        step, _, what = message.partition(":")
+        self._fail(VendorLabProblem(f"step '{step}': {what.strip()}",
+                                    "only the phone under test may call the harness (another phone of the farm with a "
+                                    "wrong URL? a browser?)"))
+
+    def _serving_error(self, e: BaseException) -> None:
+        """The provisioning server hit an exception: the test's waits end now (a harness error, not a finding)."""
+        self._fail(VendorError(f"the harness's provisioning server failed while serving: {e!r}"))
 
     # ------------------------------------------------------------------ waits that a harness error ends at once
     def wait_for(self, kind: str, timeout: float, *, count: int = 1, since: int | None = 0,
@@ -581,17 +638,15 @@ class VendorPhone(DeviceUnderTest):
             return defer.fail(self.errors[0])
         inner = super().wait_for(kind, timeout, count=count, since=since, **fields)
         out: defer.Deferred = defer.Deferred()
-        self._waits.append(out)
+        self._waits[out] = inner
 
         def forward(result: Any) -> None:
-            if out in self._waits:
-                self._waits.remove(out)
+            self._waits.pop(out, None)
             if not out.called:
                 out.callback(result) if not isinstance(result, _Failure) else out.errback(result)
             elif isinstance(result, _Failure):
                 result.trap(defer.CancelledError)
         inner.addBoth(forward)
-        out._sipharness_inner = inner  # type: ignore[attr-defined]
         return out
 
     def _fail(self, err: VendorError) -> None:
@@ -600,11 +655,11 @@ class VendorPhone(DeviceUnderTest):
         self._fail_waits(err)
 
     def _fail_waits(self, err: VendorError) -> None:
-        waits, self._waits = self._waits, []
-        for out in waits:
+        waits, self._waits = self._waits, {}
+        for out, inner in waits.items():
             if not out.called:
                 out.errback(err)
-            out._sipharness_inner.cancel()
+            inner.cancel()
 
     def _raise_errors(self) -> None:
         if self.errors:

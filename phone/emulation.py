@@ -22,13 +22,26 @@ the harness's vendor driver (``harness/vendor.py``) runs line for line against i
 
 Written by hand on twisted.web (server and ``Agent``): the protocol is a handful of GETs, and
 the point is to behave like the device, not like a framework.
+
+**Misbehaving on purpose** (:class:`Fault`, ``--emulate-fault NAME``): the emulated phone can be
+set up badly the ways a lab phone is, so that the harness's lab preflight (SPEC §10,
+``harness/preflight.py``) is proven against each: it ignores the file's DNS server, does not
+trust the harness's CA, never fetches its file, never answers its Action URI, never
+registers. Each fault acts at one of a few points of a vendor phone's life (fetching the
+file, *applying* it, answering the Action URI, trusting a certificate); a fault that makes
+the phone ignore keys of the file *withholds* them (:attr:`Fault.withheld`): they are dropped
+before the file is applied and the phone keeps its own value, so further vendor behaviours
+(a DHCP DNS server unless static DNS is set, a DNS cache, ...) add a member and, where a key
+is concerned, the keys it withholds.
 """
 
 from __future__ import annotations
 
+import enum
+import fnmatch
 import json
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, quote, urlsplit
 
 from twisted.internet import defer, protocol
@@ -40,23 +53,58 @@ from twisted.web.client import Agent
 from sipharness.phone import dnsclient as _dnsclient  # noqa: F401,E402  (the phone imports it lazily at its first query)
 from sipharness.phone.config import ConfigError, loads_config  # noqa: E402
 from sipharness.phone.phone import Phone  # noqa: E402
+from sipharness.sipcore.events import CallState, EventKind  # noqa: E402
 
-__all__ = ["VendorEmulation", "ACTION_URL_EVENTS", "expand_variables"]
+__all__ = ["VendorEmulation", "ACTION_URL_EVENTS", "expand_variables", "Fault", "withhold"]
 
 #: phone event (kind, state) → the ``action_url.<name>`` key it fires. ``call_proceeding`` is an
 #: extension of this emulation (vendor phones have no action URL for a 100 Trying).
 ACTION_URL_EVENTS = {
-    ("registered", None): "registered",
-    ("register_failed", None): "register_failed",
-    ("unregistered", None): "unregistered",
-    ("incoming_call", None): "incoming_call",
-    ("call_state", "calling"): "outgoing_call",
-    ("call_state", "proceeding"): "call_proceeding",
-    ("call_state", "ringing"): "ringback",
-    ("call_state", "established"): "call_established",
-    ("call_state", "terminated"): "call_terminated",
-    ("call_state", "failed"): "call_terminated",
+    (EventKind.REGISTERED, None): "registered",
+    (EventKind.REGISTER_FAILED, None): "register_failed",
+    (EventKind.UNREGISTERED, None): "unregistered",
+    (EventKind.INCOMING_CALL, None): "incoming_call",
+    (EventKind.CALL_STATE, CallState.CALLING): "outgoing_call",
+    (EventKind.CALL_STATE, CallState.PROCEEDING): "call_proceeding",
+    (EventKind.CALL_STATE, CallState.RINGING): "ringback",
+    (EventKind.CALL_STATE, CallState.ESTABLISHED): "call_established",
+    (EventKind.CALL_STATE, CallState.TERMINATED): "call_terminated",
+    (EventKind.CALL_STATE, CallState.FAILED): "call_terminated",
 }
+
+
+class Fault(enum.Enum):
+    """A way the emulated phone is set up badly, as a lab phone can be (``--emulate-fault NAME``)."""
+
+    IGNORE_DNS = "ignore-dns"  # keeps its own DNS server (none here): the file's static DNS is withheld
+    REFUSE_CA = "refuse-ca"  # trusts only the system's CAs, not the one it was given (--ca-file)
+    NEVER_FETCH = "never-fetch"  # never fetches its file (its provisioning URL points nowhere)
+    DEAD_CONTROL = "dead-control"  # its Action URI accepts connections and never answers
+    NEVER_REGISTER = "never-register"  # its accounts stay disabled whatever the file says
+
+    @property
+    def withheld(self) -> tuple[str, ...]:
+        """``.cfg`` keys (fnmatch patterns) the phone ignores with this fault."""
+        return _WITHHELD.get(self, ())
+
+
+_WITHHELD = {Fault.IGNORE_DNS: ("static.network.primary_dns", "static.network.primary_dns_port"),
+             Fault.NEVER_REGISTER: ("account.*.enable",)}
+
+
+def withhold(text: str, faults: Iterable[Fault]) -> tuple[str, list[str]]:
+    """The file without the lines of keys the ``faults`` withhold, and those keys (in file order)."""
+    patterns = [p for f in faults for p in f.withheld]
+    if not patterns:
+        return text, []
+    kept, dropped = [], []
+    for line in text.splitlines(keepends=True):
+        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else ""
+        if key and any(fnmatch.fnmatchcase(key, p) for p in patterns):
+            dropped.append(key)
+        else:
+            kept.append(line)
+    return "".join(kept), dropped
 _VARIABLE = re.compile(r"\$([A-Za-z_]+)")
 HTTP_TIMEOUT = 5.0  # wall seconds for one provisioning fetch or Action URL callback
 
@@ -79,8 +127,14 @@ class VendorEmulation:
     def __init__(self, *, reactor: Any, clock: Any, provision_url: str, mac: str, http: tuple[str, int],
                  emit: Callable[..., None], on_phone: Callable[[Any], None], local_host: str = "127.0.0.1",
                  tls_context: Any = None, dns: tuple[str, int] | None = None, user: str = "admin",
-                 password: str = "admin", allow: tuple[str, ...] = (), name: str = "phone"):
+                 password: str = "admin", allow: tuple[str, ...] = (), name: str = "phone",
+                 faults: Iterable[Fault] = ()):
         self.reactor, self.clock = reactor, clock
+        self.faults = frozenset(faults)
+        if Fault.REFUSE_CA in self.faults:
+            from twisted.internet import ssl
+
+            tls_context = ssl.optionsForClientTLS("127.0.0.1")  # the platform's CAs only, never the harness's
         self.provision_url = provision_url if provision_url.endswith("/") else provision_url + "/"
         self.mac = mac.lower()
         self.http = http
@@ -101,7 +155,7 @@ class VendorEmulation:
     def start(self) -> defer.Deferred:
         """Listen for the Action URI, then fetch the configuration (the phone's power-on provisioning)."""
         root = resource.Resource()
-        root.putChild(b"servlet", _Servlet(self))
+        root.putChild(b"servlet", _Servlet(self) if Fault.DEAD_CONTROL not in self.faults else _Silent())
         site = server.Site(root)
         site.displayTracebacks = False
         site.noisy = False
@@ -155,6 +209,9 @@ class VendorEmulation:
 
     async def _provision(self) -> None:
         url = f"{self.provision_url}{self.mac}.cfg"
+        if Fault.NEVER_FETCH in self.faults:
+            self.emit("error", detail=f"provisioning: {url} not fetched (emulated fault {Fault.NEVER_FETCH.value})")
+            return
         try:
             status, body = await self._get(url)
         except Exception as e:  # noqa: BLE001 - a provisioning failure is reported, never fatal
@@ -171,8 +228,12 @@ class VendorEmulation:
         if text == self._applied and self.phone is not None:
             self.emit("daemon", detail=f"provisioned from {source}: unchanged")
             return
+        applied, withheld = withhold(text, self.faults)
+        if withheld:
+            self.emit("daemon", detail=f"emulated faults {sorted(f.value for f in self.faults)}: ignoring "
+                                       f"{', '.join(dict.fromkeys(withheld))} of {source}")
         try:
-            config = loads_config(text, filename=source)
+            config = loads_config(applied, filename=source)
         except ConfigError as e:
             self.emit("error", detail=f"provisioning: {source} not applied: {e}")
             return
@@ -255,7 +316,7 @@ class VendorEmulation:
 
     # ------------------------------------------------------------------ Action URL
     def _phone_event(self, ev: Any) -> None:
-        key = ACTION_URL_EVENTS.get((ev.kind, ev.state if ev.kind == "call_state" else None))
+        key = ACTION_URL_EVENTS.get((ev.kind, ev.state if ev.kind == EventKind.CALL_STATE else None))
         template = self._setting(f"action_url.{key}") if key else None
         if not template or self._stopped:
             return
@@ -320,6 +381,15 @@ class _Body(protocol.Protocol):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.done.callback(b"".join(self.parts))  # ResponseDone, or PotentialDataLoss: take what came
+
+
+class _Silent(resource.Resource):
+    """An Action URI that accepts the connection and never answers (``Fault.DEAD_CONTROL``)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> Any:
+        return server.NOT_DONE_YET
 
 
 class _Servlet(resource.Resource):

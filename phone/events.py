@@ -2,8 +2,10 @@
 
 The harness's DUT interface (SPEC §10) needs the same events from every kind of phone
 (registered, register failed, call state); the bundled phone adds "target" and "decision"
-events so a failed suite can show *why* the phone did what it did. Events go into a
-:class:`sipcore.journal.Journal`, so tests wait on them with a deadline on the phone's clock.
+events so a failed suite can show *why* the phone did what it did. The words are
+:mod:`sipcore.events` (``EventKind``, ``CallState``: StrEnum, so a member is its text in a JSON
+line or an Action URL). Events go into a :class:`sipcore.journal.Journal`, so tests wait on
+them with a deadline on the phone's clock.
 """
 
 from __future__ import annotations
@@ -12,26 +14,24 @@ import itertools
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from sipharness.sipcore.events import CallState, EventKind
 from sipharness.sipcore.journal import Journal
 
-__all__ = ["PhoneEvent", "KINDS", "CALL_STATES", "EventJournal", "KEEP_EVENTS"]
+__all__ = ["PhoneEvent", "EventJournal", "KEEP_EVENTS"]
 
 # Events a phone keeps (at least; up to a quarter more between trims). A registered phone adds
 # a few events per refresh for ever: 10 000 phones running for days cannot keep them all.
 KEEP_EVENTS = 1000
 
-KINDS = frozenset({"registered", "register_failed", "unregistered", "call_state", "incoming_call", "target", "decision"})
-CALL_STATES = ("calling", "proceeding", "ringing", "established", "terminated", "failed")
-
 
 @dataclass(frozen=True, slots=True)  # slots: a phone keeps every event; 10 000 phones in one process
 class PhoneEvent:
     time: float
-    kind: str
+    kind: EventKind
     account: int | None = None
     server: int | None = None
     target: str | None = None
-    state: str | None = None
+    state: CallState | None = None  # for EventKind.CALL_STATE
     call_id: str | None = None
     detail: str = ""
 

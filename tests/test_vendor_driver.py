@@ -14,7 +14,7 @@ from sipharness.fakes.record import Recorder
 from sipharness.harness.dut import dut_class
 from sipharness.harness.lab import Address, Domain, Lab
 from sipharness.harness.provisioning import EMPTY_CFG
-from sipharness.harness.vendor import ACTION_EVENTS, VendorError, VendorPhone, pick_phone
+from sipharness.harness.vendor import ACTION_EVENTS, VendorError, VendorLabProblem, VendorPhone, pick_phone
 from sipharness.phone.emulation import expand_variables
 from sipharness.sipcore.clock import ScaledClock
 
@@ -86,7 +86,7 @@ def test_phone_farm_gives_worker_n_the_nth_phone():
     assert pick_phone("emulate", "master") == ("emulate", 0)
     with pytest.raises(VendorError, match="worker gw2 has no phone.*-n 2 at most"):
         pick_phone("10.0.0.1,10.0.0.2", "gw2")
-    with pytest.raises(VendorError, match="needs --phone-ip"):
+    with pytest.raises(VendorLabProblem, match="has no phone: give --phone-ip"):
         pick_phone("", None)
 
 
@@ -256,3 +256,49 @@ async def test_warm_phone_is_parked_and_reused_by_the_next_test_with_its_clock(t
             w.ptransport.signalProcess("KILL")
             await w.proc.when_ended()
             await w.prov.stop()
+
+
+def test_faults_withhold_the_keys_they_name_and_nothing_else():
+    from sipharness.phone.emulation import Fault, withhold
+
+    text = ("#!version:1.0.0.1\nstatic.network.primary_dns = 127.0.0.53\nstatic.network.primary_dns_port = 5353\n"
+            "# account.1.enable = 1 (a comment stays)\naccount.1.enable = 1\naccount.12.enable=1\n"
+            "account.1.user_name = 1234\n")
+    same, dropped = withhold(text, [Fault.REFUSE_CA, Fault.NEVER_FETCH])
+    assert (same, dropped) == (text, [])
+    no_dns, dropped = withhold(text, [Fault.IGNORE_DNS])
+    assert dropped == ["static.network.primary_dns", "static.network.primary_dns_port"]
+    assert "primary_dns" not in no_dns and "account.1.enable = 1" in no_dns
+    no_reg, dropped = withhold(text, [Fault.NEVER_REGISTER])
+    assert dropped == ["account.1.enable", "account.12.enable"]
+    assert "# account.1.enable = 1 (a comment stays)" in no_reg and "user_name = 1234" in no_reg
+
+
+def test_emulate_fault_is_for_the_emulated_phone_and_names_known_faults(capsys, monkeypatch):
+    from sipharness.harness.vendor import VendorLabProblem
+    from sipharness.phone.daemon import main
+
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # (one phone: as worker gw1 this would be a farm error)
+    opts = {"--phone-ip": "10.0.0.1", "--phone-user": "u", "--phone-password": "p", "--provision-port": 0,
+            "--provision-timeout": 7.0, "--lab-address": "10.0.0.100", "--emulate-fault": ["ignore-dns"]}
+    with pytest.raises(VendorLabProblem, match="faults are for the emulated phone only"):
+        VendorPhone.from_options(ScaledClock(reactor, 1.0), opts.get, reactor=reactor)
+    opts["--phone-ip"] = "emulate"
+    dut = VendorPhone.from_options(ScaledClock(reactor, 20.0), opts.get, reactor=reactor)
+    assert dut.emulation_args == ("--emulate-fault", "ignore-dns") and not dut.warm  # a faulty phone is never reused
+    assert main(["--config", "x.cfg", "--emulate-fault", "ignore-dns"]) == 2
+    assert "--emulate-fault is for the vendor emulation" in capsys.readouterr().err
+    assert main(["--provision", "http://127.0.0.1:1/", "--mac", "001565000001", "--http", "127.0.0.1:0",
+                 "--emulate-fault", "bogus"]) == 2
+    assert "invalid choice: 'bogus'" in capsys.readouterr().err
+
+
+@pytest_twisted.ensureDeferred
+async def test_ping_reads_the_account_status_and_hints_name_the_settings(vendor_lab):
+    lab, dut = vendor_lab
+    await dut.apply_config(lab.write_cfg(None, {"enable": 1, "user_name": "1234", "sip_server.1.address": "127.0.0.15"}))
+    answer = await dut.ping()
+    assert answer == f"the phone at {dut.phone_http} answered its Action URI"
+    assert "features.action_uri_limit_ip" in dut.lab_hint("control channel")
+    assert "--ca-file" in dut.lab_hint("tls") and dut.lab_hint("dns") == ""
+    assert dut.needs_preflight and dut.fetches_config

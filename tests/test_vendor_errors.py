@@ -1,6 +1,7 @@
 """Bad input and safety of the yealink DUT (issue 7): an unreachable phone, wrong HTTP credentials, a phone
 that never fetches its configuration, a callback from an unexpected address, a phone process that dies.
-Each ends with a VendorError naming the step (never a hang), and nothing is left running."""
+Each ends with a VendorError naming the step (never a hang), and nothing is left running. What the lab
+got wrong is a lab problem (issue 10: never a finding); the emulation failing is a harness error."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from twisted.internet import defer, reactor
 
 from sipharness.fakes.record import Recorder
 from sipharness.harness.lab import Address, Lab
+from sipharness.harness.report import HarnessError, LabProblem, Outcome, classify
 from sipharness.harness.vendor import VendorError, VendorPhone
 from sipharness.sipcore.clock import ScaledClock
 from tests.conftest import free_port
@@ -50,6 +52,7 @@ async def test_unreachable_phone_names_the_step_and_stops_the_web_server(make_la
         await lab.up(Address("fallback"))
     assert "step 'trigger provisioning (Action URI key=AutoP)'" in str(e.value)
     assert f"127.0.0.1:{port} is unreachable" in str(e.value) and "--phone-ip" in str(e.value)
+    assert classify(e.value) is Outcome.LAB_PROBLEM and "--phone-ip" in e.value.fix
     web = dut._prov.url
     host, web_port = web[len("http://"):].rstrip("/").split(":")
     assert _listening(host, int(web_port))
@@ -66,6 +69,7 @@ async def test_wrong_credentials_name_the_step_and_the_options(make_lab):
     text = str(e.value)
     assert "step 'trigger provisioning (Action URI key=AutoP)'" in text and "HTTP 401" in text
     assert "--phone-user 'admin' and --phone-password" in text and "not-the-password" not in text
+    assert isinstance(e.value, LabProblem)
     pid = dut.pid
     assert pid and _alive(pid)
     await lab.down()
@@ -92,7 +96,8 @@ async def test_phone_that_never_fetches_its_file_times_out_naming_the_url(make_l
     text = str(e.value)
     assert "step 'provisioning'" in text and "did not fetch <mac>.cfg within 1 s" in text
     assert f"set its provisioning server URL to {dut._prov.url}" in text
-    assert f"127.0.0.1:{closed}/001565000001.cfg" in text  # the emulation's own complaint, from its output
+    assert f"127.0.0.1:{closed}/001565000001.cfg" in e.value.evidence  # the emulation's own complaint, from its output
+    assert classify(e.value) is Outcome.LAB_PROBLEM
 
 
 @pytest_twisted.ensureDeferred
@@ -109,6 +114,7 @@ async def test_callback_from_another_address_ends_the_waits_at_once(make_lab):
         await waiting
     assert "step 'Action URL callback': refused GET /action/registered" in str(e.value)
     assert "from 127.0.0.2" in str(e.value) and "only from the phone's address 127.0.0.1" in str(e.value)
+    assert isinstance(e.value, LabProblem) and "only the phone under test may call the harness" in e.value.fix
     assert lab.now() - t0 < 60  # ended by the error, not by the 3600 s deadline
     with pytest.raises(VendorError):  # and every later wait of the test too
         await dut.wait_for("call_state", 10, state="established")
@@ -126,8 +132,9 @@ async def test_emulated_phone_dying_ends_the_waits(make_lab):
     await dut.start()
     waiting = dut.wait_registered(account=1, timeout=3600)
     os.kill(dut.pid, signal.SIGKILL)
-    with pytest.raises(VendorError, match="the emulated phone exited unexpectedly"):
+    with pytest.raises(VendorError, match="the emulated phone exited unexpectedly") as e:
         await waiting
+    assert classify(e.value) is Outcome.HARNESS_ERROR and not isinstance(e.value, LabProblem)
 
 
 @pytest_twisted.ensureDeferred
@@ -137,4 +144,5 @@ async def test_emulation_that_cannot_start_names_the_step(make_lab):
         await lab.up(Address("fallback"))
     assert "step 'start the emulated phone'" in str(e.value) and "exited with status 2" in str(e.value)
     assert "expected 12 hex digits" in str(e.value)
+    assert isinstance(e.value, HarnessError) and not isinstance(e.value, LabProblem)
     assert dut.pid is None
