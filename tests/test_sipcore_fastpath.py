@@ -23,9 +23,9 @@ from sipharness.sipcore.message import NameAddr, SipParseError, parse
 # pieces close to the edges of the classes: legal ones and their neighbours
 _USERS = ["alice", "user1234", "a.b-c_d!~*'()&=+$,", "a;b", "a?b", "a/b", "a%20b", "a%2", "", "a b", "é", "a@b"]
 _HOSTS = ["127.0.0.1", "example.com", "_sip.x", "a-b.c", "[::1]", "-bad", "", "ex ample", "x:y", "é.com"]
-_PORTS = ["", ":5060", ":0", ":65535", ":65536", ":99999", ":123456", ":", ":5a"]
+_PORTS = ["", ":5060", ":0", ":05060", ":00", ":65535", ":65536", ":99999", ":123456", ":", ":5a"]
 _UPARAMS = ["", ";transport=udp", ";Transport=UDP", ";lr", ";lr;x=[1:2]/a", ";a=b=c", ";", ";a=", ";%41=b",
-            ";a=%zz", ";ob;expires=10"]
+            ";a=%zz", ";ob;expires=10", ";lr;lr", ";a=1;A=2", ";x=1;x=2"]
 _PARAMS = ["", ";tag=1234SIPpTag001", ";tag=a;expires=3600", ";Expires=10", ";flag", ";q=0.5;+sip.instance=x",
            "; tag=x", ";tag = x", ';tag="q"', ";tag=", ";", ";t=a b", ";t=[x]:y", ";t=é", ";t=%"]
 _DISPLAYS = ["", '"Alice" ', '"Alice"', '"A \\"q\\" b" ', '"" ', 'Alice ', '"unterminated ']
@@ -56,6 +56,7 @@ def _check_name_addr(text: str) -> None:
     assert fast.display == general.display and list(fast.params.items()) == list(general.params.items())
     assert _same_uri(fast.uri, general.uri), text
     assert str(fast) == str(general)
+    assert fast.uri_text == str(fast.uri) == general.uri_text, text  # the text kept is str(uri)
 
 
 def test_name_addr_fast_path_equals_the_general_parser_on_every_combination_of_edges():
@@ -127,3 +128,30 @@ class _Never:
 
 
 _NEVER = _Never()
+
+
+# -- digest parameters (sipcore.digest._parse_auth): the whole-list pattern against the loop
+
+_AUTH_PARAMS = ['username="u0"', 'realm="fake"', 'nonce="a1b2"', 'uri="sip:127.0.0.1:5060"', "nc=00000001",
+                'response="0123456789abcdef0123456789abcdef"', "algorithm=MD5", "qop=auth", 'cnonce="x\\"y"',
+                'opaque=""', "x=", 'y="un\\\\escaped"', 'bad="ctl\x01"', "n a=1", 'q="open', "=v", "dup=1"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(_AUTH_PARAMS), max_size=7),
+       st.sampled_from([",", ", ", " ,", ",\t", " , ", "  ", ""]), st.sampled_from(["", " ", ","]))
+def test_auth_params_fast_path_equals_the_loop(params, sep, tail):
+    from sipharness.sipcore import digest as D
+
+    text = "Digest " + sep.join(params) + tail
+    fast = _outcome(lambda t: D._parse_auth(t, "credentials"), text)
+    saved = D._PARAMS_WHOLE
+    D._PARAMS_WHOLE = _NEVER
+    try:
+        general = _outcome(lambda t: D._parse_auth(t, "credentials"), text)
+    finally:
+        D._PARAMS_WHOLE = saved
+    if isinstance(general, SipParseError):
+        assert isinstance(fast, SipParseError) and str(fast) == str(general), text
+    else:
+        assert fast == general, text
