@@ -189,7 +189,7 @@ class Registrar:
                                               headers={"Min-Expires": str(min_expires)}))]
             if expires and self.max_expires is not None and expires > self.max_expires:
                 expires = self.max_expires  # RFC 3261 §10.3 step 7: the registrar may shorten it
-            changes.append((str(c.uri), expires))
+            changes.append((c.uri_text, expires))  # str(c.uri), without writing it again when parsed so
         bindings = self._bindings
         table = bindings.get(user)
         if table:
@@ -220,7 +220,7 @@ class Registrar:
                 if key not in table:
                     self._count += 1
                 if aor is None:
-                    aor = str(to_uri)
+                    aor = to.uri_text
                 table[key] = Binding(aor, key, now + expires, origin, request.call_id, request.cseq[0])
         if not table:
             del bindings[user]
