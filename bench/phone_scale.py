@@ -1,6 +1,7 @@
 """How many bundled phones fit in one process: N phones register through a DNS failover.
 
-    python bench/phone_scale.py [--phones 100,1000,10000] [--tracemalloc N]
+    python bench/phone_scale.py [--phones 100,1000,10000] [--tracemalloc N] [--primary silent|refused]
+                                [--settle S]
 
 Each round (one N) runs in a fresh process, so its RSS is not polluted by earlier rounds:
 
@@ -8,7 +9,8 @@ Each round (one N) runs in a fresh process, so its RSS is not polluted by earlie
   (127.0.0.10, priority 0) then secondary (127.0.0.20, priority 1), and two
   fakes.sip.FakeSipServer registrars; the primary's script drops everything (silent). Its
   recorder counts and keeps nothing. It runs in its own process so the phones' RSS is only
-  the phones', and the fakes get the other core;
+  the phones', and the fakes get the other core (``--primary refused``: the primary's port is
+  closed instead, ICMP port unreachable, and the phones move on at once, SPEC §3);
 - a *phones* process: N :class:`phone.phone.Phone` objects (user ``u<i>``, server
   ``pbx.test`` port 0 → SRV), all started at once on the real clock (the reactor itself:
   time scale 1). Each resolves, REGISTERs 1 + 3 times to the silent primary, gives it up
@@ -103,7 +105,7 @@ def _big_buffers(port_obj) -> None:
 # --------------------------------------------------------------------------- the fakes process
 
 
-def serve_fakes() -> int:
+def serve_fakes(primary_mode: str = "silent") -> int:
     from twisted.internet import reactor
 
     from sipharness.fakes.dns import FakeDNS, Zone
@@ -131,7 +133,10 @@ def serve_fakes() -> int:
     secondary = FakeSipServer("secondary", role="registrar", recorder=rec, host="127.0.0.20")
     primary.listen("udp")
     secondary.listen("udp")
-    primary.script.silent()  # SPEC §3: a silent primary is given up after 7.5 s
+    if primary_mode == "refused":
+        primary.down("refused")  # ICMP port unreachable: given up at once (SPEC §3)
+    else:
+        primary.script.silent()  # SPEC §3: a silent primary is given up after 7.5 s
     dns = FakeDNS(Zone.from_text(ZONE.format(p1=primary.address[1], p2=secondary.address[1])), recorder=rec)
     dns.start()
     # the SIP fakes ask for UDP_BUFFER themselves (fakes.sip.server); the DNS does not
@@ -152,7 +157,8 @@ def serve_fakes() -> int:
 # --------------------------------------------------------------------------- the phones process
 
 
-def phones_round(n: int, dns_host: str, dns_port: int, trace: bool, deadline: float, rate: float) -> int:
+def phones_round(n: int, dns_host: str, dns_port: int, trace: bool, deadline: float, rate: float,
+                 settle: float = SETTLE) -> int:
     if trace:
         import tracemalloc
 
@@ -184,7 +190,7 @@ def phones_round(n: int, dns_host: str, dns_port: int, trace: bool, deadline: fl
                 state["last"] = time.monotonic()
                 state["rss_registered"] = vm_rss_kib()
                 # steady state: the secondary's completed transactions go after Timer K (T4 = 5 s)
-                reactor.callLater(SETTLE, finish)
+                reactor.callLater(settle, finish)
         elif ev.kind == "register_failed":
             state["failed"] += 1
 
@@ -232,7 +238,7 @@ def phones_round(n: int, dns_host: str, dns_port: int, trace: bool, deadline: fl
     out = {"n": n, "registered": state["registered"], "register_failed": state["failed"], "wall": wall,
            "done": done, "rss0_kib": rss0, "rss_registered_kib": state.get("rss_registered", 0),
            "rss_built_kib": rss_built, "rss1_kib": state["rss1"], "maxrss_kib": max_rss_kib(),
-           "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
+           "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0], "settle": settle}
     if trace:
         stats = state["snap1"].compare_to(snap0, "lineno")
         by_file = state["snap1"].compare_to(snap0, "filename")
@@ -248,14 +254,16 @@ def phones_round(n: int, dns_host: str, dns_port: int, trace: bool, deadline: fl
 # --------------------------------------------------------------------------- the orchestrator
 
 
-def run_round(n: int, rate: float, trace: bool = False) -> dict:
-    fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+def run_round(n: int, rate: float, trace: bool = False, primary: str = "silent", settle: float = SETTLE) -> dict:
+    fakes = subprocess.Popen([sys.executable, __file__, "--serve-fakes", "--primary", primary], stdout=subprocess.PIPE,
+                             text=True, cwd=ROOT)
     try:
         addrs = json.loads(fakes.stdout.readline())
         deadline = 60 + n / 100 + (n / rate if rate > 0 else 0)
         child = subprocess.run(
             [sys.executable, __file__, "--round", str(n), "--dns", f"{addrs['dns'][0]}:{addrs['dns'][1]}",
-             "--deadline", str(deadline), "--start-rate", str(rate)] + (["--trace"] if trace else []),
+             "--deadline", str(deadline), "--start-rate", str(rate), "--settle", str(settle)]
+            + (["--trace"] if trace else []),
             stdout=subprocess.PIPE, text=True, cwd=ROOT, timeout=deadline + 120)
         lines = child.stdout.strip().splitlines()
         if not lines:
@@ -286,7 +294,7 @@ def report(r: dict) -> None:
           f"REGISTER/s={sends / r['wall']:.0f} (primary {c.get('primary in REGISTER', 0)}, "
           f"secondary {c.get('secondary in REGISTER', 0)}, 200 OK {c.get('secondary out 200', 0)}, "
           f"DNS queries {c.get('dns queries', 0)})  register_failed={r['register_failed']}", flush=True)
-    print(f"phones={n:>6}  RSS/phone={per_phone:.1f} KiB {SETTLE:g} s after the last registration ({at_registered}; built, not started: {built:.1f} KiB)  "
+    print(f"phones={n:>6}  RSS/phone={per_phone:.1f} KiB {r['settle']:g} s after the last registration ({at_registered}; built, not started: {built:.1f} KiB)  "
           f"VmRSS {r['rss0_kib'] / 1024:.1f} → {r['rss1_kib'] / 1024:.1f} MiB  ru_maxrss={r['maxrss_kib'] / 1024:.1f} MiB  "
           f"RLIMIT_NOFILE={r['nofile']}", flush=True)
     if "top" in r:
@@ -305,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start-rate", type=float, default=400.0, metavar="R",
                     help="phones started per second (0: all at once); default 400")
     ap.add_argument("--force", action="store_true", help="run a round even if it cannot fit RLIMIT_NOFILE")
+    ap.add_argument("--primary", choices=("silent", "refused"), default="silent",
+                    help="how the primary fails: silent (given up after 7.5 s) or refused (ICMP: at once)")
+    ap.add_argument("--settle", type=float, default=SETTLE,
+                    help=f"seconds between the last registration and the steady-state RSS (default {SETTLE:g})")
     ap.add_argument("--serve-fakes", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--round", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--dns", help=argparse.SUPPRESS)
@@ -313,15 +325,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.serve_fakes:
         raise_nofile(65536)
-        return serve_fakes()
+        return serve_fakes(args.primary)
     if args.round:
         raise_nofile(FD_PER_PHONE * args.round + FD_MARGIN)
         host, _, port = args.dns.rpartition(":")
-        return phones_round(args.round, host, int(port), args.trace, args.deadline, args.start_rate)
+        return phones_round(args.round, host, int(port), args.trace, args.deadline, args.start_rate, args.settle)
     counts = [int(x) for x in args.phones.split(",") if x.strip()]
     soft, hard = raise_nofile(FD_PER_PHONE * max(counts) + FD_MARGIN)
     print(f"# phone_scale: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, RLIMIT_NOFILE {soft}/{hard}, "
-          f"fakes in a separate process, real clock (primary silent → secondary after 7.5 s)", flush=True)
+          f"fakes in a separate process, real clock (primary {args.primary} → secondary "
+          f"{'after 7.5 s' if args.primary == 'silent' else 'at once'})", flush=True)
     print(f"# start rate: {'all at once' if args.start_rate <= 0 else f'{args.start_rate:g} phones/s'}", flush=True)
     for n in counts:
         need = FD_PER_PHONE * n + FD_MARGIN
@@ -331,13 +344,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"limit needs CAP_SYS_RESOURCE); --force tries anyway", flush=True)
             continue
         try:
-            report(run_round(n, args.start_rate))
+            report(run_round(n, args.start_rate, primary=args.primary, settle=args.settle))
         except subprocess.TimeoutExpired as e:
             print(f"phones={n:>6}  NO RESULT: the phones process was killed after {e.timeout:.0f} s", flush=True)
         except RuntimeError as e:
             print(f"phones={n:>6}  NO RESULT: {e}", flush=True)
     if args.tracemalloc:
-        report(run_round(args.tracemalloc, args.start_rate, trace=True))
+        report(run_round(args.tracemalloc, args.start_rate, trace=True, primary=args.primary, settle=args.settle))
     return 0
 
 
