@@ -30,6 +30,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from sipharness.sipcore.message import _random_hex
 from sipharness.sipcore.uri import SipParseError, SipUri
 
 __all__ = [
@@ -37,11 +38,14 @@ __all__ = [
     "DigestResult", "OK", "STALE", "BAD_PASSWORD", "UNKNOWN_USER", "MALFORMED", "ALGORITHMS",
 ]
 
+# a quoted-string as '"' [^"\\]* (\\. [^"\\]*)* '"': the same strings as '"' ([^"\\] | \\.)* '"', without
+# an alternation tried at every character (three times faster on a digest Authorization)
+_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _PARAM_RE = re.compile(
-    r"\s*([A-Za-z0-9\-_.!%*+`'~]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s,\"]*)\s*(?:,|\Z)", re.S)
+    r"\s*([A-Za-z0-9\-_.!%*+`'~]+)\s*=\s*(" + _QUOTED + r"|[^\s,\"]*)\s*(?:,|\Z)", re.S)
 # the same parameter, uncaptured, repeated over the whole text
 _PARAMS_WHOLE = re.compile(
-    r"(?:\s*[A-Za-z0-9\-_.!%*+`'~]+\s*=\s*(?:\"(?:[^\"\\]|\\.)*\"|[^\s,\"]*)\s*(?:,|\Z))*\Z", re.S)
+    r"(?:\s*[A-Za-z0-9\-_.!%*+`'~]+\s*=\s*(?:" + _QUOTED + r"|[^\s,\"]*)\s*(?:,|\Z))*\Z", re.S)
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 #: What a server offers by default, preferred first: RFC 8760 SHA-256 (what current phones
 #: answer), then MD5 for the phones that know nothing else (RFC 8760 §2.4 / RFC 7616 §3.7).
@@ -365,7 +369,7 @@ class DigestServer:
         return 0.0 if self.clock is None else float(self.clock.seconds())
 
     def _new_nonce(self, nonce: str | None) -> str:
-        nonce = nonce or secrets.token_hex(16)
+        nonce = nonce or _random_hex(32)  # 128 bits from os.urandom, pooled (sipcore.message)
         if len(self._nonces) >= self.max_nonces:
             # forget the oldest half (dicts keep insertion order)
             for key in list(self._nonces)[: self.max_nonces // 2]:

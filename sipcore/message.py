@@ -777,7 +777,7 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
 # and the value without the SP/HTAB around it. findall over the block does in C what a loop
 # over the lines did in Python; a line without a colon matches nothing, which the count of
 # lines catches (the general loop then names the line).
-_HEADER_LINE = re.compile(r"([^:\r\n]*):[ \t]*([^\r\n]*?)[ \t]*(?:\r\n|\Z)")
+_HEADER_LINE = re.compile(r"([^:\r\n]*):[ \t]*((?:[^\r\n]*[^ \t\r\n])?)[ \t]*(?:\r\n|\Z)")  # (greedy: 4x a lazy one)
 
 
 def _parse_head(head: bytes, offset: int) -> tuple[Request | Response, int | None]:
