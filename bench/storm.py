@@ -2,7 +2,7 @@
 """The registration storm: N bundled phones registered to a primary lose it; how fast do they reach the secondary?
 
     python3 bench/storm.py [--phones 1000,10000,50000] [--servers kamailio,fake] [--deaths killed,silent]
-                           [--failback 0,1,2,3] [--rate 1000] [--expires 10] [--per-worker 12500]
+                           [--failback 0,1,2,3] [--rate 1000] [--expires auto|S] [--per-worker 12500]
                            [--gateway SPEC ...]
 
 What a run does, for each combination (server kind × death × failback mode × N):
@@ -11,7 +11,12 @@ What a run does, for each combination (server kind × death × failback mode × 
    priority 1 → the secondary, both on 127.0.0.1 (two ports); A records with ``--ttl``.
    The primary and the secondary are both Kamailio (bench/kamailio-registrar.cfg,
    ``-A MAX_EXPIRES``) or both our fake registrar (``sipharness registrar --max-expires``),
-   one process each, granting ``--expires`` seconds: the phones refresh at 90 % of it.
+   one process each, granting ``--expires`` seconds: the phones refresh at 90 % of it. By
+   default (``auto``) just long enough that no phone refreshes before the death: every
+   phone registers once, the death comes, and each phone's next refresh falls where its
+   registration did, ``--rate`` phones a second: the storm at the secondary is the fleet's
+   registration rate, compressed into N / rate seconds (a real fleet's, with expires 3600,
+   spreads over the hour; what matters is whether the secondary takes it).
 2. N bundled phones (``account.1.sip_server.1.address = pbx.test``, port 0: SRV; expires
    30, the smallest legal value; the failback mode of the row) are spread over worker
    processes with **execnet**, the engine under pytest-xdist: ``popen`` gateways on this
@@ -94,6 +99,7 @@ class Row:
     to_dead_primary: int
     icmp: int
     registered_primary: int
+    expires: int
     note: str = ""
 
 
@@ -191,7 +197,16 @@ def gateway_specs(args: argparse.Namespace, n: int) -> list[str]:
     return [f"popen//python={sys.executable}"] * k
 
 
-def run_storm(kind: str, death: str, failback: int, n: int, args: argparse.Namespace) -> Row:
+def grant(args: argparse.Namespace, n: int) -> int:
+    """Seconds the servers grant for a fleet of ``n`` (see --expires)."""
+    if args.expires != "auto":
+        return int(args.expires)
+    return max(10, math.ceil((n / max(args.rate, 1.0) + 5) / 0.9))
+
+
+def run_storm(kind: str, death: str, modes: list[int], n: int, args: argparse.Namespace) -> list[Row]:
+    """One storm: a fleet of ``n`` (failback ``modes`` dealt round-robin among the phones: one
+    mode, or a mixed fleet), one row per mode."""
     import execnet
 
     import storm_worker
@@ -203,14 +218,14 @@ def run_storm(kind: str, death: str, failback: int, n: int, args: argparse.Names
     try:
         dns_proc, dns = start_dns(ZONE.format(ttl=args.ttl, host=HOST, p1=p1, p2=p2), tmp)
         procs.append(dns_proc)
-        primary = start_server(kind, "primary", p1, args.expires)
+        expires = grant(args, n)
+        primary = start_server(kind, "primary", p1, expires)
         procs.append(primary)
-        procs.append(start_server(kind, "secondary", p2, args.expires))
+        procs.append(start_server(kind, "secondary", p2, expires))
         specs = gateway_specs(args, n)
         shares = [n // len(specs) + (1 if i < n % len(specs) else 0) for i in range(len(specs))]
         config = {"account.1.enable": 1, "account.1.sip_server.1.address": "pbx.test",
-                  "account.1.sip_server.1.port": 0, "account.1.sip_server.1.expires": PHONE_EXPIRES,
-                  "account.1.sip_server.1.failback_mode": failback,
+                  "account.1.sip_server.1.port": 0, "account.1.sip_server.1.expires": max(PHONE_EXPIRES, expires),
                   "account.1.sip_server.1.failback_timeout": args.failback_timeout}
         channels = []
         first = 0
@@ -218,7 +233,7 @@ def run_storm(kind: str, death: str, failback: int, n: int, args: argparse.Names
             gw = group.makegateway(spec)
             ch = gw.remote_exec(storm_worker)
             ch.send({"phones": share, "first": first, "dns": list(dns), "rate": args.rate / len(specs),
-                     "config": config, "root": ROOT})
+                     "config": config, "modes": modes, "root": ROOT})
             channels.append(ch)
             first += share
         for ch in channels:
@@ -252,10 +267,10 @@ def run_storm(kind: str, death: str, failback: int, n: int, args: argparse.Names
         kill_group(primary, signal.SIGKILL if death == "killed" else signal.SIGSTOP)
         # every phone refreshes within 0.9 × the grant after its registration, gives up a silent
         # primary after 7.5 s; a saturated box stretches both
-        storm_deadline = time.monotonic() + args.expires + 8 + n / max(args.rate, 1) * 2 + args.grace
+        storm_deadline = time.monotonic() + expires + 8 + n / max(args.rate, 1) * 2 + args.grace
         poll(lambda: total(secondary_key) >= n, "secondary", storm_deadline)
         # one more refresh cycle, where the failback modes differ (a silent primary costs 7.5 s again)
-        watch = args.watch if args.watch is not None else args.expires * 0.9 + (8.5 if death == "silent" else 1.5)
+        watch = args.watch if args.watch is not None else expires * 0.9 + (8.5 if death == "silent" else 1.5)
         poll(lambda: False, "one more refresh cycle", time.monotonic() + watch)
         for ch in channels:
             ch.send("stop")
@@ -273,31 +288,46 @@ def run_storm(kind: str, death: str, failback: int, n: int, args: argparse.Names
             pass
         for p in procs:
             stop(p)
-    return _row(kind, death, failback, n, len(specs), results, t_death, primary_key, secondary_key,
-                "" if all_primary else "not every phone registered with the primary before the death")
+    note = "" if all_primary else "not every phone registered with the primary before the death"
+    return [_row(kind, death, mode, modes, n, len(specs), results, t_death, primary_key, secondary_key, expires, note)
+            for mode in modes]
 
 
-def _row(kind: str, death: str, failback: int, n: int, workers: int, results: list[dict], t_death: float,
-         primary: str, secondary: str, note: str) -> Row:
+def _row(kind: str, death: str, mode: int, modes: list[int], n: int, workers: int, results: list[dict],
+         t_death: float, primary: str, secondary: str, expires: int, note: str) -> Row:
+    """The figures of the phones with failback ``mode`` (all of them unless the fleet is mixed)."""
     rereg: list[float] = []
     registered_primary = 0
     per_second: dict[int, int] = {}
     to_secondary = to_dead = failures = retx = icmp = 0
+    members = 0
     for r in results:
-        registered_primary += sum(1 for t in r["registered"].get(primary, []) if t is not None and t < t_death)
-        rereg.extend(t - t_death for t in r["registered"].get(secondary, []) if t is not None and t >= t_death)
-        for host, second, count in r["sends"]:
+        mine = [(r["first"] + i) % len(modes) == modes.index(mode) for i in range(r["phones"])]
+        members += sum(mine)
+        for t, m in zip(r["registered"].get(primary, []), mine):
+            if m and t is not None and t < t_death:
+                registered_primary += 1
+        for t, m in zip(r["registered"].get(secondary, []), mine):
+            if m and t is not None and t >= t_death:
+                rereg.append(t - t_death)
+        for host, second, m, count in r["sends"]:
+            if m != mode:
+                continue
             if host == secondary:
                 per_second[second] = per_second.get(second, 0) + count
                 to_secondary += count
             elif host == primary and second >= int(t_death) + 1:
                 to_dead += count
-        failures += sum(count for host, cls, count in r["responses"] if host == secondary and cls != "2xx")
-        failures += r["register_failed"]
-        retx += sum(r["retransmissions"].values())
-        icmp += r["icmp"]
-    return Row(kind, death, failback, n, workers, sorted(rereg), max(per_second.values(), default=0), to_secondary,
-               failures, retx, to_dead, icmp, registered_primary, note)
+        failures += sum(count for host, cls, m, count in r["responses"] if m == mode and host == secondary
+                        and cls != "2xx")
+        failures += r["register_failed"].get(mode, 0)
+        retx += sum(count for host, m, count in r["retransmissions"] if m == mode)
+        icmp += r["icmp"].get(mode, 0)
+    size = members or (n if len(modes) == 1 else n // len(modes))
+    if len(modes) > 1:
+        note = "; ".join(x for x in (f"mixed fleet of {n}: modes {','.join(map(str, modes))}", note) if x)
+    return Row(kind, death, mode, size, workers, sorted(rereg), max(per_second.values(), default=0), to_secondary,
+               failures, retx, to_dead, icmp, registered_primary, expires, note)
 
 
 def _pct(values: list[float], q: float, n: int) -> str:
@@ -309,7 +339,7 @@ def _pct(values: list[float], q: float, n: int) -> str:
     return f"{values[need - 1]:.1f}"
 
 
-HEADER = (f"{'server':<9} {'death':<7} {'fb':>2} {'phones':>6} {'wk':>2}  {'50%':>6} {'95%':>6} {'100%':>6}  "
+HEADER = (f"{'server':<9} {'death':<7} {'fb':>2} {'phones':>6} {'wk':>2} {'grant':>5}  {'50%':>6} {'95%':>6} {'100%':>6}  "
           f"{'peak REG/s':>10} {'REG→2nd':>8} {'failures':>8} {'retrans':>8} {'→dead 1st':>9} {'ICMP':>6}")
 
 
@@ -320,7 +350,7 @@ def report(row: Row) -> None:
         tail += f"  ({row.phones - row.registered_primary} never registered with the primary)"
     if row.note:
         tail += f"  [{row.note}]"
-    print(f"{row.server:<9} {row.death:<7} {row.failback:>2} {row.phones:>6} {row.workers:>2}  "
+    print(f"{row.server:<9} {row.death:<7} {row.failback:>2} {row.phones:>6} {row.workers:>2} {row.expires:>5}  "
           f"{_pct(row.reregistered, .5, row.phones):>6} {_pct(row.reregistered, .95, row.phones):>6} "
           f"{_pct(row.reregistered, 1.0, row.phones):>6}  {row.peak:>10} {row.to_secondary:>8} {row.failures:>8} "
           f"{row.retransmissions:>8} {row.to_dead_primary:>9} {row.icmp:>6}{tail}", flush=True)
@@ -333,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--deaths", default="killed,silent", help="killed and/or silent (default both)")
     ap.add_argument("--failback", default="0,1,2,3", help="failback modes (default 0,1,2,3)")
     ap.add_argument("--rate", type=float, default=1000.0, help="phones started per second, all workers (default 1000)")
-    ap.add_argument("--expires", type=int, default=10,
-                    help="seconds the servers grant (max_expires; the phones ask 30, refresh at 90 %%); default 10")
+    ap.add_argument("--expires", default="auto",
+                    help="seconds the servers grant (max_expires; the phones ask 30 at least, refresh at 90 %%); "
+                         "default auto: (N / rate + 5) / 0.9, at least 10")
     ap.add_argument("--ttl", type=int, default=300, help="TTL of the zone's records (failback mode 1); default 300")
     ap.add_argument("--failback-timeout", type=int, default=3600, help="failback mode 3's timeout (default 3600)")
     ap.add_argument("--per-worker", type=int, default=12500, help="phones per popen worker at most (default 12500)")
@@ -343,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                          "default: popen workers of --per-worker phones")
     ap.add_argument("--settle", type=float, default=1.0, help="seconds between the last registration and the death")
     ap.add_argument("--grace", type=float, default=60.0, help="extra seconds a storm may take before it is cut")
+    ap.add_argument("--mix", action="store_true",
+                    help="one fleet per row carrying every --failback mode (dealt round-robin among the phones), "
+                         "a row per mode from its phones: the modes meet the same storm, in a quarter of the time")
     ap.add_argument("--watch", type=float, default=None,
                     help="seconds watched once every phone re-registered (default: one more refresh cycle)")
     args = ap.parse_args(argv)
@@ -363,17 +397,19 @@ def main(argv: list[str] | None = None) -> int:
         if d not in ("killed", "silent"):
             ap.error(f"--deaths: {d!r} is not killed or silent")
     print(f"# storm: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; real clock; the servers grant "
-          f"{args.expires} s (refresh every {args.expires * 0.9:g} s); phones start at {args.rate:g}/s; times in s "
-          f"from the primary's death; counted at the phones", flush=True)
+          f"'grant' s (the phones refresh at 90 %); phones start at {args.rate:g}/s; times in s from the primary's "
+          f"death; counted at the phones", flush=True)
     print(HEADER, flush=True)
     for n in sizes:
         for kind in kinds:
             for death in deaths:
-                for mode in modes:
+                for group in ([modes] if args.mix else [[m] for m in modes]):
                     try:
-                        report(run_storm(kind, death, mode, n, args))
+                        for row in run_storm(kind, death, group, n, args):
+                            report(row)
                     except Exception as e:  # noqa: BLE001 - one row failing leaves the others
-                        print(f"{kind:<9} {death:<7} {mode:>2} {n:>6}  NO RESULT: {type(e).__name__}: {e}", flush=True)
+                        print(f"{kind:<9} {death:<7} {','.join(map(str, group)):>2} {n:>6}  NO RESULT: "
+                              f"{type(e).__name__}: {e}", flush=True)
     return 0
 
 

@@ -6,7 +6,8 @@ a ``popen`` gateway is a local Python process, an ``ssh=`` gateway one on anothe
 worker talks only through its channel, never to another worker:
 
     orchestrator → worker   {"phones": n, "first": i, "dns": [host, port], "rate": phones/s,
-                             "config": {key: value}, "root": path}    (the first message)
+                             "config": {key: value}, "modes": [m, ...], "root": path}
+                                                                      (the first message)
                             "stop"                                    (send results, exit)
     worker → orchestrator   ("built", n)                      phones built, starting them
                             ("progress", {...})               every second: counts so far
@@ -20,7 +21,8 @@ clocks must agree, e.g. NTP, to the precision wanted).
 What the worker counts, at the phones (the same for a Kamailio secondary and ours):
 REGISTER sends per target host and second, which of them were retransmissions, responses
 per status class, ICMP errors the phones learned, and per phone the first registration
-with each server address.
+with each server address; all by the phone's failback mode (phone ``first + i`` has
+``modes[(first + i) % len(modes)]``: one fleet can carry several modes, each counted apart).
 """
 
 from __future__ import annotations
@@ -55,13 +57,14 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
 
     globalLogBeginner.beginLoggingTo([lambda event: None], discardBuffer=True, redirectStandardIO=False)
 
-    sends = collections.Counter()  # ("host:port", second) → REGISTER sends
-    retx = collections.Counter()  # "host:port" → REGISTER retransmissions
-    responses = collections.Counter()  # ("host:port", status class) → responses received
+    modes = [int(m) for m in job["modes"]]
+    sends = collections.Counter()  # ("host:port", second, mode) → REGISTER sends
+    retx = collections.Counter()  # ("host:port", mode) → REGISTER retransmissions
+    responses = collections.Counter()  # ("host:port", status class, mode) → responses received
     branches: set[str] = set()
-    icmp = [0]
+    icmp = collections.Counter()  # mode → ICMP errors learned
     registered: dict[str, list] = collections.defaultdict(lambda: [None] * n)  # "host:port" → per-phone first time
-    register_failed = [0]
+    register_failed = collections.Counter()  # mode → "register failed" events
     started = [None, None]
 
     original_send = _wire._UdpFlow.send
@@ -70,10 +73,11 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
         if getattr(message, "method", None) == "REGISTER" and message.is_request:
             now = time.time()
             host = f"{flow.peer[0]}:{flow.peer[1]}"
-            sends[(host, int(now))] += 1
+            mode = flow.endpoint.handler.storm_mode  # the SocketWire of the phone that sends
+            sends[(host, int(now), mode)] += 1
             branch = message.top_via.branch
             if branch in branches:
-                retx[host] += 1
+                retx[(host, mode)] += 1
             else:
                 branches.add(branch)
         return original_send(flow, message)
@@ -84,7 +88,7 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
 
     def counting_received(ua, message, reply):
         if not message.is_request and message.cseq[1] == "REGISTER":
-            responses[(f"{reply.peer[0]}:{reply.peer[1]}", f"{message.status // 100}xx")] += 1
+            responses[(f"{reply.peer[0]}:{reply.peer[1]}", f"{message.status // 100}xx", ua.wire.storm_mode)] += 1
         return original_received(ua, message, reply)
 
     UserAgent.sip_received = counting_received
@@ -92,7 +96,7 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
 
     def counting_error(ua, peer, transport, reason):
         if reason.startswith("ICMP"):
-            icmp[0] += 1
+            icmp[ua.wire.storm_mode] += 1
         return original_error(ua, peer, transport, reason)
 
     UserAgent.transport_error = counting_error
@@ -100,7 +104,7 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
     cfg_lines = "".join(f"{k} = {v}\n" for k, v in job["config"].items())
     phones = []
 
-    def subscriber(i):
+    def subscriber(i, mode):
         def on_event(ev):
             if ev.kind == "registered" and ev.target:
                 host = ev.target.split(":", 1)[1]  # "udp:127.0.0.1:5060" → "127.0.0.1:5060"
@@ -108,14 +112,16 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
                 if times[i] is None:
                     times[i] = ev.time
             elif ev.kind == "register_failed":
-                register_failed[0] += 1
+                register_failed[mode] += 1
         return on_event
 
     for i in range(n):
-        cfg = loads_config("#!version:1.0.0.1\n" + cfg_lines + f"account.1.user_name = s{first + i}\n",
-                           filename=f"storm{first + i}.cfg")
+        mode = modes[(first + i) % len(modes)]
+        cfg = loads_config("#!version:1.0.0.1\n" + cfg_lines + f"account.1.user_name = s{first + i}\n"
+                           f"account.1.sip_server.1.failback_mode = {mode}\n", filename=f"storm{first + i}.cfg")
         p = Phone(cfg, clock=reactor, reactor=reactor, dns_server=tuple(job["dns"]), name=f"s{first + i}")
-        p.events.subscribe(subscriber(i))
+        p.wire.storm_mode = mode  # (the counters above read it)
+        p.events.subscribe(subscriber(i, mode))
         phones.append(p)
     gc.collect()
     gc.freeze()  # the fleet lives for the run: later collections need not walk it
@@ -137,17 +143,17 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
 
     def progress():
         counts = {host: sum(1 for t in times if t is not None) for host, times in registered.items()}
-        channel.send(("progress", {"registered": counts, "register_failed": register_failed[0],
-                                   "icmp": icmp[0]}))
+        channel.send(("progress", {"registered": counts}))
         reactor.callLater(1.0, progress)
 
     def finish():
         channel.send(("result", {
+            "first": first, "phones": n, "modes": modes,
             "registered": {host: times for host, times in registered.items()},
-            "sends": [[host, second, count] for (host, second), count in sends.items()],
-            "retransmissions": dict(retx),
-            "responses": [[host, cls, count] for (host, cls), count in responses.items()],
-            "register_failed": register_failed[0], "icmp": icmp[0], "started": started,
+            "sends": [[host, second, mode, count] for (host, second, mode), count in sends.items()],
+            "retransmissions": [[host, mode, count] for (host, mode), count in retx.items()],
+            "responses": [[host, cls, mode, count] for (host, cls, mode), count in responses.items()],
+            "register_failed": dict(register_failed), "icmp": dict(icmp), "started": started,
             "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         }))
         reactor.stop()

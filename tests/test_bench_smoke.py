@@ -47,8 +47,8 @@ TINY: dict[str, tuple[list[str], list[str], list[str]]] = {
     "storm.py": (["--phones", "6", "--servers", "fake,kamailio", "--deaths", "killed", "--failback", "0",
                   "--expires", "2", "--rate", "100", "--grace", "20", "--settle", "0.2", "--watch", "0"],
                  [r"server\s+death\s+fb\s+phones.*50%\s+95%\s+100%\s+peak REG/s",
-                  rf"fake\s+killed\s+0\s+6\s+1\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+\d+",
-                  rf"kamailio\s+killed\s+0\s+6\s+1\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+\d+"], ["kamailio"]),
+                  rf"fake\s+killed\s+0\s+6\s+1\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+\d+",
+                  rf"kamailio\s+killed\s+0\s+6\s+1\s+\d+\s+{NUMBER}\s+{NUMBER}\s+{NUMBER}\s+\d+"], ["kamailio"]),
 }
 
 
