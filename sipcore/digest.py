@@ -322,6 +322,9 @@ class _NonceState:
         self.last_nc = 0
 
 
+_NONCE_MARK = "\x00nonce\x00"  # where a challenge template takes its nonce (no realm holds a NUL)
+
+
 class DigestServer:
     """Server side of Digest: issues challenges and checks answers against the nonces it
     issued. ``clock``: an ``IReactorTime`` (its ``seconds()``) for nonce expiry; without a
@@ -345,6 +348,7 @@ class DigestServer:
         self.opaque = opaque if opaque is not None else secrets.token_hex(8)
         self.max_nonces = max_nonces
         self._nonces: dict[str, _NonceState] = {}
+        self._templates: dict[tuple, list[list[str]]] = {}  # make_challenges' values, cut at the nonce
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -381,8 +385,15 @@ class DigestServer:
         """One WWW-Authenticate (or Proxy-Authenticate) value per offered algorithm, preferred
         first, all with one fresh (tracked) nonce, as RFC 7616 §3.9.1's example does."""
         nonce = self._new_nonce(nonce)
-        return [str(Challenge(realm=self.realm, nonce=nonce, opaque=self.opaque, algorithm=name,
-                              qop=list(self.qop), stale=stale)) for name in self.algorithms]
+        key = (self._algorithms, stale, self.realm, self.opaque, self.qop)
+        templates = self._templates.get(key)
+        if templates is None:  # the values differ by their nonce only: written once, then filled in
+            if len(self._templates) > 16:
+                self._templates.clear()
+            templates = self._templates[key] = [
+                str(Challenge(realm=self.realm, nonce=_NONCE_MARK, opaque=self.opaque, algorithm=name,
+                              qop=list(self.qop), stale=stale)).split(_NONCE_MARK) for name in self.algorithms]
+        return [nonce.join(parts) for parts in templates]
 
     def make_challenge(self, *, stale: bool = False, nonce: str | None = None) -> str:
         """A challenge value for the preferred algorithm only, with a fresh (tracked) nonce."""
