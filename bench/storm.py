@@ -57,6 +57,7 @@ unreachable": the others give it up after 7.5 s as if it were silent.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import signal
@@ -141,11 +142,13 @@ def start_dns(zone_text: str, tmp: str) -> tuple[subprocess.Popen, tuple[str, in
                              f"{HOST}:0", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(),
                             cwd=ROOT, start_new_session=True, text=True)
     line = proc.stdout.readline()
-    if not line.startswith("listening"):
+    try:
+        listening = json.loads(line)  # the first JSON line (fakes/jsonlines.py)
+        assert listening["kind"] == "listening"
+    except (ValueError, KeyError, TypeError, AssertionError):
         stop(proc)
-        raise RuntimeError(f"the fake DNS did not start: {line!r} {proc.stderr.read()[-500:]!r}")
-    host, _, port = line.split()[-1].rpartition(":")
-    return proc, (host, int(port))
+        raise RuntimeError(f"the fake DNS did not start: {line!r} {proc.stderr.read()[-500:]!r}") from None
+    return proc, (listening["host"], int(listening["port"]))
 
 
 def start_server(kind: str, name: str, port: int, expires: int) -> subprocess.Popen:
@@ -161,7 +164,7 @@ def start_server(kind: str, name: str, port: int, expires: int) -> subprocess.Po
                              "--quiet", "--name", name, "--max-expires", str(expires)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT, start_new_session=True)
     line = proc.stdout.readline().decode()
-    if not line.startswith("listening"):
+    if '"kind": "listening"' not in line:  # the first JSON line (fakes/jsonlines.py)
         stop(proc)
         raise RuntimeError(f"our registrar ({name}) did not start: {line!r}")
     return proc

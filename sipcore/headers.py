@@ -168,17 +168,6 @@ class Headers:
         self.version += 1
         self._keys = None
 
-    def remove_first(self, name: str) -> str | None:
-        """Remove the first header line of ``name`` and return its value."""
-        key = _CANON.get(name.lower(), name).lower()
-        for i, e in enumerate(self._items):
-            if e[0] == key:
-                del self._items[i]
-                self.version += 1
-                self._keys = None
-                return e[2]
-        return None
-
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False

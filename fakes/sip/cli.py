@@ -1,9 +1,16 @@
 """``sipharness registrar``: a PBX-like fake SIP server as a process (lab use, benchmarks).
 
-Prints one ``listening TRANSPORT HOST:PORT`` line per listener first (so a parent process
-can read the bound ports), then every message as a JSON line (``Record.to_json()``), unless
-``--quiet``. Exits 0 on SIGINT/SIGTERM. Real clock: a process on its own has nobody to
-share a virtual clock with.
+Every stdout line is one JSON object (so ``jq`` reads the stream), each with ``t`` (seconds since
+the process started: the same time base as ``sipharness dns`` and ``sipharness phone``) and
+``kind``: first one ``{"t", "kind": "listening", "transport", "address": "HOST:PORT", "host",
+"port", "unix_time"}`` per listener (so a parent process can read the bound ports; ``unix_time``
+is the wall time of ``t`` = 0), then every message (``Record.to_json()``, ``kind`` ``"sip"``) unless
+``--quiet``, and at exit (SIGINT/SIGTERM, status 0) a SIPp-style summary ``{"kind": "summary",
+"messages": [...]}``: per request method and per response status, the count, the retransmissions
+seen and what a fault dropped (:class:`fakes.tally.Tally`; the same as a table on stderr). Real
+clock: a process on its own has nobody to share a virtual clock with. ``--script FILE``
+(repeatable) loads fault rules (TOML, or JSON for ``*.json``: :mod:`fakes.rules`) into the
+server's ``script`` before it listens; an error names ``FILE:LINE`` and nothing listens.
 
 Every message is still recorded (a :class:`fakes.record.Record` built and handed on), with or
 without ``--quiet``; ``--quiet`` only skips writing the JSON lines. The process's recorder
@@ -19,9 +26,7 @@ a user given by two sources is an error, and errors name the file and line, neve
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
 
 __all__ = ["main", "parse_users", "users_from", "USERS_ENV"]
@@ -37,20 +42,6 @@ def _listen_spec(text: str) -> tuple[str, str, int]:
         return transport, host.strip("[]"), int(port)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--listen {text!r}: expected udp|tcp|tls:HOST:PORT, e.g. udp:127.0.0.1:5060")
-
-
-def _streaming_recorder(clock):
-    from sipharness.fakes.record import Recorder
-
-    class StreamingRecorder(Recorder):
-        """Hands each record to the subscribers and forgets it (no wait_for, no ladder)."""
-
-        def append(self, entry):
-            for listener in self._listeners:
-                listener(entry)
-            return entry
-
-    return StreamingRecorder(clock)
 
 
 USERS_ENV = "SIPHARNESS_USERS"
@@ -101,7 +92,7 @@ def _users_file(path: str) -> dict[str, str]:
 
 
 def _algorithms(text: str) -> tuple[str, ...]:
-    from sipharness.sipcore.digest import DigestServer
+    from sipharness.sipcore.digestserver import DigestServer
 
     names = tuple(n.strip().upper() for n in text.split(",") if n.strip())
     try:
@@ -152,11 +143,17 @@ def main(argv: list[str] | None = None) -> int:
                          "--listen; a client always meets the same worker, which holds its bindings; Linux)")
     ap.add_argument("--max-expires", type=int, default=None, metavar="S",
                     help="grant at most S seconds (a longer expiry asked is shortened, as Kamailio's max_expires)")
+    ap.add_argument("--script", action="append", default=[], metavar="FILE",
+                    help="fault rules (TOML, or JSON for FILE.json: fakes/rules.py), first match wins; "
+                         "repeatable, in order")
     args = ap.parse_args(argv)
 
     from twisted.internet import reactor
 
+    from sipharness.fakes.jsonlines import StreamingRecorder, run_until_signalled, write_listening
+    from sipharness.fakes.rulefiles import load_rules_into
     from sipharness.fakes.sip.server import FakeSipServer
+    from sipharness.sipcore.clock import make_clock
 
     try:
         users = users_from(args, dict(os.environ))
@@ -168,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(hosts) > 1:
         print(f"sipharness registrar: all --listen must use one host, got {sorted(hosts)}", file=sys.stderr)
         return 2
-    recorder = _streaming_recorder(reactor)
-    server = FakeSipServer(args.name, recorder=recorder, reactor=reactor, host=listens[0][1], domain=args.domain,
+    clock = make_clock("real", reactor)  # t = 0 now (bindings expire on it too)
+    started = reactor.seconds()
+    recorder = StreamingRecorder(clock)
+    server = FakeSipServer(args.name, clock=clock, recorder=recorder, reactor=reactor, host=listens[0][1],
+                           domain=args.domain,
                            users=users or None, min_expires=args.min_expires,
                            answer_delay=args.answer_delay, unknown_user=args.unknown_user)
     if args.digest and server.logic.registrar.auth is not None:
@@ -181,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         server.logic.registrar.max_expires = args.max_expires
     if args.reuse_port is not None and args.reuse_port < 1:
         print(f"sipharness registrar: --reuse-port {args.reuse_port}: must be >= 1 worker", file=sys.stderr)
+        return 2
+    try:
+        for path in args.script:
+            load_rules_into(server.script, path)
+    except ValueError as e:  # (RuleError too)
+        print(f"sipharness registrar: {e}", file=sys.stderr)
         return 2
     pki = None
     for transport, host, port in listens:
@@ -196,19 +202,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sipharness registrar: cannot listen on {transport}:{host}:{port}: {e}", file=sys.stderr)
             return 1
         h, p = server.addresses[transport]
-        print(f"listening {transport} {h}:{p}", flush=True)
-    if not args.quiet:
-        out = sys.stdout
-        recorder.subscribe(lambda r: (out.write(json.dumps(r.to_json()) + "\n"), out.flush()))
-
-    def shutdown(signum, frame):
-        reactor.callFromThread(reactor.stop)
-
-    signal.signal(signal.SIGINT, shutdown)
-    signal.signal(signal.SIGTERM, shutdown)
-    reactor.run(installSignalHandlers=False)
-    return 0
-
+        write_listening(sys.stdout, clock, transport, h, p, started)
+    return run_until_signalled(reactor, clock, recorder, sys.stdout, quiet=args.quiet,
+                               title=f"sipharness registrar {args.name}")
 
 if __name__ == "__main__":
     sys.exit(main())
