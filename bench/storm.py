@@ -400,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         if d not in ("killed", "silent"):
             ap.error(f"--deaths: {d!r} is not killed or silent")
     print(f"# storm: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; real clock; the servers grant "
-          f"'grant' s (the phones refresh at 90 %); phones start at {args.rate:g}/s; times in s from the primary's "
+          f"the seconds in column 'grant' (the phones refresh at 90 %); phones start at {args.rate:g}/s; times in s from the primary's "
           f"death; counted at the phones", flush=True)
     print(HEADER, flush=True)
     for n in sizes:
