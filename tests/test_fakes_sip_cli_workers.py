@@ -61,7 +61,8 @@ def test_two_workers_share_the_port_each_client_on_its_own_and_grants_are_capped
                                   "--reuse-port", "2", "--max-expires", "10", "--name", name],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
             workers.append(p)
-            assert p.stdout.readline().strip() == f"listening udp 127.0.0.1:{port}"
+            listening = json.loads(p.stdout.readline())
+            assert (listening["kind"], listening["transport"], listening["port"]) == ("listening", "udp", port)
         even, odd = _client(0), _client(1)
         for sock, user in ((even, "alice"), (odd, "bob"), (even, "alice")):
             ok = _register(sock, port, user)
@@ -74,7 +75,7 @@ def test_two_workers_share_the_port_each_client_on_its_own_and_grants_are_capped
     seen = {}
     for name, p in zip(("w0", "w1"), workers):
         out, _ = p.communicate(timeout=10)
-        seen[name] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        seen[name] = [r for r in map(json.loads, out.splitlines()) if r["kind"] == "sip"]
     users = {name: {r["summary"] for r in recs if r.get("method") == "REGISTER" and r["dir"] == "in"}
              for name, recs in seen.items()}
     assert all(len(v) == 1 for v in users.values()), users  # each worker met one client only
