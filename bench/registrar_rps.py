@@ -1,42 +1,49 @@
 #!/usr/bin/env python3
-"""REGISTER throughput of our fake registrar against Kamailio, with SIPp as the load (a script, not a test).
+"""REGISTER throughput of our fake registrar against Kamailio, same process count, SIPp as the load.
 
-For each rate (rising), each server is started fresh (ours: ``python -m fakes.sip.cli
---quiet``, one process; Kamailio: ``bench/kamailio-registrar.cfg``, in-memory usrloc, one
-UDP worker, ``-n 1``), SIPp
-sends ``rate × seconds`` REGISTERs of unique users (``user[call_number]``,
-``tests/sipp/register.xml``) at that rate, and the run is clean when every transaction got
-its 200 (SIPp exit 0, no failed call) and the run kept the rate (done within 1.2 × planned + 0.5 s). Prints the highest clean
-rate of each and the ratio ours / Kamailio. Each server climbs the rates until its first
-unclean run, so both figures are ceilings, not lower bounds; if a server never fails the
-line says so (``>=``) and the ratio is marked as a bound. Same-box figures: compare the
-ratio, not the absolutes (both share this box's cores); other work on the box moves both.
-Ports are found free on 127.0.0.1; a server is stopped by PID and waited for (SIGKILL after
-10 s) before the next one starts.
+    python3 bench/registrar_rps.py [--processes 1,2] [--modes digest,plain] [--seconds 5]
+                                   [--rates R1,R2,...] [--start 1000]
 
-Our server still does all its work under ``--quiet``: every message is parsed, answered
-through the registrar logic and recorded as a ``fakes.record.Record``; ``--quiet`` only
-skips printing the JSON lines (the CLI's recorder never keeps records, see fakes/sip/cli.py).
+For each process count N and each mode, each server is measured in turn, started fresh for
+every run:
 
-    python3 bench/registrar_rps.py [--rates 1000,2000,4000] [--seconds 5]
+- ours: N processes of ``sipharness registrar --quiet`` (fakes/sip/cli.py) sharing one UDP
+  port (``--reuse-port N``, sipcore/reuseport.py: a client always meets the same worker,
+  chosen by its source port). Every message is still parsed, answered through the
+  registrar logic and recorded as a ``fakes.record.SipRecord``; ``--quiet`` only skips
+  printing the JSON lines;
+- Kamailio 5.6: ``bench/kamailio-registrar.cfg``, in-memory usrloc, ``-n N`` UDP workers.
 
-Measured (2-core box, one run each, 5 s per rate):
-before the lean UDP non-INVITE path: ours 2000/s, kamailio >= 8000/s (the rates stopped at
-8000: a lower bound), ratio <= 0.25;
-after it (response cache instead of a ServerTransaction + Timer J per REGISTER, bounded
-memories, 4 MiB UDP buffers, records without re-parsing, sipcore transports):
-ours 7000/s (8000/s took 7.5 s), kamailio 18000/s (20000/s took 7.7 s), ratio 0.39: below
-the 0.5 target. Where the rest goes: a server that only parses (sipcore.message.parse) and
-answers a fixed 200 stays clean to 10000/s on the same box, so parsing alone allows ~0.55;
-the registrar logic, the Record per message in and out and the bookkeeping take the rest.
-At 20000/s SIPp itself may be the limit (PEERS.md), so Kamailio's figure is its ceiling
-under this load generator.
+The load is N SIPp instances (one per worker, on consecutive source ports, at rate / N each):
+
+- ``digest`` (the headline): every registration is REGISTER → 401 → REGISTER with MD5 digest
+  credentials → 200 (SIPp 3.6 answers only MD5, so ours offers MD5 only, ``--digest MD5``;
+  Kamailio checks them with ``pv_www_authenticate``). SIPp takes the digest user from ``-au``
+  only, so each instance registers one user again and again (its binding refreshed);
+- ``plain``: one REGISTER per registration, a new AOR each time (the bindings grow).
+
+A run is clean when every SIPp instance exits 0 with every call successful (zero failed
+transactions: a timeout counts as failed) and kept the rate (done within 1.2 × planned +
+0.5 s: SIPp throttles when answers lag). An unclean run is tried once more (the box is shared:
+other work on it can spoil one run) and the line says so. The rate search climbs ×1.5 from
+``--start`` until a rate is unclean twice, then halves the gap twice, so each figure is the
+highest clean rate within ~10 %; ``--rates`` gives the ladder instead. Rates are
+registrations per second (SIPp calls/s; with digest each is two REGISTER transactions).
+
+Each run also reads the server's CPU time (all its processes, /proc) and prints CPU µs per
+registration: a figure that other load on the box moves far less than the highest clean rate.
+
+Printed at the end, per process count and mode: both highest clean rates and the ratio
+ours / Kamailio (target >= 0.5 with digest), both CPU costs and their ratio Kamailio / ours.
+Same-box figures: SIPp, the servers and whatever else runs share the cores; compare ratios
+of one run, never absolutes across runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import shutil
 import signal
@@ -44,10 +51,29 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCENARIO = os.path.join(ROOT, "tests", "sipp", "register.xml")
+SCENARIOS = {"digest": os.path.join(ROOT, "bench", "sipp", "register_digest.xml"),
+             "plain": os.path.join(ROOT, "bench", "sipp", "register.xml")}
 KAMAILIO_CFG = os.path.join(ROOT, "bench", "kamailio-registrar.cfg")
+PASSWORD = "secret"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Run:
+    rate: int
+    ok: int
+    failed: int
+    took: float
+    clean: bool
+    cpu_us: float  # server CPU µs per successful registration
+    load: float  # 1-minute load average before the run
+    retried: bool = False
+
+
+# --------------------------------------------------------------------------- processes
 
 
 def free_port() -> int:
@@ -56,8 +82,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> int:
+    """A base port b, b % n == 0, with b .. b+n-1 free for UDP on 127.0.0.1 (SIPp instance i
+    then meets worker i of ours: sipcore.reuseport steers by source port modulo n)."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000) // n * n
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free UDP ports")
+
+
 def stop(proc: subprocess.Popen) -> None:
-    """Stop the server and every process it forked (its own session: Kamailio's children
+    """Stop a server and every process it forked (its own session: Kamailio's children
     outlived a SIGKILL of the main PID and kept their port): TERM, 10 s, then KILL, and wait
     until the whole group is gone."""
     try:
@@ -79,93 +125,219 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def start_ours() -> tuple[subprocess.Popen, int]:
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "sipharness.fakes.sip.cli", "--listen", "udp:127.0.0.1:0", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
-                            start_new_session=True)
-    line = proc.stdout.readline().decode()
-    m = re.search(r'"kind": "listening".*"port": (\d+)', line)  # the first JSON line
-    if not m:
-        stop(proc)
-        raise RuntimeError(f"our registrar did not start: {line!r}")
-    return proc, int(m.group(1))
+def cpu_seconds(pgids: list[int]) -> float:
+    """utime + stime of every live process in the process groups ``pgids`` (/proc)."""
+    total = 0
+    want = set(pgids)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) in want:
+            total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
 
 
-def start_kamailio() -> tuple[subprocess.Popen, int]:
+class Server:
+    """A registrar under test: its processes, port and how to stop them."""
+
+    def __init__(self, name: str, procs: list[subprocess.Popen], port: int):
+        self.name, self.procs, self.port = name, procs, port
+
+    def cpu(self) -> float:
+        return cpu_seconds([p.pid for p in self.procs])
+
+    def stop(self) -> None:
+        for p in self.procs:
+            stop(p)
+
+
+def start_ours(n: int, mode: str) -> Server:
     port = free_port()
-    proc = subprocess.Popen(["kamailio", "-f", KAMAILIO_CFG, "-DD", "-E", "-n", "1", "-m", "2048", "-M", "16",
-                             "-l", f"udp:127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    # ready when it answers: one REGISTER through SIPp
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if run_sipp(port, rate=1, count=1, timeout=2)[0]:
-            return proc, port
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    args = [sys.executable, "-m", "sipharness.fakes.sip.cli", "--listen", f"udp:127.0.0.1:{port}", "--quiet"]
+    if n > 1:
+        args += ["--reuse-port", str(n)]
+    if mode == "digest":
+        env["SIPHARNESS_USERS"] = "\n".join(f"u{i}:{PASSWORD}" for i in range(n))  # not on the command line
+        args += ["--digest", "MD5"]
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(n):  # one after the other: worker i joins the port's group i-th
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
+                                    start_new_session=True)
+            procs.append(proc)
+            line = proc.stdout.readline().decode()
+            if '"kind": "listening"' not in line:  # the first JSON line (fakes/jsonlines.py)
+                raise RuntimeError(f"our registrar did not start: {line!r}")
+    except BaseException:
+        for p in procs:
+            stop(p)
+        raise
+    return Server("ours", procs, port)
+
+
+def start_kamailio(n: int, mode: str) -> Server:
+    port = free_port()
+    cmd = ["kamailio", "-f", KAMAILIO_CFG, "-DD", "-E", "-n", str(n), "-m", "2048", "-M", "16",
+           "-l", f"udp:127.0.0.1:{port}"]
+    if mode == "digest":
+        cmd += ["-A", "WITH_AUTH"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = Server("kamailio", [proc], port)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:  # ready when it answers one registration
+        if sipp_runs(port, mode, rate=1, count=1, instances=1, timeout=2)[0]:
+            return server
         if proc.poll() is not None:
             break
-    stop(proc)
+    server.stop()
     raise RuntimeError("kamailio did not come up")
 
 
-def run_sipp(port: int, *, rate: int, count: int, timeout: float) -> tuple[bool, int, int]:
-    """(clean, successful, failed) of one SIPp run."""
-    cmd = ["sipp", f"127.0.0.1:{port}", "-sf", SCENARIO, "-i", "127.0.0.1", "-p", str(free_port()),
-           "-r", str(rate), "-m", str(count), "-l", str(max(100, rate * 4)), "-timeout", f"{int(timeout)}s",
-           "-timeout_error", "-nostdin", "-buff_size", "4194304", "-max_recv_loops", "5000",
-           "-max_sched_loops", "5000"]
-    try:
-        p = subprocess.run(cmd, capture_output=True, timeout=timeout + 15, cwd="/tmp")
-    except subprocess.TimeoutExpired:
-        return False, 0, count
-    out = p.stdout.decode(errors="replace")
-    ok = re.findall(r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)", out)
-    bad = re.findall(r"Failed call\s+\|\s+\d+\s+\|\s+(\d+)", out)
-    succ = int(ok[-1]) if ok else 0
-    fail = int(bad[-1]) if bad else count - succ
-    return p.returncode == 0 and succ == count and fail == 0, succ, fail
+STARTERS = {"ours": start_ours, "kamailio": start_kamailio}
+
+# --------------------------------------------------------------------------- load
 
 
-def measure(name: str, start, rates: list[int], seconds: float) -> tuple[int, bool]:
-    """(highest clean rate, whether a rate failed: False means the ceiling is above the last rate)."""
-    best = 0
-    for rate in rates:
-        proc, port = start()
+def sipp_runs(port: int, mode: str, *, rate: float, count: int, instances: int,
+              timeout: float) -> tuple[bool, int, int]:
+    """(clean, successful, failed) of ``instances`` SIPp processes sharing ``rate`` and ``count``."""
+    base = free_ports(instances)
+    procs = []
+    for i in range(instances):
+        cmd = ["sipp", f"127.0.0.1:{port}", "-sf", SCENARIOS[mode], "-i", "127.0.0.1", "-p", str(base + i),
+               "-r", str(max(1, round(rate / instances))), "-rp", "1000",
+               "-m", str(max(1, count // instances)), "-l", str(max(100, int(rate / instances * 4))),
+               "-timeout", f"{int(timeout)}s", "-timeout_error", "-nostdin", "-buff_size", "4194304",
+               "-max_recv_loops", "5000", "-max_sched_loops", "5000"]
+        cmd += ["-s", f"u{i}", "-au", f"u{i}", "-ap", PASSWORD] if mode == "digest" else ["-s", f"i{i}"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd="/tmp"))
+    clean, succ, fail = True, 0, 0
+    for i, p in enumerate(procs):
+        want = max(1, count // instances)
         try:
-            t0 = time.monotonic()
-            clean, succ, fail = run_sipp(port, rate=rate, count=int(rate * seconds), timeout=seconds * 3 + 5)
-            took = time.monotonic() - t0
-            # keeping up is part of clean: SIPp throttles (-l) when answers lag, so a slow
-            # server shows up as a run that takes longer than planned, not as failures
-            clean = clean and took <= seconds * 1.2 + 0.5
-        finally:
-            stop(proc)
-        print(f"{name:<10} {rate:>6}/s × {seconds:g} s: {succ} ok, {fail} failed, {took:.1f} s "
-              f"{'clean' if clean else 'NOT clean'}", flush=True)
-        if not clean:
-            return best, True
-        best = rate
-    return best, False
+            out = p.communicate(timeout=timeout + 15)[0].decode(errors="replace")
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            clean, fail = False, fail + want
+            continue
+        ok = re.findall(r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)", out)
+        bad = re.findall(r"Failed call\s+\|\s+\d+\s+\|\s+(\d+)", out)
+        s = int(ok[-1]) if ok else 0
+        f = int(bad[-1]) if bad else want - s
+        succ, fail = succ + s, fail + f
+        clean = clean and p.returncode == 0 and s == want and f == 0
+    return clean, succ, fail
+
+
+def one_run(name: str, n: int, mode: str, rate: int, seconds: float) -> Run:
+    load = os.getloadavg()[0]
+    server = STARTERS[name](n, mode)
+    try:
+        c0 = server.cpu()
+        t0 = time.monotonic()
+        clean, succ, fail = sipp_runs(server.port, mode, rate=rate, count=int(rate * seconds), instances=n,
+                                      timeout=seconds * 3 + 5)
+        took = time.monotonic() - t0
+        cpu = server.cpu() - c0
+    finally:
+        server.stop()
+    # keeping up is part of clean: SIPp throttles (-l) when answers lag, so a slow server
+    # shows up as a run that takes longer than planned, not as failures
+    clean = clean and took <= seconds * 1.2 + 0.5
+    return Run(rate, succ, fail, took, clean, cpu / max(succ, 1) * 1e6, load)
+
+
+def measure(name: str, n: int, mode: str, rate: int, seconds: float) -> Run:
+    run = one_run(name, n, mode, rate, seconds)
+    if not run.clean:  # the box is shared: an unclean run is tried once more before it counts
+        again = one_run(name, n, mode, rate, seconds)
+        again.retried = True
+        run = again
+    retry = " (clean on the second try)" if run.retried and run.clean else (
+        " (unclean twice)" if run.retried else "")
+    print(f"{name:<9} N={n} {mode:<6} {rate:>6}/s × {seconds:g} s: {run.ok} ok, {run.failed} failed, "
+          f"{run.took:.1f} s, {'clean' if run.clean else 'NOT clean'}{retry}  "
+          f"server CPU {run.cpu_us:.0f} µs/registration  (load average {run.load:.1f})", flush=True)
+    return run
+
+
+def ceiling(name: str, n: int, mode: str, args: argparse.Namespace) -> tuple[Run | None, bool]:
+    """(the highest clean run, whether some rate was unclean: False means the ceiling is higher)."""
+    best: Run | None = None
+    if args.rates:
+        for rate in args.rates:
+            run = measure(name, n, mode, rate, args.seconds)
+            if not run.clean:
+                return best, True
+            best = run
+        return best, False
+    lo, hi, rate = 0, None, args.start
+    while rate <= args.max_rate:
+        run = measure(name, n, mode, rate, args.seconds)
+        if not run.clean:
+            hi = rate
+            break
+        best, lo = run, rate
+        rate = int(rate * 1.5)
+    if hi is None:
+        return best, False
+    for _ in range(2):  # halve the gap twice: within ~10 %
+        mid = (lo + hi) // 2
+        if lo and (hi - lo) / lo < 0.12:
+            break
+        run = measure(name, n, mode, mid, args.seconds)
+        if run.clean:
+            best, lo = run, mid
+        else:
+            hi = mid
+    return best, True
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rates", default="1000,2000,3000,4000,5000,6000,7000,8000,10000,12000,14000,16000,18000,"
-                                       "20000,24000,28000,32000,40000")
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--processes", default="1,2", help="worker process counts, each server the same (default 1,2)")
+    ap.add_argument("--modes", default="digest,plain", help="digest and/or plain (default both)")
+    ap.add_argument("--seconds", type=float, default=5.0, help="load per run (default 5)")
+    ap.add_argument("--rates", default="", help="a ladder of rates instead of the search (registrations/s)")
+    ap.add_argument("--start", type=int, default=1000, help="first rate of the search (default 1000/s)")
+    ap.add_argument("--max-rate", type=int, default=60000, help="the search stops there (default 60000/s)")
     args = ap.parse_args(argv)
-    rates = [int(r) for r in args.rates.split(",")]
+    args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
+    counts = [int(n) for n in args.processes.split(",") if n.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for m in modes:
+        if m not in SCENARIOS:
+            ap.error(f"--modes: {m!r} is not digest or plain")
     for tool in ("sipp", "kamailio"):
         if not shutil.which(tool):
             print(f"{tool} is not installed", file=sys.stderr)
             return 2
-    ours, ours_top = measure("ours", start_ours, rates, args.seconds)
-    kam, kam_top = measure("kamailio", start_kamailio, rates, args.seconds)
-    ratio = ours / kam if kam else float("nan")
-    bound = "" if ours_top and kam_top else " (a bound: a server never failed, add higher --rates)"
-    print(f"highest clean rate: ours {'' if ours_top else '>= '}{ours}/s, kamailio {'' if kam_top else '>= '}{kam}/s "
-          f"(1 worker process each; ours records every message, prints none), ratio ours/kamailio = {ratio:.2f}{bound}"
-          f" (target >= 0.5)")
+    print(f"# registrar_rps: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, Python "
+          f"{sys.version.split()[0]}; rates in registrations/s (digest: two REGISTER transactions each)", flush=True)
+    results = []
+    for n in counts:
+        for mode in modes:
+            ours, ours_top = ceiling("ours", n, mode, args)
+            kam, kam_top = ceiling("kamailio", n, mode, args)
+            results.append((n, mode, ours, ours_top, kam, kam_top))
+    print(flush=True)
+    for n, mode, ours, ours_top, kam, kam_top in results:
+        o, k = (ours.rate if ours else 0), (kam.rate if kam else 0)
+        ratio = f"{o / k:.2f}" if k else "n/a"
+        bound = "" if ours_top and kam_top else " (a bound: a server never failed)"
+        cpu = (f"; server CPU per registration ours {ours.cpu_us:.0f} µs, kamailio {kam.cpu_us:.0f} µs, "
+               f"kamailio/ours = {kam.cpu_us / ours.cpu_us:.2f}") if ours and kam else ""
+        target = " (target >= 0.5)" if mode == "digest" else ""
+        print(f"processes={n} {mode}: highest clean rate ours {'' if ours_top else '>= '}{o}/s, kamailio "
+              f"{'' if kam_top else '>= '}{k}/s, ratio ours/kamailio = {ratio}{target}{bound}{cpu}", flush=True)
     return 0
 
 

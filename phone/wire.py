@@ -1,10 +1,13 @@
 """The phone's sockets: one flow per target over the sipcore transports (SPEC §3).
 
-A *flow* is how the phone talks to one target: a **connected** UDP socket (so an ICMP port
-unreachable reaches the phone and gives the target up at once, SPEC §3), or a TCP / TLS
-connection (refused, reset or a failed handshake gives it up at once). The flow's local
-address is what the phone puts in Via and Contact. Flows are opened on first use and kept;
-a closed TCP/TLS connection is forgotten so the next request reconnects.
+A *flow* is how the phone talks to one target. Over UDP every flow of a phone shares **one**
+unconnected socket (:mod:`sipcore.udpendpoint`): it learns of an ICMP port unreachable per
+destination (``IP_RECVERR``), so the target named is given up at once (SPEC §3), and it is
+the phone's one SIP address (Via and Contact) whatever the server. One descriptor per phone,
+not one per target: 10 000 phones with a primary and a secondary fit a limit of 20 000
+descriptors with room for DNS (bench/phone_scale.py). Over TCP / TLS a flow is a connection
+(refused, reset or a failed handshake gives it up at once). Flows are opened on first use
+and kept; a closed TCP/TLS connection is forgotten so the next request reconnects.
 
 Thin adapter (the project's house style): every decision is in the sans-I/O parts; this
 module only opens, caches and closes sockets and forwards what they report.
@@ -23,6 +26,7 @@ from twisted.internet import defer
 
 from sipharness.sipcore import transport as _t
 from sipharness.sipcore.clock import note_activity
+from sipharness.sipcore.udpendpoint import UdpEndpoint, open_udp
 
 __all__ = ["SocketWire", "CONNECTING_BUSY"]
 
@@ -47,6 +51,30 @@ class _Flow:
         return bool(getattr(self.conn, "closed", False))
 
 
+class _UdpFlow:
+    """A target reached through the phone's one UDP socket."""
+
+    __slots__ = ("endpoint", "peer", "target")
+    transport = "udp"
+    reliable = False
+
+    def __init__(self, endpoint: UdpEndpoint, target: Any):
+        self.endpoint = endpoint
+        self.peer = (target.host, int(target.port))
+        self.target = target
+
+    @property
+    def local(self) -> tuple[str, int]:
+        return self.endpoint.local
+
+    def send(self, message: Any) -> None:
+        self.endpoint.send(message, self.peer)
+
+    @property
+    def closed(self) -> bool:
+        return self.endpoint.closed
+
+
 class SocketWire:
     """Flows to targets for ``ua`` (a :class:`phone.agent.UserAgent`, set after creation)."""
 
@@ -56,7 +84,8 @@ class SocketWire:
         self.local_host = local_host
         self.tls_context = tls_context
         self.ua: Any = None
-        self._flows: dict[tuple, _Flow] = {}
+        self._flows: dict[tuple, Any] = {}  # (host, port, transport) → _UdpFlow or _Flow
+        self._udp: UdpEndpoint | None = None  # the phone's UDP socket, opened on first use
         self._pending: dict[tuple, list[defer.Deferred]] = {}
         self.closed = False
 
@@ -87,9 +116,9 @@ class SocketWire:
         if flow is not None and not flow.closed:
             return flow
         if target.transport == "udp":
-            conn = _t.connect_udp(self, (target.host, target.port), local_host=self.local_host, clock=self.clock,
-                                  reactor=self.reactor)
-            flow = self._flows[key] = _Flow(conn, "udp", target)
+            if self._udp is None or self._udp.closed:
+                self._udp = open_udp(self, local_host=self.local_host, clock=self.clock, reactor=self.reactor)
+            flow = self._flows[key] = _UdpFlow(self._udp, target)
             return flow
         if key in self._pending:
             return self._wait(key)
@@ -138,10 +167,15 @@ class SocketWire:
         self.closed = True
         ds = []
         for flow in self._flows.values():
+            if isinstance(flow, _UdpFlow):
+                continue
             try:
                 ds.append(defer.maybeDeferred(flow.conn.close))
             except Exception:  # noqa: BLE001 - closing what may already be gone
                 pass
+        if self._udp is not None:
+            ds.append(self._udp.close())
+            self._udp = None
         self._flows.clear()
         self._pending.clear()
         return defer.DeferredList(ds, consumeErrors=True)

@@ -35,8 +35,14 @@ __all__ = [
     "hash_for",
 ]
 
+# a quoted-string as '"' [^"\\]* (\\. [^"\\]*)* '"': the same strings as '"' ([^"\\] | \\.)* '"', without
+# an alternation tried at every character (three times faster on a digest Authorization)
+_QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _PARAM_RE = re.compile(
-    r"\s*([A-Za-z0-9\-_.!%*+`'~]+)\s*=\s*(\"(?:[^\"\\]|\\.)*\"|[^\s,\"]*)\s*(?:,|\Z)", re.S)
+    r"\s*([A-Za-z0-9\-_.!%*+`'~]+)\s*=\s*(" + _QUOTED + r"|[^\s,\"]*)\s*(?:,|\Z)", re.S)
+# the same parameter, uncaptured, repeated over the whole text
+_PARAMS_WHOLE = re.compile(
+    r"(?:\s*[A-Za-z0-9\-_.!%*+`'~]+\s*=\s*(?:" + _QUOTED + r"|[^\s,\"]*)\s*(?:,|\Z))*\Z", re.S)
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 #: What a server offers by default, preferred first: RFC 8760 SHA-256 (what current phones
 #: answer), then MD5 for the phones that know nothing else (RFC 8760 §2.4 / RFC 7616 §3.7).
@@ -46,17 +52,38 @@ _HEX_LENGTH = {"MD5": 32, "SHA-256": 64}
 # UTF-8 on the wire), no control characters (RFC 3261 quoted-string / token exclude them)
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 _HEX = re.compile(r"[0-9A-Fa-f]+\Z")
+# compiled once (re.fullmatch / re.sub with a pattern string look it up in re's cache each call)
+_SCHEME = re.compile(r"[A-Za-z0-9\-_.!%*+`'~]+\Z")
+_ESCAPED = re.compile(r"\\(.)")
+_NC = re.compile(r"[0-9A-Fa-f]{8}\Z")
 
 
 def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str]]:
     """``Scheme k=v, k="v"`` → (scheme, {lower-case name: unquoted value})."""
     value = value.strip()
     scheme, _, rest = value.partition(" ")
-    if not scheme or not re.fullmatch(r"[A-Za-z0-9\-_.!%*+`'~]+", scheme):
+    if not scheme or not _SCHEME.match(scheme):
         raise SipParseError(f"{what} has no auth scheme")
     params: dict[str, str] = {}
-    pos = 0
     rest = rest.strip()
+    if _PARAMS_WHOLE.match(rest) is not None:
+        # the whole list is well-formed: one findall splits it as the loop below would
+        # (the separators are forced: commas outside quotes); a digest server reads one per request
+        suspicious = _BAD_VALUE.search(rest) is not None
+        for name, v in _PARAM_RE.findall(rest):
+            name = name.lower()
+            if v.startswith('"'):
+                v = v[1:-1]
+                if "\\" in v:
+                    v = _ESCAPED.sub(r"\1", v)
+            if name in params:
+                raise SipParseError(f"parameter {name[:40]!r} appears twice in {what}")
+            if suspicious and _BAD_VALUE.search(v):
+                raise SipParseError(f"parameter {name[:40]!r} of {what} is not UTF-8 text "
+                                    "(non-UTF-8 bytes or control characters)")
+            params[name] = v
+        return scheme, params
+    pos = 0
     while pos < len(rest):
         m = _PARAM_RE.match(rest, pos)
         if m is None or m.end() == pos:
@@ -64,7 +91,9 @@ def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str]]:
         name = m.group(1).lower()
         v = m.group(2)
         if v.startswith('"'):
-            v = re.sub(r"\\(.)", r"\1", v[1:-1])
+            v = v[1:-1]
+            if "\\" in v:
+                v = _ESCAPED.sub(r"\1", v)
         if name in params:
             raise SipParseError(f"parameter {name[:40]!r} appears twice in {what}")
         if _BAD_VALUE.search(v):
@@ -155,7 +184,7 @@ class Credentials:
         qop = p.get("qop")
         if qop is not None and ("nc" not in p or "cnonce" not in p):
             raise SipParseError("Digest credentials with qop lack nc or cnonce")
-        if "nc" in p and not re.fullmatch(r"[0-9A-Fa-f]{8}", p["nc"]):
+        if "nc" in p and not _NC.match(p["nc"]):
             raise SipParseError(f"bad nonce count {p['nc'][:20]!r}")
         algorithm = p.get("algorithm", "MD5")
         base = algorithm.upper().removesuffix("-SESS")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sipharness.sipcore.digest import ALGORITHMS, Challenge, Credentials, compute_response, hash_for
+from sipharness.sipcore.message import _random_hex
 from sipharness.sipcore.uri import SipParseError, SipUri
 
 __all__ = ["DigestServer", "DigestResult", "OK", "STALE", "BAD_PASSWORD", "UNKNOWN_USER", "MALFORMED"]
@@ -56,6 +57,9 @@ class _NonceState:
         self.last_nc = 0
 
 
+_NONCE_MARK = "\x00nonce\x00"  # where a challenge template takes its nonce (no realm holds a NUL)
+
+
 class DigestServer:
     """Server side of Digest: issues challenges and checks answers against the nonces it
     issued. ``clock``: an ``IReactorTime`` (its ``seconds()``) for nonce expiry; without a
@@ -79,6 +83,7 @@ class DigestServer:
         self.opaque = opaque if opaque is not None else secrets.token_hex(8)
         self.max_nonces = max_nonces
         self._nonces: dict[str, _NonceState] = {}
+        self._templates: dict[tuple, list[list[str]]] = {}  # make_challenges' values, cut at the nonce
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -103,7 +108,7 @@ class DigestServer:
         return 0.0 if self.clock is None else float(self.clock.seconds())
 
     def _new_nonce(self, nonce: str | None) -> str:
-        nonce = nonce or secrets.token_hex(16)
+        nonce = nonce or _random_hex(32)  # 128 bits from os.urandom, pooled (sipcore.message)
         if len(self._nonces) >= self.max_nonces:
             # forget the oldest half (dicts keep insertion order)
             for key in list(self._nonces)[: self.max_nonces // 2]:
@@ -115,8 +120,15 @@ class DigestServer:
         """One WWW-Authenticate (or Proxy-Authenticate) value per offered algorithm, preferred
         first, all with one fresh (tracked) nonce, as RFC 7616 §3.9.1's example does."""
         nonce = self._new_nonce(nonce)
-        return [str(Challenge(realm=self.realm, nonce=nonce, opaque=self.opaque, algorithm=name,
-                              qop=list(self.qop), stale=stale)) for name in self.algorithms]
+        key = (self._algorithms, stale, self.realm, self.opaque, self.qop)
+        templates = self._templates.get(key)
+        if templates is None:  # the values differ by their nonce only: written once, then filled in
+            if len(self._templates) > 16:
+                self._templates.clear()
+            templates = self._templates[key] = [
+                str(Challenge(realm=self.realm, nonce=_NONCE_MARK, opaque=self.opaque, algorithm=name,
+                              qop=list(self.qop), stale=stale)).split(_NONCE_MARK) for name in self.algorithms]
+        return [nonce.join(parts) for parts in templates]
 
     def make_challenge(self, *, stale: bool = False, nonce: str | None = None) -> str:
         """A challenge value for the preferred algorithm only, with a fresh (tracked) nonce."""
@@ -124,19 +136,23 @@ class DigestServer:
         return str(Challenge(realm=self.realm, nonce=nonce, opaque=self.opaque,
                              algorithm=self.algorithm, qop=list(self.qop), stale=stale))
 
-    def verify(self, authorization: str, *, method: str,
+    def verify(self, authorization: "str | Credentials", *, method: str,
                password_for: Callable[[str], str | None], body: bytes = b"",
                uri: str | None = None) -> DigestResult:
-        """Check an Authorization value for a request of ``method`` (and Request-URI
-        ``uri`` if given). ``password_for(username)`` returns the password or None.
+        """Check an Authorization value (or the :class:`Credentials` parsed from it already)
+        for a request of ``method`` (and Request-URI ``uri`` if given).
+        ``password_for(username)`` returns the password or None.
 
         ``uri``: the digest ``uri`` must name the Request-URI (RFC 2617 §3.2.2.5, RFC 7616
         §3.4.6: "the server SHOULD return 400 Bad Request" otherwise: MALFORMED); SIP URIs are
         compared by RFC 3261 §19.1.4 equivalence, anything else as text."""
-        try:
-            cr = Credentials.parse(authorization)
-        except SipParseError as e:
-            return DigestResult(MALFORMED, reason=str(e))
+        if isinstance(authorization, Credentials):
+            cr = authorization
+        else:
+            try:
+                cr = Credentials.parse(authorization)
+            except SipParseError as e:
+                return DigestResult(MALFORMED, reason=str(e))
         if cr.realm != self.realm:
             return DigestResult(MALFORMED, cr.username, f"realm {cr.realm[:40]!r} is not ours")
         offered = {a.upper() for a in self.algorithms}

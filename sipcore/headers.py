@@ -66,28 +66,36 @@ def canonical_name(name: str) -> str:
 class Headers:
     """Ordered, case-insensitive multi-map of header name → raw value (one entry per line)."""
 
-    __slots__ = ("_items", "version")
+    __slots__ = ("_items", "version", "_keys")
 
     def __init__(self, items: Iterable[tuple[str, str]] | dict[str, str] | None = None) -> None:
         # entries are [lower-case canonical name, canonical name, value]
         self._items: list[tuple[str, str, str]] = []
         self.version = 0
+        # the keys present, when known (a parsed block): a lookup of an absent header (Require,
+        # Authorization...) answers without walking the lines; any change forgets it
+        self._keys: frozenset[str] | set[str] | None = None
         if items:
             pairs = items.items() if isinstance(items, dict) else items
             for name, value in pairs:
                 self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, items: list[tuple[str, str, str]]) -> "Headers":
+    def _from_parsed(cls, items: list[tuple[str, str, str]], keys: frozenset[str] | set[str] | None = None) -> "Headers":
+        """Headers over ``items`` as they are (not copied); ``keys``: the keys of ``items``, if known."""
         h = cls.__new__(cls)
         h._items = items
         h.version = 0
+        h._keys = keys
         return h
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of ``name`` (as it appeared, not split), or ``default``."""
         key = name.lower()
         key = _CANON.get(key, name).lower()
+        keys = self._keys
+        if keys is not None and key not in keys:
+            return default
         for k, _, v in self._items:
             if k == key:
                 return v
@@ -97,6 +105,9 @@ class Headers:
         """Every value of ``name``; list headers (Via, Contact, Route...) are split at
         commas that are outside quotes and ``<>``; empty elements are dropped."""
         key = _CANON.get(name.lower(), name).lower()
+        keys = self._keys
+        if keys is not None and key not in keys:
+            return []
         values = [v for k, _, v in self._items if k == key]
         if key not in LIST_HEADERS:
             return values
@@ -113,6 +124,9 @@ class Headers:
     def lines(self, name: str) -> list[str]:
         """Every value of ``name`` as separate header lines (never split at commas)."""
         key = _CANON.get(name.lower(), name).lower()
+        keys = self._keys
+        if keys is not None and key not in keys:
+            return []
         return [v for k, _, v in self._items if k == key]
 
     def set(self, name: str, value: str) -> None:
@@ -128,6 +142,7 @@ class Headers:
         else:
             items.append((key, canon, str(value)))
         self.version += 1
+        self._keys = None
 
     def add(self, name: str, value: str, first: bool = False) -> None:
         """Append a value (or put it before every other header of that name: ``first``)."""
@@ -144,17 +159,22 @@ class Headers:
         else:
             self._items.append(entry)
         self.version += 1
+        self._keys = None
 
     def remove(self, name: str) -> None:
         """Remove every value of ``name`` (no error when absent)."""
         key = _CANON.get(name.lower(), name).lower()
         self._items = [e for e in self._items if e[0] != key]
         self.version += 1
+        self._keys = None
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
         key = _CANON.get(name.lower(), name).lower()
+        keys = self._keys
+        if keys is not None:
+            return key in keys
         return any(k == key for k, _, _ in self._items)
 
     def items(self) -> list[tuple[str, str]]:
@@ -168,7 +188,7 @@ class Headers:
         return len(self._items)
 
     def copy(self) -> "Headers":
-        return Headers._from_parsed(list(self._items))
+        return Headers._from_parsed(list(self._items), self._keys)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -219,6 +239,15 @@ def split_list(value: str, strict: bool = True) -> list[str]:
 
 _PVALUE_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]:]+\Z")
 
+# The fast path of parse_params: ``;name=value;flag`` with no whitespace and no quoted value,
+# the shape nearly every phone and SIPp send (Via branch/rport, From/To tag, Contact expires).
+# One C-level match validates the whole text and findall splits it; the classes are exactly
+# those of _TOKEN_RE (names) and _PVALUE_RE (values), so what it accepts the general loop
+# below accepts too, with the same result (tests/test_sipcore_fastpath.py compares both).
+# Anything else (LWS around ';' or '=', quotes, an empty value) takes the general loop.
+_FAST_PARAMS = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)+\Z")
+_FAST_PARAM = re.compile(r";([A-Za-z0-9\-.!%*_+`'~]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?")
+
 
 def parse_params(text: str, what: str) -> dict[str, str | None]:
     """Parse ``;name=value;flag...`` (LWS allowed around ``;`` and ``=``). Values are kept
@@ -226,6 +255,15 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     if not text or text.isspace():
         return params
+    if _FAST_PARAMS.match(text) is not None:
+        for name, value in _FAST_PARAM.findall(text):
+            params[name.lower()] = value or None  # the pattern wants 1+ characters after '='
+        return params
+    return _parse_params_general(text, what)
+
+
+def _parse_params_general(text: str, what: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
     if '"' in text:
         items = _split_semicolons(text)
     else:

@@ -26,8 +26,9 @@ Content-Length (recomputed from the body).
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
+import threading
 from typing import Any, Callable, Iterable, TypeVar
 
 from sipharness.sipcore.headers import (
@@ -186,16 +187,35 @@ def _quote_display(d: str) -> str:
 class NameAddr:
     """A From / To / Contact / Route value: optional display name, URI, header params."""
 
-    __slots__ = ("display", "uri", "params")
+    __slots__ = ("display", "uri", "params", "_uri_text")
 
     def __init__(self, uri: SipUri | str, display: str | None = None,
                  params: dict[str, str | None] | None = None) -> None:
         self.uri = SipUri.parse(uri) if isinstance(uri, str) else uri
         self.display = display
         self.params: dict[str, str | None] = dict(params) if params else {}
+        self._uri_text: str | None = None
+
+    @property
+    def uri_text(self) -> str:
+        """``str(self.uri)``, taken from the text parsed when it was already in that form (the
+        fast path, lower-case parameter names): a registrar keys every binding by it. A URI
+        changed in place after parsing is not seen here: use ``str(na.uri)`` then."""
+        text = self._uri_text
+        return text if text is not None else str(self.uri)
 
     @classmethod
     def parse(cls, text: str) -> "NameAddr":
+        m = _FAST_NAME_ADDR.match(text)
+        if m is not None:
+            na = _fast_name_addr(m)
+            if na is not None:
+                return na
+        return cls._parse_general(text)
+
+    @classmethod
+    def _parse_general(cls, text: str) -> "NameAddr":
+        """Every form of RFC 3261 §20.10 (the fast path above covers the common one)."""
         s = text.strip()
         display = None
         if s.startswith('"'):
@@ -234,6 +254,7 @@ class NameAddr:
         na.display = display
         na.uri = uri
         na.params = parse_params(ptext, "name-addr") if ptext else {}
+        na._uri_text = None
         return na
 
     @property
@@ -274,6 +295,68 @@ class NameAddr:
         if not isinstance(other, NameAddr):
             return NotImplemented
         return (self.display, self.uri, self.params) == (other.display, other.uri, other.params)
+
+
+# The fast path of NameAddr.parse: ``["Display" ]<sip:user@host:port;uri-params>;params`` with
+# plain characters, the shape of nearly every From, To and Contact a phone or SIPp sends (not
+# kept in the URI cache: under load the users differ). One compiled pattern validates and
+# splits it; its classes are strict subsets of sipcore.uri's grammar (user: no ';', '?', '/'
+# or escapes; host: a name or IPv4 address, no IPv6 reference; URI parameters: no escapes;
+# lower-case scheme; no password; header parameters as headers.parse_params' fast path), so
+# what it accepts the general parser accepts with the same result (tests/test_sipcore_fastpath.py
+# compares both). Anything else, and a port above 65535, takes the general parser, which
+# also produces every error.
+_FAST_NAME_ADDR = re.compile(
+    r'(?:"([^"\\]*)"[ \t]*)?<(sips?):(?:([A-Za-z0-9\-_.!~*\'()&=+$,]+)@)?'
+    r"([A-Za-z0-9_][A-Za-z0-9_\-.]*)(?::([0-9]{1,5}))?"
+    r"((?:;[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+(?:=[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+)?)*)>"
+    r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)*)\Z")
+
+
+_HOSTS: dict[str, str] = {}
+
+
+def _fast_name_addr(m: "re.Match[str]") -> "NameAddr | None":
+    display, scheme, user, host, port, uparams, params = m.groups()
+    uri = SipUri.__new__(SipUri)
+    uri.scheme = "sip" if scheme == "sip" else "sips"  # the constants, not a new string each time
+    uri.user = user
+    uri.password = None
+    # a few hosts come back in every message: one string each (memory a phone keeps per request)
+    known = _HOSTS.get(host)
+    if known is None:
+        if len(_HOSTS) >= 4096:
+            _HOSTS.clear()
+        known = _HOSTS[host] = host
+    uri.host = known
+    text: str | None = m.string[m.start(2):m.end(6)]  # "sip:user@host:port;params" as received
+    if port is None:
+        uri.port = None
+    else:
+        uri.port = int(port)
+        if uri.port > 65535:
+            return None  # the general parser says why
+        if port[0] == "0" and len(port) > 1:
+            text = None  # str(uri) writes the number without its leading zeros
+    up: dict[str, str | None] = {}
+    if uparams:
+        for item in uparams[1:].split(";"):
+            name, eq, value = item.partition("=")
+            lower = name.lower()
+            if lower != name:
+                text = None  # str(uri) writes the names in lower case: not the text received
+            up[lower] = value if eq else None
+        if len(up) != uparams.count(";"):
+            text = None  # a parameter given twice: str(uri) writes it once
+    uri.params = up
+    uri.headers = {}
+    uri.opaque = None
+    na = NameAddr.__new__(NameAddr)
+    na.display = display
+    na.uri = uri
+    na.params = parse_params(params, "name-addr") if params else {}
+    na._uri_text = text
+    return na
 
 
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~ \t")
@@ -318,8 +401,13 @@ class Message:
             raise SipParseError(f"missing {name} header")
         return value
 
+    # The hot views read the cache first without building a closure (a registrar asks
+    # Call-ID, CSeq, Via, To and Contact of every request; _typed is the general way).
     @property
     def call_id(self) -> str:
+        hit = self._cache.get("call_id")
+        if hit is not None and hit[0] == self.headers.version:
+            return hit[1]
         return self._typed("call_id", lambda: _parse_call_id(self._single("Call-ID")))
 
     @call_id.setter
@@ -328,6 +416,9 @@ class Message:
 
     @property
     def cseq(self) -> tuple[int, str]:
+        hit = self._cache.get("cseq")
+        if hit is not None and hit[0] == self.headers.version:
+            return hit[1]
         return self._typed("cseq", lambda: _parse_cseq(self._single("CSeq")))
 
     @cseq.setter
@@ -336,10 +427,16 @@ class Message:
 
     @property
     def vias(self) -> list[Via]:
+        hit = self._cache.get("vias")
+        if hit is not None and hit[0] == self.headers.version:
+            return hit[1]
         return self._typed("vias", lambda: _parse_vias(self.headers.lines("Via")))
 
     @property
     def top_via(self) -> Via:
+        hit = self._cache.get("vias")
+        if hit is not None and hit[0] == self.headers.version and hit[1]:
+            return hit[1][0]
         vias = self.vias
         if not vias:
             raise SipParseError("missing Via header")
@@ -347,6 +444,13 @@ class Message:
 
     @property
     def from_(self) -> NameAddr:
+        hit = self._cache.get("from")
+        if hit is not None and hit[0] == self.headers.version:
+            value = hit[1]
+            if type(value) is _Checked:  # validated at parse time, built now (once)
+                value = NameAddr.parse(value.text)
+                self._cache["from"] = (hit[0], value)
+            return value
         return self._typed("from", lambda: _parse_name_addr(self._single("From"), "From"))
 
     @from_.setter
@@ -355,6 +459,13 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
+        hit = self._cache.get("to")
+        if hit is not None and hit[0] == self.headers.version:
+            value = hit[1]
+            if type(value) is _Checked:  # validated at parse time, built now (once)
+                value = NameAddr.parse(value.text)
+                self._cache["to"] = (hit[0], value)
+            return value
         return self._typed("to", lambda: _parse_name_addr(self._single("To"), "To"))
 
     @to.setter
@@ -364,10 +475,16 @@ class Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Contact values (empty for ``Contact: *``, see :attr:`contact_star`)."""
+        hit = self._cache.get("contacts")
+        if hit is not None and hit[0] == self.headers.version:
+            return hit[1]
         return self._typed("contacts", lambda: _parse_contacts(self.headers.lines("Contact"))[0])
 
     @property
     def contact_star(self) -> bool:
+        hit = self._cache.get("contact_star")
+        if hit is not None and hit[0] == self.headers.version:
+            return hit[1]
         return self._typed("contact_star",
                            lambda: _parse_contacts(self.headers.lines("Contact"))[1])
 
@@ -375,6 +492,9 @@ class Message:
     def expires(self) -> int | None:
         """The Expires header (delta-seconds, capped at 2**32-1), None when absent; a bad
         value raises SipParseError naming the header."""
+        hit = self._cache.get("expires")
+        if hit is not None and hit[0] == self.headers.version:
+            return hit[1]
         return self._typed("expires", lambda: _in_header("Expires", _parse_expires, self.headers.get("Expires")))
 
     @expires.setter
@@ -412,21 +532,16 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Wire form; Content-Length is written from the body (in place, or appended)."""
-        lines = [self.start_line()]
+        items = self.headers._items
         cl = f"Content-Length: {len(self.body)}"
-        have_cl = False
-        for key, name, value in self.headers._items:
-            if key == "content-length":
-                if not have_cl:
-                    lines.append(cl)
-                    have_cl = True
-                continue
-            lines.append(f"{name}: {value}")
-        if not have_cl:
+        lines = [f"{name}: {value}" if key != "content-length" else cl for key, name, value in items]
+        n = sum(1 for key, _, _ in items if key == "content-length") if cl in lines else 0
+        if n == 0:
             lines.append(cl)
-        lines.append("")
-        lines.append("")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+        elif n > 1:  # several Content-Length lines: the first place only
+            first = lines.index(cl)
+            lines = lines[:first + 1] + [line for line in lines[first + 1:] if line is not cl]
+        return (self.start_line() + "\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
 
     __bytes__ = to_bytes
 
@@ -494,7 +609,7 @@ class Response(Message):
 
 def _parse_call_id(value: str) -> str:
     v = value.strip()
-    if not v or any(c in v for c in " \t"):
+    if not v or " " in v or "\t" in v:
         raise SipParseError(f"bad Call-ID {value[:80]!r}")
     return v
 
@@ -599,9 +714,21 @@ def _parse_content_length(value: str) -> int:
 
 # -- parse -------------------------------------------------------------------------------------
 
-_SINGLE = ("call-id", "cseq", "from", "to", "max-forwards", "content-length")
-_REQUIRED = (("via", "Via"), ("from", "From"), ("to", "To"), ("call-id", "Call-ID"),
-             ("cseq", "CSeq"))
+_SINGLE = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length"))
+# the values that come back in every message ("1 REGISTER", "70", "0", "3600") parsed once:
+# a number written as 1 to 10 ASCII digits without a leading zero is that number for
+# Max-Forwards (when <= 255), Content-Length and Expires alike
+_NUMBERS: dict[str, int] = {str(n): n for n in (0, 1, 60, 70, 120, 300, 600, 1800, 3600, 7200)}
+_CSEQS: dict[str, tuple[int, str]] = {}
+_EXPIRES_LATER = object()
+
+
+def _known(table: dict, value: str, parsed: Any) -> Any:
+    """Remember ``parsed`` for ``value`` (a bounded table: cleared when full) and return it."""
+    if len(table) >= 1024:
+        table.clear()
+    table[value] = parsed
+    return parsed
 
 
 def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
@@ -613,9 +740,10 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
     Content-Length at most once; a request's CSeq method must be its method (RFC 4475
     mismatch01). Raises SipParseError on anything malformed. A datagram of CRLFs only is
     an RFC 5626 keep-alive: check :func:`is_keepalive` before calling this."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"parse() takes bytes, not {type(data).__name__}")
-    data = bytes(data)
+    if type(data) is not bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"parse() takes bytes, not {type(data).__name__}")
+        data = bytes(data)
     if len(data) > max_size:
         raise SipParseError(f"message of {len(data)} bytes exceeds the limit of {max_size}",
                             f"byte {max_size}")
@@ -633,10 +761,8 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
             raise SipParseError("no empty line ends the header block", f"byte {len(data)}")
     else:
         body = data[end + 4:]
-    msg = _parse_head(data[start:end], start)
-    cl_value = msg.headers.get("Content-Length")
-    if cl_value is not None:
-        cl = _parse_content_length(cl_value)
+    msg, cl = _parse_head(data[start:end] if start or end < len(data) else data, start)
+    if cl is not None:
         if cl > len(body):
             raise SipParseError(
                 f"Content-Length {cl} exceeds the {len(body)} bytes of body",
@@ -647,44 +773,64 @@ def parse(data: bytes, *, max_size: int = MAX_SIZE) -> Request | Response:
     return msg
 
 
-def _parse_head(head: bytes, offset: int) -> Request | Response:
+# One header line of a block without folding: the name (everything before the first colon)
+# and the value without the SP/HTAB around it. findall over the block does in C what a loop
+# over the lines did in Python; a line without a colon matches nothing, which the count of
+# lines catches (the general loop then names the line).
+_HEADER_LINE = re.compile(r"([^:\r\n]*):[ \t]*((?:[^\r\n]*[^ \t\r\n])?)[ \t]*(?:\r\n|\Z)")  # (greedy: 4x a lazy one)
+
+
+def _parse_head(head: bytes, offset: int) -> tuple[Request | Response, int | None]:
+    """The message of the header block ``head`` and its Content-Length (None when absent)."""
     text = head.decode("utf-8", "surrogateescape")
     n_crlf = text.count("\r\n")
     if n_crlf != text.count("\r") or n_crlf != text.count("\n"):
         pos = _bare_eol(text)
         raise SipParseError("bare CR or LF (lines must end with CRLF)", f"line {pos}")
-    lines = text.split("\r\n")
-    first = lines[0]
+    eol = text.find("\r\n")
+    first = text if eol < 0 else text[:eol]
     msg: Request | Response
     if first.startswith("SIP/") or first[:4].upper() == "SIP/":
         msg = _parse_status_line(first)
     else:
         msg = _parse_request_line(first)
+    where_line = None  # no folding: header i is on line i + 2
+    if eol < 0:
+        pairs: list[tuple[str, str]] = []
+    elif "\r\n " in text or "\r\n\t" in text:
+        pairs, where_line = _unfolded(text.split("\r\n"))
+    else:
+        pairs = _HEADER_LINE.findall(text, eol + 2)
+        if len(pairs) != n_crlf:  # some line has no colon: the general loop says which, in order
+            _unfolded(text.split("\r\n"))
+            raise SipParseError("header line without a name and ':'", "header block")  # (not reached)
+    return msg, _validate(msg, pairs, where_line)
 
-    # header lines, with folding (continuation lines start with SP or HTAB)
-    items: list[tuple[str, str, str]] = []
+
+def _unfolded(lines: list[str]) -> tuple[list[tuple[str, str]], list[int]]:
+    """(raw name, value) of each header of the block ``lines`` (the start line first), with
+    continuation lines (starting with SP or HTAB) joined, and the line each header starts
+    on. Names are checked in order: the first bad line raises, naming it."""
+    pairs: list[tuple[str, str]] = []
     where_line: list[int] = []
-    folded = "\r\n " in text or "\r\n\t" in text
     lineno = 1
     for line in lines[1:]:
         lineno += 1
-        if folded and line[:1] in (" ", "\t"):
-            if not items:
+        if line[:1] in (" ", "\t"):
+            if not pairs:
                 raise SipParseError("continuation line before any header", f"line {lineno}")
-            k, nm, v = items[-1]
-            items[-1] = (k, nm, (v + " " + line.strip()) if v else line.strip())
+            raw, v = pairs[-1]
+            pairs[-1] = (raw, (v + " " + line.strip()) if v else line.strip())
             continue
         colon = line.find(":")
-        known = _NAMES.get(line[:colon]) if colon > 0 else None
-        if known is None:
-            if colon <= 0:
-                raise SipParseError("header line without a name and ':'", f"line {lineno}")
-            known = _header_name(line[:colon], lineno)
-        items.append((known[0], known[1], line[colon + 1:].strip(" \t")))
+        if colon <= 0:
+            raise SipParseError("header line without a name and ':'", f"line {lineno}")
+        raw = line[:colon]
+        if raw not in _NAMES:
+            _header_name(raw, lineno)
+        pairs.append((raw, line[colon + 1:].strip(" \t")))
         where_line.append(lineno)
-    msg.headers = Headers._from_parsed(items)
-    _validate(msg, items, where_line)
-    return msg
+    return pairs, where_line
 
 
 # raw header name (as on the wire, maybe with trailing LWS) → (key, canonical name);
@@ -762,60 +908,144 @@ def _parse_status_line(line: str) -> Response:
     return resp
 
 
-def _validate(msg: Request | Response, items: list[tuple[str, str, str]],
-              where_line: list[int]) -> None:
-    """Parse what every consumer needs and RFC 3261 requires to be well-formed."""
-    seen: dict[str, int] = {}
+def _validate(msg: Request | Response, pairs: list[tuple[str, str]], where_line: list[int] | None) -> int | None:
+    """Build the headers of ``msg`` from ``pairs`` (raw name, value) and parse what every
+    consumer needs and RFC 3261 requires to be well-formed, in one pass; returns the
+    Content-Length (None when absent). ``where_line[i]``: the line header i starts on (None:
+    line i + 2, no folding). A bad header name is reported before a bad value, wherever it is."""
+    items: list[tuple[str, str, str]] = []
+    append = items.append
+    names = _NAMES
     vias: list[Via] = []
     contacts: list[NameAddr] = []
-    star = False
-    cache = msg._cache
-    version = msg.headers.version
     contact_lines: list[str] = []
-    for idx, (key, name, value) in enumerate(items):
-        if key in seen and key in _SINGLE:
-            raise SipParseError(f"{name} appears more than once",
-                                _where_header(name, where_line[idx]))
-        seen.setdefault(key, idx)
-        try:
+    first_contact = -1
+    frm = to = cseq = call_id = mf = cl = expires = None
+    star = False
+    name = ""
+    try:
+        for raw, value in pairs:
+            known = names.get(raw)
+            if known is None:
+                if not raw:
+                    raise SipParseError("header line without a name and ':'",
+                                        f"line {_line_of(len(items), where_line)}")
+                known = _header_name(raw, _line_of(len(items), where_line))
+            key, name = known
+            append((key, name, value))
             if key == "via":
-                vias.extend(_parse_vias([value]))
+                if "," in value:
+                    vias.extend(Via.parse(e) for e in split_list(value))
+                else:
+                    vias.append(Via.parse(value))
+            elif key in _SINGLE:
+                if key == "from":
+                    if frm is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    frm = _checked_name_addr(value)
+                elif key == "to":
+                    if to is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    to = _checked_name_addr(value)
+                elif key == "cseq":
+                    if cseq is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    cseq = _CSEQS.get(value)
+                    if cseq is None:
+                        cseq = _known(_CSEQS, value, _parse_cseq(value))
+                elif key == "call-id":
+                    if call_id is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    call_id = _parse_call_id(value)
+                elif key == "max-forwards":
+                    if mf is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    mf = _NUMBERS.get(value)
+                    if mf is None or mf > 255:
+                        mf = _parse_max_forwards(value)
+                else:  # content-length
+                    if cl is not None:
+                        raise SipParseError(f"{name} appears more than once")
+                    cl = _NUMBERS.get(value)
+                    if cl is None:
+                        cl = _parse_content_length(value)
             elif key == "contact":
+                if first_contact < 0:
+                    first_contact = len(items) - 1
                 contact_lines.append(value)
-            elif key == "from":
-                cache["from"] = (version, NameAddr.parse(value))
-            elif key == "to":
-                cache["to"] = (version, NameAddr.parse(value))
-            elif key == "cseq":
-                cache["cseq"] = (version, _parse_cseq(value))
-            elif key == "call-id":
-                cache["call_id"] = (version, _parse_call_id(value))
-            elif key == "max-forwards":
-                cache["max_forwards"] = (version, _parse_max_forwards(value))
-            elif key == "content-length":
-                _parse_content_length(value)
-        except SipParseError as e:
-            raise SipParseError(e.what, _where_header(name, where_line[idx])) from None
-    for key, name in _REQUIRED:
-        if key not in seen:
+            elif key == "expires" and expires is None:
+                # read now only when plainly valid (a bad one raises when asked for, naming it)
+                expires = _NUMBERS.get(value)
+                if expires is None:
+                    expires = _EXPIRES_LATER
+    except SipParseError as e:
+        if e.where:  # a bad header name: already placed
+            raise
+        _check_names(pairs, where_line)  # a bad name anywhere is said first (one pass used to check them first)
+        raise SipParseError(e.what, _where_header(name, _line_of(len(items) - 1, where_line))) from None
+    headers = msg.headers = Headers._from_parsed(items, {item[0] for item in items})
+    version = headers.version
+    cache = msg._cache
+    for present, name in ((vias, "Via"), (frm, "From"), (to, "To"), (call_id, "Call-ID"), (cseq, "CSeq")):
+        if not present:
             raise SipParseError(f"missing {name} header", "header block")
     cache["vias"] = (version, vias)
+    cache["from"] = (version, frm)
+    cache["to"] = (version, to)
+    cache["cseq"] = (version, cseq)
+    cache["call_id"] = (version, call_id)
+    cache["max_forwards"] = (version, mf)
+    if expires is None:
+        cache["expires"] = (version, None)
+    elif expires is not _EXPIRES_LATER:
+        cache["expires"] = (version, expires)
     if contact_lines:
         try:
             contacts, star = _parse_contacts(contact_lines)
         except SipParseError as e:
-            idx = next(i for i, it in enumerate(items) if it[0] == "contact")
-            raise SipParseError(e.what, _where_header("Contact", where_line[idx])) from None
+            raise SipParseError(e.what, _where_header("Contact", _line_of(first_contact, where_line))) from None
     cache["contacts"] = (version, contacts)
     cache["contact_star"] = (version, star)
-    if "max-forwards" not in seen:
-        cache["max_forwards"] = (version, None)
-    if isinstance(msg, Request):
-        cseq_method = cache["cseq"][1][1]
-        if cseq_method != msg.method:
+    if msg.is_request:
+        cseq_method = cseq[1]  # type: ignore[index]
+        if cseq_method != msg.method:  # type: ignore[union-attr]
             raise SipParseError(
                 f"CSeq method {cseq_method[:40]!r} does not match request method "
-                f"{msg.method[:40]!r}", _where_header("CSeq", where_line[seen["cseq"]]))
+                f"{msg.method[:40]!r}",  # type: ignore[union-attr]
+                _where_header("CSeq", _line_of(next(i for i, it in enumerate(items) if it[0] == "cseq"), where_line)))
+    return cl
+
+
+def _check_names(pairs: list[tuple[str, str]], where_line: list[int] | None) -> None:
+    for i, (raw, _) in enumerate(pairs):
+        if raw not in _NAMES:
+            if not raw:
+                raise SipParseError("header line without a name and ':'", f"line {_line_of(i, where_line)}")
+            _header_name(raw, _line_of(i, where_line))
+
+
+class _Checked:
+    """A From / To value the fast pattern validated at parse time: the NameAddr is built when
+    first asked for (a registrar never reads the From; a request held in a transaction keeps
+    a string, not three objects)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _checked_name_addr(value: str) -> Any:
+    """A From or To value checked: a :class:`_Checked` when the fast pattern accepts it, else
+    the NameAddr of the general parser, which raises on anything malformed."""
+    m = _FAST_NAME_ADDR.match(value)
+    if m is not None and (m.group(5) is None or int(m.group(5)) <= 65535):
+        return _Checked(value)
+    return NameAddr._parse_general(value)
+
+
+def _line_of(idx: int, where_line: list[int] | None) -> int:
+    return idx + 2 if where_line is None else where_line[idx]
 
 
 # -- builders ----------------------------------------------------------------------------------
@@ -823,20 +1053,55 @@ def _validate(msg: Request | Response, items: list[tuple[str, str, str]],
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: a branch that starts with it is unique (RFC 3261 rules)
 
 
+# Tags, branches and Call-IDs come from one pool of os.urandom hex digits (what
+# secrets.token_hex returns), refilled 1 KiB at a time: one getrandom() call per ~85 tags
+# instead of one each (a registrar under load makes a tag per response). A forked child
+# starts with an empty pool, so parent and child never hand out the same digits.
+_POOL_BYTES = 1024
+_pool = ""
+_pool_at = 0
+_pool_lock = threading.Lock()
+
+
+def _random_hex(n: int) -> str:
+    global _pool, _pool_at
+    with _pool_lock:
+        end = _pool_at + n
+        if end > len(_pool):
+            _pool = os.urandom(max(_POOL_BYTES, n)).hex()
+            _pool_at, end = 0, n
+        start, _pool_at = _pool_at, end
+        return _pool[start:end]
+
+
+def _empty_pool() -> None:
+    global _pool, _pool_at
+    _pool, _pool_at = "", 0
+
+
+os.register_at_fork(after_in_child=_empty_pool)
+
+
 def new_branch() -> str:
     """A fresh RFC 3261 branch (magic cookie + 80 random bits)."""
-    return MAGIC_COOKIE + secrets.token_hex(10)
+    return MAGIC_COOKIE + _random_hex(20)
 
 
 def new_tag() -> str:
-    return secrets.token_hex(6)
+    """A fresh tag: 48 random bits (RFC 3261 §19.3: at least 32, cryptographically random)."""
+    return _random_hex(12)
 
 
 def new_call_id(host: str) -> str:
-    return f"{secrets.token_hex(12)}@{host}"
+    return f"{_random_hex(24)}@{host}"
 
 
 _DIALOG_METHODS = ("INVITE", "SUBSCRIBE", "REFER", "NOTIFY")
+# what a response takes of each request header (RFC 3261 §8.2.6.2, §12.1.1): copied, the To
+# (with our tag), Timestamp (for 100), Record-Route (for 101-299 to a dialog-creating request)
+_COPY, _TO, _TIMESTAMP, _RECORD_ROUTE = "copy", "to", "timestamp", "record-route"
+_COPIED = {"via": _COPY, "from": _COPY, "call-id": _COPY, "cseq": _COPY, "to": _TO, "timestamp": _TIMESTAMP,
+           "record-route": _RECORD_ROUTE}
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, str]]:
@@ -859,21 +1124,28 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     items: list[tuple[str, str, str]] = []
     rr: list[tuple[str, str, str]] = []
     to_done = False
+    append = items.append
+    copied = _COPIED
     for entry in request.headers._items:
-        key = entry[0]
-        if key in ("via", "from", "call-id", "cseq"):
-            items.append(entry)
-        elif key == "to" and not to_done:
-            to_done = True
-            value = entry[2]
-            if to_tag is not None and request.to.tag is None:
-                value = f"{value};tag={to_tag}"
-            items.append((key, entry[1], value))
-        elif key == "timestamp" and status == 100:
-            items.append(entry)
-        elif key == "record-route" and 100 < status < 300 and request.method in _DIALOG_METHODS:
+        what = copied.get(entry[0])
+        if what is None:
+            continue
+        if what is _COPY:
+            append(entry)
+        elif what is _TO:
+            if not to_done:
+                to_done = True
+                value = entry[2]
+                if to_tag is not None and request.to.tag is None:
+                    value = f"{value};tag={to_tag}"
+                append((entry[0], entry[1], value))
+        elif what is _TIMESTAMP:
+            if status == 100:
+                append(entry)
+        elif 100 < status < 300 and request.method in _DIALOG_METHODS:  # Record-Route
             rr.append(entry)
-    items.extend(rr)
+    if rr:
+        items.extend(rr)
     resp = Response(status, reason, Headers._from_parsed(items), body)
     for name, value in _header_pairs(headers):
         resp.headers.add(name, value)

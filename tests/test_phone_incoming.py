@@ -158,7 +158,10 @@ def test_a_flood_of_invites_leaves_the_phone_bounded():
     finally:
         tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert grown < 300_000, f"the phone grew {grown} B over 4 000 more INVITEs"
+    # what is left is the transactions still live at the end (~190 at ~1.7 KB: 297 548 B on main,
+    # 314 072 B with the parse fast path's per-URI text, 344 233 B after 8 000 more INVITEs):
+    # bounded; a leak of 4 000 INVITEs would be megabytes
+    assert grown < 400_000, f"the phone grew {grown} B over 4 000 more INVITEs"
     assert len(ua.calls) <= 2 + KEEP_ENDED
     assert len(ua.transactions.table) <= MAX_SERVER_TRANSACTIONS + 2
     busy = [e for e in kinds(ua, "decision") if "486" in e.detail]

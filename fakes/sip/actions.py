@@ -22,7 +22,8 @@ __all__ = ["Origin", "Respond", "Relay", "Transmit", "ChangeSockets", "SocketOp"
 Address = tuple[str, int]
 
 
-@dataclass(frozen=True)
+@fast_init  # made for every message a fake receives (fakes/frozen.py)
+@dataclass(frozen=True, slots=True)
 class Origin:
     """Where a message came from: transport ("udp"/"tcp"/"tls"), the peer's and our address,
     and ``flow``, an opaque handle of the connection/socket to answer through (the adapter's
@@ -34,7 +35,8 @@ class Origin:
     flow: Any = None
 
 
-@dataclass(frozen=True)
+@fast_init  # made for every answer
+@dataclass(frozen=True, slots=True)
 class Respond:
     """Answer ``request`` (None: the request being handled) with ``response``, ``after``
     phone seconds from now, through its server transaction. The adapter drops a delayed

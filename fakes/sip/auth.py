@@ -94,12 +94,12 @@ class DigestGate:
         a proxy)."""
         self._at.now = now
         header = _HEADERS[code][0]
-        value, unreadable = self._ours(request.headers.lines(header))
-        if value is None:
+        credentials, unreadable = self._ours(request.headers.lines(header))
+        if credentials is None:
             if unreadable is not None:
                 return _refuse(request, 400, f"bad {header}: {unreadable}")
             return self.challenge(request, code)
-        result = self._digest.verify(value, method=request.method, password_for=self.users.get,
+        result = self._digest.verify(credentials, method=request.method, password_for=self.users.get,
                                      uri=str(request.uri), body=request.body)
         if result.status == OK:
             if result.username != identity:
@@ -115,9 +115,9 @@ class DigestGate:
             return _refuse(request, 403, "wrong password")
         return _refuse(request, 400, f"bad {header}: {result.reason}")
 
-    def _ours(self, values: list[str]) -> tuple[str | None, str | None]:
-        """(the Digest credentials for our realm, or None; why the first unreadable Digest
-        value could not be read, or None). Other schemes and other realms are not ours."""
+    def _ours(self, values: list[str]) -> tuple[Credentials | None, str | None]:
+        """(the Digest credentials for our realm, parsed, or None; why the first unreadable
+        Digest value could not be read, or None). Other schemes and other realms are not ours."""
         unreadable = None
         for value in values:
             scheme = value.strip().split(" ", 1)[0].lower()
@@ -129,7 +129,7 @@ class DigestGate:
                 unreadable = unreadable or str(e)
                 continue
             if cr.realm == self.realm:
-                return value, None
+                return cr, None
         return None, unreadable
 
 

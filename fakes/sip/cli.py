@@ -138,6 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unknown-user", choices=("uas", "404"), default="uas")
     ap.add_argument("--name", default="registrar", help="server name in the JSON lines")
     ap.add_argument("--quiet", action="store_true", help="no JSON lines (benchmarks)")
+    ap.add_argument("--reuse-port", type=int, default=None, metavar="N",
+                    help="this process is one of N workers sharing the UDP port (start N, in order, with the same "
+                         "--listen; a client always meets the same worker, which holds its bindings; Linux)")
+    ap.add_argument("--max-expires", type=int, default=None, metavar="S",
+                    help="grant at most S seconds (a longer expiry asked is shortened, as Kamailio's max_expires)")
     ap.add_argument("--script", action="append", default=[], metavar="FILE",
                     help="fault rules (TOML, or JSON for FILE.json: fakes/rules.py), first match wins; "
                          "repeatable, in order")
@@ -169,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
                            answer_delay=args.answer_delay, unknown_user=args.unknown_user)
     if args.digest and server.logic.registrar.auth is not None:
         server.logic.registrar.auth.algorithms = args.digest
+    if args.max_expires is not None:
+        if args.max_expires < 1:
+            print(f"sipharness registrar: --max-expires {args.max_expires}: must be >= 1 second", file=sys.stderr)
+            return 2
+        server.logic.registrar.max_expires = args.max_expires
+    if args.reuse_port is not None and args.reuse_port < 1:
+        print(f"sipharness registrar: --reuse-port {args.reuse_port}: must be >= 1 worker", file=sys.stderr)
+        return 2
     try:
         for path in args.script:
             load_rules_into(server.script, path)
@@ -183,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             pki = pki or TestPKI((host, "localhost"))
             context = pki.server_context()
         try:
-            server.listen(transport, port, context=context)
+            server.listen(transport, port, context=context,
+                          reuse_port=args.reuse_port if transport == "udp" else None)
         except Exception as e:
             print(f"sipharness registrar: cannot listen on {transport}:{host}:{port}: {e}", file=sys.stderr)
             return 1

@@ -285,7 +285,7 @@ class ServerCore:
         method = request.method
         now = self.now
         via = request.top_via
-        key = (method, request.call_id, request.cseq[0], via.branch if via is not None else None)
+        key = (method, request.call_id, request.cseq[0], via.params.get("branch") if via is not None else None)
         retx = self._seen.seen(key, now)
         if self.state is ServerState.BLACKHOLE:
             self._sink(self._make_record("in", request, raw, origin, note="dropped: down (blackhole)",
@@ -352,11 +352,10 @@ class ServerCore:
             self._run(self.logic.handle_request(request, origin, now), request, origin)
             return
         lean = origin.transport == "udp" and request.method != "INVITE"
-        if lean:
-            key = server_key(request)
-            if self._absorb(key, origin):
-                return
-        tx = self._table.match_request(request)
+        key = server_key(request)
+        if lean and self._absorb(key, origin):
+            return
+        tx = self._table.match_key(key, request)
         if tx is not None:  # a retransmission (terminated transactions leave the table)
             self._tx_events(tx, tx.receive(request, now))
             return

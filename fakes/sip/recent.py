@@ -66,6 +66,9 @@ class RecentMap:
     def put(self, key: Hashable, value: Any, now: float) -> None:
         """Remember ``key`` (again) from ``now`` on."""
         self._sweep(now)
+        self._put_swept(key, value, now)
+
+    def _put_swept(self, key: Hashable, value: Any, now: float) -> None:
         if now >= self._current_end:
             self._current = []
             self._current_end = now + self._width
@@ -78,9 +81,8 @@ class RecentMap:
 
     def seen(self, key: Hashable, now: float) -> bool:
         """Whether ``key`` was seen within the window; remembers it from ``now`` on either way."""
-        self._sweep(now)
-        known = key in self._data
-        self.put(key, None, now)
+        known = self.get(key, now, _MISSING) is not _MISSING
+        self._put_swept(key, None, now)
         return known
 
     def _drop_bucket(self) -> None:
@@ -95,9 +97,10 @@ class RecentMap:
 
     def _sweep(self, now: float) -> None:
         buckets = self._buckets
-        limit = now - self.window
-        while buckets and buckets[0][0] <= limit:
-            self._drop_bucket()
+        if buckets and buckets[0][0] <= now - self.window:  # (the common case: nothing to drop)
+            limit = now - self.window
+            while buckets and buckets[0][0] <= limit:
+                self._drop_bucket()
 
     def _trim(self) -> None:
         # whole buckets, oldest first (even the current one under a flood: the bound wins)

@@ -86,20 +86,26 @@ class Registrar:
     ``users`` (name → password) turns digest on: every REGISTER must carry valid
     credentials of the AOR's own user (401 challenge first, 403 for a wrong password, an
     unlisted user or another user's credentials). ``min_expires``: a non-zero expiry below
-    it gets 423 with Min-Expires. ``max_bindings`` / ``max_contacts``: the caps (503 beyond).
+    it gets 423 with Min-Expires. ``max_expires``: a longer expiry is granted as this one (as
+    Kamailio's ``max_expires``: a lab shortens the phones' refresh interval, bench/storm.py
+    too). ``max_bindings`` / ``max_contacts``: the caps (503 beyond).
     """
 
     def __init__(self, *, realm: str = "fake", users: dict[str, str] | None = None,
-                 min_expires: int | None = None, default_expires: int = 3600, nonce_lifetime: float = 300.0,
+                 min_expires: int | None = None, max_expires: int | None = None, default_expires: int = 3600,
+                 nonce_lifetime: float = 300.0,
                  max_bindings: int = MAX_BINDINGS, max_contacts: int = MAX_CONTACTS,
                  algorithms: tuple[str, ...] = ALGORITHMS):
         if min_expires is not None and min_expires < 0:
             raise ValueError(f"min_expires must be >= 0 seconds, got {min_expires!r}")
+        if max_expires is not None and (max_expires < 1 or (min_expires is not None and max_expires < min_expires)):
+            raise ValueError(f"max_expires must be >= 1 second and >= min_expires, got {max_expires!r}")
         if max_bindings < 1 or max_contacts < 1:
             raise ValueError(f"max_bindings and max_contacts must be >= 1, got {max_bindings!r}, {max_contacts!r}")
         self.realm = realm
         self.users = dict(users) if users else None
         self.min_expires = min_expires
+        self.max_expires = max_expires
         self.default_expires = default_expires
         self.nonce_lifetime = nonce_lifetime
         self.max_bindings = max_bindings
@@ -166,30 +172,46 @@ class Registrar:
                                               to_tag=new_tag()))]
             table = self._bindings.pop(user, None)
             self._count -= len(table or ())
-            return [Respond(self._ok(request, user, now))]
+            return [Respond(self._ok(request, None, now))]
         changes = []
+        default = header_expires if header_expires is not None else self.default_expires
+        min_expires = self.min_expires
         for c in contacts:
-            try:
-                expires = c.expires  # RFC 3261 §10.3 step 7: the parameter, else the header, else ours
-            except SipParseError as e:
-                return [Respond(make_response(request, 400, printable(str(e)), to_tag=new_tag()))]
-            if expires is None:
-                expires = header_expires if header_expires is not None else self.default_expires
-            if expires and self.min_expires is not None and expires < self.min_expires:
+            if "expires" in c.params:
+                try:
+                    expires = c.expires  # RFC 3261 §10.3 step 7: the parameter, else the header, else ours
+                except SipParseError as e:
+                    return [Respond(make_response(request, 400, printable(str(e)), to_tag=new_tag()))]
+            else:
+                expires = default
+            if expires and min_expires is not None and expires < min_expires:
                 return [Respond(make_response(request, 423, "Interval Too Brief", to_tag=new_tag(),
-                                              headers={"Min-Expires": str(self.min_expires)}))]
-            changes.append((str(c.uri), expires))
-        table = self._bindings.get(user) or {}
-        live = self.lookup(user, now) if table else []
-        added = len({key for key, expires in changes if expires and key not in table})
+                                              headers={"Min-Expires": str(min_expires)}))]
+            if expires and self.max_expires is not None and expires > self.max_expires:
+                expires = self.max_expires  # RFC 3261 §10.3 step 7: the registrar may shorten it
+            changes.append((c.uri_text, expires))  # str(c.uri), without writing it again when parsed so
+        bindings = self._bindings
+        table = bindings.get(user)
+        if table:
+            live = self.lookup(user, now)
+            added = len({key for key, expires in changes if expires and key not in table})
+        else:
+            live = []
+            added = len({key for key, expires in changes if expires})
         if added:
             full = self._full(now, len(live) + added)
             if full:
                 return [Respond(make_response(request, 503, full, to_tag=new_tag(),
                                               headers={"Retry-After": str(RETRY_AFTER)}))]
         self._remember(user)
-        table = self._bindings.setdefault(user, {})
-        aor = str(to_uri)
+        table = bindings.get(user)
+        if table is None:
+            table = bindings[user] = {}
+        if origin.flow is not None and origin.transport == "udp":
+            # a UDP client is reached at its address: the socket handle (and the datagram it
+            # carries) is not kept for the binding's lifetime (tens of thousands under load)
+            origin = Origin("udp", origin.peer, origin.local)
+        aor = None
         for key, expires in changes:
             if expires == 0:
                 if table.pop(key, None) is not None:
@@ -197,10 +219,12 @@ class Registrar:
             else:
                 if key not in table:
                     self._count += 1
+                if aor is None:
+                    aor = to.uri_text
                 table[key] = Binding(aor, key, now + expires, origin, request.call_id, request.cseq[0])
         if not table:
-            del self._bindings[user]
-        return [Respond(self._ok(request, user, now))]
+            del bindings[user]
+        return [Respond(self._ok(request, table, now))]
 
     def _full(self, now: float, contacts_after: int) -> str | None:
         """Why one more binding does not fit (None: it fits): per AOR, then in all (after
@@ -229,11 +253,12 @@ class Registrar:
         if len(known) > self.max_bindings:
             del known[next(iter(known))]
 
-    def _ok(self, request: Any, user: str, now: float) -> Any:
-        live = self.lookup(user, now)
-        headers = {}
-        if live:
-            headers["Contact"] = ", ".join(f"<{b.contact}>;expires={max(0, math.ceil(b.expires_at - now))}"
-                                           for b in live)
-        return make_response(request, 200, "OK", to_tag=new_tag(), headers=headers)
+    def _ok(self, request: Any, table: dict[str, Binding] | None, now: float) -> Any:
+        """The 200 listing the AOR's bindings (``table``: every one live, just updated), the
+        longest-lived first (RFC 3261 §10.3 step 8)."""
+        if not table:
+            return make_response(request, 200, "OK", to_tag=new_tag())
+        live = table.values() if len(table) == 1 else sorted(table.values(), key=lambda b: -b.expires_at)
+        contact = ", ".join(f"<{b.contact}>;expires={max(0, math.ceil(b.expires_at - now))}" for b in live)
+        return make_response(request, 200, "OK", to_tag=new_tag(), headers=(("Contact", contact),))
 

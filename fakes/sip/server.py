@@ -142,8 +142,11 @@ class FakeSipServer:
     def records(self) -> list[SipRecord]:
         return self.recorder.sip(server=self.name)
 
-    def listen(self, transport: str = "udp", port: int = 0, *, context: Any = None) -> "defer.Deferred[Address]":
-        """Listen on ``transport`` ("udp", "tcp", "tls"; tls needs ``context``, an OpenSSL context factory)."""
+    def listen(self, transport: str = "udp", port: int = 0, *, context: Any = None,
+               reuse_port: int | None = None) -> "defer.Deferred[Address]":
+        """Listen on ``transport`` ("udp", "tcp", "tls"; tls needs ``context``, an OpenSSL context factory).
+        ``reuse_port`` (UDP): this server is one of that many worker processes sharing ``port``
+        (sipcore.reuseport: a client always meets the same worker, with its bindings and nonces)."""
         transport = transport.lower()
         if transport not in _TRANSPORTS:
             raise ValueError(f"listen(transport={transport!r}): expected one of {', '.join(_TRANSPORTS)}")
@@ -153,7 +156,9 @@ class FakeSipServer:
             raise ValueError("listen('tls') needs context= (a server context factory, e.g. from sipcore.tls)")
         common = dict(host=self.host, port=port, clock=self.clock, reactor=self.reactor, max_size=MAX_MESSAGE)
         if transport == "udp":
-            listener = listen_udp(self, buffer_size=UDP_BUFFER, **common)
+            listener = listen_udp(self, buffer_size=UDP_BUFFER, reuse_port=reuse_port, **common)
+        elif reuse_port is not None:
+            raise ValueError(f"listen({transport!r}, reuse_port=...): worker processes share a UDP port only")
         elif transport == "tcp":
             listener = listen_tcp(self, **self.bounds, **common)
         else:

@@ -51,7 +51,11 @@ class TransactionTable:
     def match_request(self, request: Any) -> ServerTransaction | None:
         if request.top_via is None:
             return None
-        tx = self._server.get(server_key(request))
+        return self.match_key(server_key(request), request)
+
+    def match_key(self, key: tuple, request: Any) -> ServerTransaction | None:
+        """:meth:`match_request` when the caller has ``server_key(request)`` already."""
+        tx = self._server.get(key)
         if tx is not None and request.method == "ACK" and not tx.invite:
             return None
         return tx
