@@ -81,7 +81,10 @@ def translate(cfg: dict[str, str], *, ports: tuple[int, int, int], ca_file: str 
              "inc_timeout=180", "guess_hostname=0", "register_only_when_upnp_is_ok=0", "ipv6=0",
              "contact=sip:linphone@127.0.0.1"]
     if ca_file:
-        lines += [f"root_ca={ca_file}", "verify_server_certs=1", "verify_server_cn=1"]
+        # the chain is verified against the lab's CA only; the name is not: belle-sip (mbedtls) matches no IP
+        # address in a certificate's subjectAltName (measured: "flags=[CN-mismatch]" for 127.0.0.10 with an IP SAN),
+        # and the lab's servers are IP addresses (SPEC §8)
+        lines += [f"root_ca={ca_file}", "verify_server_certs=1", "verify_server_cn=0"]
     lines += ["", "[rtp]", f"audio_rtp_port={rtp_port}", "", "[video]", "capture=0", "display=0",
               "automatically_initiate=0", "automatically_accept=0", "", "[misc]", "max_calls=4", ""]
     aors: dict[str, int] = {}

@@ -134,7 +134,29 @@ def tls_pki(tmp_path_factory, pytestconfig):
 
 
 @pytest.fixture(scope="session")
-def sipharness_preflight(request: pytest.FixtureRequest, tls_pki):
+def sipharness_netns(request: pytest.FixtureRequest) -> bool:
+    """Lab-in-a-box (harness.netns): this test process (each xdist worker) enters a private network
+    namespace of its own before its first lab, when the DUT kind needs one (``needs_netns``); the
+    fake DNS then listens on port 53. Without root or namespaces those tests skip with the reason."""
+    from . import netns
+    from .dut import dut_class
+
+    cls = dut_class(request.config.getoption("--dut"))
+    if not cls.needs_netns:
+        return False
+    reason = netns.unavailable()
+    if reason is None:
+        try:
+            netns.enter()
+        except OSError as e:
+            reason = str(e)
+    if reason is not None:
+        pytest.skip(f"the {cls.kind} DUT runs in the lab-in-a-box (a private network namespace): {reason}")
+    return True
+
+
+@pytest.fixture(scope="session")
+def sipharness_preflight(request: pytest.FixtureRequest, tls_pki, sipharness_netns):
     """The lab preflight (SPEC §10), once per session (per xdist worker), for a DUT in another process.
 
     Its lines when it passed (None when the DUT needs none); when it fails, the test that asked
@@ -218,8 +240,11 @@ def _make_lab(config: pytest.Config, clock: Any, recorder: Any, dut: Any, tls_pk
     # each xdist worker's DNS on its own address (workerinput exists only in an xdist worker: a pytest
     # run started from inside a worker inherits PYTEST_XDIST_WORKER but is not one)
     worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
+    from . import netns
+
+    # a real phone cannot be told another DNS port; nor can a stack in the lab-in-a-box (harness.netns)
     return Lab(clock, recorder, dut, reactor=reactor, tls=tls_pki, addresses=addresses,
-               dns_port=53 if addresses else 0, dns_index=int(worker[2:] or 0))
+               dns_port=netns.DNS_PORT if addresses or netns.active() else 0, dns_index=int(worker[2:] or 0))
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def _no(why: str, *defaults: str) -> Cell:
 
 
 _NO_FALLBACK = "no server fallback (SPEC §6): the stack registers with one server per account"
-_NO_FAILBACK = "no failback modes: every new request is resolved again and starts at the first target (newRequests)"
+_NO_FAILBACK = "no failback modes (SPEC §5): no setting for when new requests return to the primary"
 _RETRY = "no retry count: a silent target is given up when the RFC 3261 transaction times out (32 s)"
 
 #: ``.cfg`` key (``account.X.`` removed; ``sip_server.Y`` as written) → stack → :class:`Cell`.

@@ -46,7 +46,7 @@ def test_translation_follows_the_table():
     rc, resolv, aors, notes = translate(read_cfg(CFG), ports=(5062, 5063, 5064), ca_file="/ca.pem")
     assert resolv.splitlines()[-1] == "nameserver 127.0.0.53"
     lines = rc.splitlines()
-    assert {"sip_port=5062", "sip_tcp_port=5063", "sip_tls_port=5064", "root_ca=/ca.pem"} <= set(lines)
+    assert {"sip_port=5062", "sip_tcp_port=5063", "sip_tls_port=5064", "root_ca=/ca.pem", "verify_server_cn=0"} <= set(lines)
     # transport 3, port 0: no transport, no port: liblinphone's resolver decides (RFC 3263)
     assert "reg_proxy=<sip:pbx.example.com>" in lines and "reg_route=<sip:pbx.example.com;lr>" in lines
     assert 'reg_identity="Desk 1" <sip:1234@pbx.example.com>' in lines and "reg_expires=30" in lines
@@ -133,3 +133,14 @@ async def test_a_crash_of_the_stack_is_a_harness_error_of_the_test(box_lab, peer
         await wait
     await lab.dut.stop()
     assert not running("linphone")
+
+
+@pytest_twisted.ensureDeferred
+async def test_registers_over_tls_trusting_the_labs_ca(box_lab, tls_pki, peer):
+    """The chain is checked against the lab's CA (root_ca); the name is not (belle-sip matches no IP SAN)."""
+    _daemon(peer)
+    lab = box_lab(lambda clock, reactor: LinphonePhone(clock, reactor=reactor, ca_file=tls_pki.ca_file))
+    lab.tls = tls_pki
+    await lab.up(Address("primary"), transport="tls", account={"sip_server.1.expires": 60})
+    await lab.dut.wait_registered(account=1, timeout=15)
+    assert [r.transport for r in lab.recorder.entries() if r.method == "REGISTER" and r.direction == "in"][0] == "tls"

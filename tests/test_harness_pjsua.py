@@ -147,3 +147,13 @@ async def test_a_crash_of_the_stack_is_a_harness_error_of_the_test(box_lab):
         await lab.dut.wait_registered(account=1, timeout=60)  # later waits fail at once too
     await lab.dut.stop()
     assert not running("pjsua")
+
+
+@pytest_twisted.ensureDeferred
+async def test_registers_over_tls_trusting_the_labs_ca(box_lab, tls_pki):
+    _pjsua2()
+    lab = box_lab(lambda clock, reactor: PjsuaPhone(clock, reactor=reactor, ca_file=tls_pki.ca_file))
+    lab.tls = tls_pki
+    await lab.up(Address("primary"), transport="tls", account={"sip_server.1.expires": 60})
+    await lab.dut.wait_registered(account=1, timeout=15)
+    assert [r.transport for r in lab.recorder.entries() if r.method == "REGISTER" and r.direction == "in"][0] == "tls"
