@@ -21,6 +21,7 @@ Linux namespaces are per thread: sockets are created by the thread that called :
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -29,7 +30,7 @@ import os
 import socket
 import struct
 
-__all__ = ["enter", "unavailable", "active", "routes", "DNS_PORT"]
+__all__ = ["enter", "box", "unavailable", "active", "routes", "DNS_PORT"]
 
 CLONE_NEWNET = 0x40000000
 DNS_PORT = 53  # the one port a phone's resolver asks
@@ -69,6 +70,34 @@ def enter() -> None:
         raise OSError(err, f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
     _link_up("lo")
     _state["active"], _state["ino"] = True, _netns_inode()
+
+
+@contextlib.contextmanager
+def box():
+    """A fresh private namespace for the body of a ``with``, then back to the namespace before it.
+
+    For a test of the harness's own that needs the lab-in-a-box while the rest of its process must
+    keep the machine's network (another test on the same xdist worker may install a package)."""
+    reason = unavailable()
+    if reason:
+        raise OSError(errno.EPERM, reason)
+    libc = _libc()
+    way_back = os.open(f"/proc/self/task/{_gettid()}/ns/net", os.O_RDONLY)
+    before = dict(_state)
+    try:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"unshare(CLONE_NEWNET) failed: {os.strerror(err)}")
+        _state["active"], _state["ino"] = True, _netns_inode()
+        _link_up("lo")
+        yield
+    finally:
+        if _netns_inode() != os.fstat(way_back).st_ino and libc.setns(way_back, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            os.close(way_back)
+            raise OSError(err, f"setns() back to the namespace before the box failed: {os.strerror(err)}")
+        os.close(way_back)
+        _state.update(before)
 
 
 def routes() -> list[str]:

@@ -2,8 +2,8 @@
 DNS has port 53, nothing routes outside, and two processes never collide.
 
 The fixtures here (``in_a_box``, ``box_lab``) are what the real-stack tests (PJSIP, liblinphone)
-use: they move this test process (an xdist worker) into its own namespace for the rest of its life,
-which changes nothing for the other tests it runs (everything they do is on 127/8).
+use: a fresh namespace for the test (``netns.box()``), and back to the machine's after it, so the
+other tests of the same xdist worker keep the machine's network (one installs packages).
 """
 
 from __future__ import annotations
@@ -23,23 +23,18 @@ from sipharness.harness import netns
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def enter_box() -> None:
-    """This process in its private namespace, or the test skipped (failed under SIPHARNESS_REQUIRE_PEERS=1)."""
-    reason = netns.unavailable()
-    if reason is None:
-        try:
-            netns.enter()
-            return
-        except OSError as e:
-            reason = str(e)
-    if os.environ.get("SIPHARNESS_REQUIRE_PEERS") == "1":
-        pytest.fail(f"lab-in-a-box unavailable: {reason}; SIPHARNESS_REQUIRE_PEERS=1 requires it", pytrace=False)
-    pytest.skip(f"lab-in-a-box unavailable: {reason}")
-
-
 @pytest.fixture
 def in_a_box():
-    enter_box()
+    """The test in a private namespace of its own (skipped without one; failed under SIPHARNESS_REQUIRE_PEERS=1)."""
+    reason = netns.unavailable()
+    if reason is not None:
+        if os.environ.get("SIPHARNESS_REQUIRE_PEERS") == "1":
+            pytest.fail(f"lab-in-a-box unavailable: {reason}; SIPHARNESS_REQUIRE_PEERS=1 requires it", pytrace=False)
+        pytest.skip(f"lab-in-a-box unavailable: {reason}")
+    outside = os.readlink("/proc/thread-self/ns/net")
+    with netns.box():
+        yield
+    assert os.readlink("/proc/thread-self/ns/net") == outside, "back in the machine's namespace after the test"
 
 
 @pytest.fixture
@@ -91,11 +86,21 @@ def test_dns_port_53_and_the_spec_hosts_are_free_in_the_box(in_a_box):
         assert u.recvfrom(10)[0] == b"ping", "loopback works inside"
 
 
+def test_the_box_ends_with_the_test():
+    outside = os.readlink("/proc/thread-self/ns/net")
+    if netns.unavailable():
+        pytest.skip(netns.unavailable())
+    with netns.box():
+        inside = os.readlink("/proc/thread-self/ns/net")
+        assert netns.active() and inside != outside
+    assert os.readlink("/proc/thread-self/ns/net") == outside and not netns.active()
+
+
 def test_children_inherit_the_box_and_the_host_is_elsewhere(in_a_box):
     child = subprocess.run(["readlink", "/proc/self/ns/net"], capture_output=True, text=True, check=True)
-    assert child.stdout.strip() == os.readlink("/proc/self/ns/net")
+    assert child.stdout.strip() == os.readlink("/proc/thread-self/ns/net")
     if os.path.exists("/proc/1/ns/net"):
-        assert _net_inode("1") != _net_inode(), "the box is not the machine's namespace"
+        assert _net_inode("1") != _net_inode("thread-self"), "the box is not the machine's namespace"
 
 
 def test_two_processes_each_in_a_box_both_hold_port_53():
@@ -120,6 +125,6 @@ def test_two_processes_each_in_a_box_both_hold_port_53():
 def test_without_root_the_reason_is_named(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert "needs root (uid 1000)" in netns.unavailable()
-    if not netns.active():
-        with pytest.raises(OSError, match="needs root"):
-            netns.enter()
+    with pytest.raises(OSError, match="needs root"):
+        with netns.box():
+            pass
