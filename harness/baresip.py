@@ -80,6 +80,9 @@ def translate(cfg: dict[str, str], *, ctrl_port: int, module_path: str = DEFAULT
     lines = [
         "# written by sip-redundancy-harness (harness/baresip.py) from a vendor .cfg",
         "poll_method epoll",
+        # the address, not "lo" (that fails): in the lab-in-a-box there is no default route, and without
+        # it baresip finds no local address ("SIP register failed: Protocol not supported", measured)
+        "net_interface 127.0.0.1",
         f"sip_listen 127.0.0.1:{listen_port}",
         f"dns_server {_host_port(dns, dns_port)}",
         f"module_path {module_path}",
