@@ -92,6 +92,8 @@ EOF
         timeout $((seconds + 15)) python3 "$out/pjsua.py" >"$out/stdout" 2>&1 || true ;;
     linphone)
         mkdir -p "$out/home/.local/share/linphone"
+        # liblinphone's "network up" probe (harness/linphone.py): an own address and a route back into lo
+        ip addr replace 198.51.100.53/32 dev lo && ip route replace 87.98.157.38/32 dev lo src 198.51.100.53
         printf 'nameserver 127.0.0.53\n' >"$out/resolv.conf"
         cat >"$out/linphonerc" <<EOF
 [sip]

@@ -20,6 +20,12 @@ Why this shape:
   touched, the other processes never see it.
 - liblinphone cannot open its database without ``$HOME/.local/share/linphone``: its global state
   then stays "startup" and it never listens (measured). HOME is the DUT's temporary directory.
+- liblinphone checks every few seconds whether "the network" is up by asking which local address
+  would reach 87.98.157.38 (a linphone.org address compiled into bctoolbox); with only a loopback
+  answer it declares the network DOWN and tears its transports down (measured: 5 s after start,
+  "SIP network reachability state is now [DOWN]"). In the lab-in-a-box the namespace gets
+  198.51.100.53 (TEST-NET-2) on ``lo`` and a route to that probe address back into ``lo``
+  (:func:`harness.netns.loop_route`): the answer is then not loopback, and nothing can leave.
 - The ``.cfg`` becomes a linphonerc (``[proxy_N]``, ``[auth_info_N]`` per enabled account) by the
   translation table's liblinphone column (:mod:`harness.translation`); an outbound route
   (``reg_route``) sends every request to server 1, as a vendor phone does.
@@ -39,12 +45,15 @@ from twisted.internet import defer
 
 from sipharness.sipcore.events import CallState, EventKind
 
+from . import netns
 from .child import LineChild, deadline
 from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, Step, free_port
 
 __all__ = ["LinphonePhone", "LinphoneError", "translate"]
 
 PROGRAM = "linphone-daemon"
+#: liblinphone's "is the network up" probe (bctoolbox), and the namespace's own address that answers it
+REACHABILITY_PROBE, BOX_ADDRESS = "87.98.157.38", "198.51.100.53"
 PROMPT = "daemon-linphone>"
 _TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}
 _REG = re.compile(r"Account \[[^\]]*\] for identity \[(?P<identity>.*?)\] moving from state \[(?P<old>\w+)\] to "
@@ -254,6 +263,8 @@ class LinphonePhone(ProcessDut):
             raise LinphoneError("LinphonePhone.start(): apply_config() first")
         program = self._program(self.program, "linphone-cli", "--linphone-daemon")
         unshare = self._program("unshare", "util-linux", "PATH for")
+        if netns.active():
+            netns.loop_route(REACHABILITY_PROBE, BOX_ADDRESS)
         self.directory = tempfile.mkdtemp(prefix="sipharness-linphone-")
         os.makedirs(os.path.join(self.directory, ".local", "share", "linphone"))
         rc, resolv, self._aors, notes = translate(

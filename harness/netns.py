@@ -30,7 +30,7 @@ import os
 import socket
 import struct
 
-__all__ = ["enter", "box", "unavailable", "active", "routes", "DNS_PORT"]
+__all__ = ["enter", "box", "unavailable", "active", "routes", "loop_route", "DNS_PORT"]
 
 CLONE_NEWNET = 0x40000000
 DNS_PORT = 53  # the one port a phone's resolver asks
@@ -98,6 +98,24 @@ def box():
             raise OSError(err, f"setns() back to the namespace before the box failed: {os.strerror(err)}")
         os.close(way_back)
         _state.update(before)
+
+
+def loop_route(destination: str, source: str) -> None:
+    """Give this namespace the address ``source`` (on ``lo``) and a route to ``destination`` back into ``lo``.
+
+    For a stack that decides "the network is up" by asking which local address would reach an
+    outside probe address (liblinphone: 87.98.157.38) and finding a non-loopback one. The route
+    leads into ``lo``, the only interface: a packet to ``destination`` comes straight back into the
+    namespace and is dropped there (it is no local address); it can never leave. Idempotent."""
+    if not active():
+        raise OSError(errno.EPERM, "loop_route() only inside the lab-in-a-box (netns.enter() or netns.box())")
+    import subprocess
+
+    for argv in (["ip", "addr", "replace", f"{source}/32", "dev", "lo"],
+                 ["ip", "route", "replace", f"{destination}/32", "dev", "lo", "src", source]):
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(errno.EINVAL, f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
 
 
 def routes() -> list[str]:

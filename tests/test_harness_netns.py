@@ -128,3 +128,18 @@ def test_without_root_the_reason_is_named(monkeypatch):
     with pytest.raises(OSError, match="needs root"):
         with netns.box():
             pass
+
+
+def test_a_route_back_into_lo_answers_a_probe_and_nothing_leaves(in_a_box):
+    """liblinphone's "network up" probe (harness/linphone.py): a non-loopback source for that one address,
+    a route that leads back into lo; every other outside address stays unreachable."""
+    netns.loop_route("87.98.157.38", "198.51.100.53")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.connect(("87.98.157.38", 5060))
+        assert u.getsockname()[0] == "198.51.100.53"
+    with open("/proc/self/net/dev", encoding="ascii") as f:
+        assert [line.split(":")[0].strip() for line in f.readlines()[2:]] == ["lo"], "still no way out"
+    assert not [r for r in netns.routes() if r.endswith(" 0.0.0.0/0.0.0.0")]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, pytest.raises(OSError) as e:
+        u.sendto(b"x", ("198.51.100.7", 53))
+    assert e.value.errno == errno.ENETUNREACH
