@@ -21,7 +21,7 @@ fi
 out="build/evidence/$stack-$scenario"
 rm -rf "$out" && mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 zone="$out/zone"
 {
     echo '$ORIGIN pbx.example.com.'; echo '$TTL 60'
@@ -49,7 +49,11 @@ fi
 python3 -m sipharness.harness.cli registrar --listen udp:127.0.0.20:5060 --listen tcp:127.0.0.20:5060 --name secondary \
     >"$out/secondary.jsonl" 2>&1 & pids+=($!)
 python3 -m sipharness.harness.cli registrar --listen udp:127.0.0.30:5060 --name decoy >"$out/decoy.jsonl" 2>&1 & pids+=($!)
-sleep 2
+for _ in $(seq 100); do  # every fake says "listening" first (a loaded box starts Python slowly)
+    n=$(cat "$out"/dns.jsonl "$out"/secondary.jsonl "$out"/decoy.jsonl 2>/dev/null | grep -c '^listening' || true)
+    [ "$n" -ge 4 ] && break
+    sleep 0.2
+done
 transport_param=";transport=udp"
 [ "$scenario" = naptr ] && transport_param=""
 echo "ci/evidence.sh: $stack, $scenario, $seconds s; output in $out"
