@@ -306,7 +306,7 @@ class RegistrarTarget(Target):
         auth = logic.registrar.auth
         return {"bindings": getattr(logic.registrar, "binding_count", -1), "proxy legs": len(logic.proxy._legs),
                 "proxy calls": len(logic.proxy.call_ids), "uas calls": len(logic.uas._pending),
-                "transactions": len(list(self.server._table)),
+                "transactions": self.server.core.sizes()["transactions"],
                 "nonces": len(auth._digest._nonces) if auth is not None else 0}
 
 

@@ -9,7 +9,9 @@ a few dozen lines of text layout do the job here.
 Columns: the phone(s) first (every peer address that is not a fake, in order of first
 appearance), then ``dns`` when DNS was recorded, then each fake SIP server by name in
 order of first appearance. One line per record. A message between two fakes is drawn
-once, from the receiver's record (which carries the receiver's notes).
+once, from the receiver's record (which carries the receiver's notes). A serving error of a
+fake (an :class:`~fakes.record.ErrorRecord`, a harness error) is a ``✱`` on that fake's
+line at the time it happened, with the exception and the input it was handling.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import html
 from typing import Iterable, Sequence
 
-from sipharness.fakes.record import Record
+from sipharness.fakes.record import DnsRecord, ErrorRecord, Record, SipRecord
 
 __all__ = ["render_ladder", "render_ladder_html"]
 
@@ -25,19 +27,28 @@ _WIDTH = 118  # the whole line, notes aside, fits a 120-column terminal
 
 
 def _label(r: Record) -> str:
-    if r.kind == "dns":
-        text = r.summary
-    elif r.status is not None:
-        text = r.summary or f"{r.status}"
-    else:
-        text = r.method or r.summary.split(" ", 1)[0]
-    if r.retransmission:
-        text += " (retx)"
-    return text
+    if isinstance(r, SipRecord):
+        if r.status is not None:
+            text = r.summary or f"{r.status}"
+        else:
+            text = r.method or r.summary.split(" ", 1)[0]
+        if r.retransmission:
+            text += " (retx)"
+        return text
+    if isinstance(r, ErrorRecord):
+        return f"✱ {type(r.error).__name__}" if r.error is not None else "✱ error"
+    return r.summary
 
 
 def _dropped(r: Record) -> bool:
     return r.direction == "in" and r.note.startswith("dropped")
+
+
+def _column(r: Record) -> str:
+    """The ladder column of the fake that made ``r``: "dns" for the DNS, else its name."""
+    if isinstance(r, DnsRecord) or (isinstance(r, ErrorRecord) and r.protocol == "dns"):
+        return "dns"
+    return r.server
 
 
 def _fmt_addr(a) -> str:
@@ -51,8 +62,8 @@ def _layout(records: Sequence[Record], columns: Sequence[str] | None):
     servers: list[str] = []
     dns_seen = False
     for r in records:
-        key = "dns" if r.kind == "dns" else r.server
-        if r.kind == "dns":
+        key = _column(r)
+        if key == "dns":
             dns_seen = True
         elif key not in servers:
             servers.append(key)
@@ -60,8 +71,7 @@ def _layout(records: Sequence[Record], columns: Sequence[str] | None):
     kept = []
     for r in records:
         peer_server = server_addrs.get(tuple(r.peer))
-        if peer_server is not None and r.direction == "out" and peer_server != (
-                "dns" if r.kind == "dns" else r.server):
+        if peer_server is not None and r.direction == "out" and peer_server != _column(r):
             continue  # drawn from the receiving fake's "in" record
         kept.append(r)
     # A phone is a host, not a socket: it talks from several ports (DNS client, one connected
@@ -80,11 +90,11 @@ def _layout(records: Sequence[Record], columns: Sequence[str] | None):
     for name in order:
         col_of[name] = len(names)
         names.append(name)
-        local = next((r.local for r in records if ("dns" if r.kind == "dns" else r.server) == name), None)
+        local = next((r.local for r in records if _column(r) == name), None)
         addrs.append(_fmt_addr(local) if local else "")
     ends = []
     for r in kept:
-        me = col_of["dns" if r.kind == "dns" else r.server]
+        me = col_of[_column(r)]
         p = tuple(r.peer)
         other = col_of[server_addrs[p]] if p in server_addrs else col_of[p[0]]
         ends.append((me, other))
@@ -136,6 +146,12 @@ def render_ladder(records: Iterable[Record], *, columns: Sequence[str] | None = 
         else:
             src, dst = me, other
         label = " " + _label(r) + " "
+        if isinstance(r, ErrorRecord):  # a mark on the fake's own line, whoever sent the input
+            text = "".join(line)
+            at = x[me]
+            text = (text[:at] + "✱" + text[at + 1:]).rstrip()
+            out.append(f"{r.time:8.3f} |{text}   {r.note} [{r.summary}]")
+            continue
         if src == dst:  # a fake talking to itself: just mark it
             text = f"{x[src] * ' '}↺{label}"
             line = list(text.ljust(width))
@@ -188,8 +204,15 @@ def render_ladder_html(records: Iterable[Record], *, columns: Sequence[str] | No
         src, dst = (other, me) if r.direction == "in" else (me, other)
         x1, x2 = left + gap * src, left + gap * dst
         dropped = _dropped(r)
-        colour = "#c00" if dropped or (r.status or 0) >= 400 else ("#070" if r.status else "#024")
+        status = r.status if isinstance(r, SipRecord) else None
+        colour = "#c00" if dropped or (status or 0) >= 400 else ("#070" if status else "#024")
         svg.append(f'<text x="4" y="{y + 4}" fill="#666">{r.time:.3f}</text>')
+        if isinstance(r, ErrorRecord):
+            cx = left + gap * me
+            svg.append(f'<circle cx="{cx}" cy="{y}" r="7" fill="#c00"><title>{e(r.summary)}</title></circle>')
+            svg.append(f'<text x="{cx + 12}" y="{y + 4}" fill="#c00">{e(_label(r))}</text>')
+            svg.append(f'<text x="{left + gap * (n - 1) + 12}" y="{y + 4}" fill="#c00">{e(r.note)}</text>')
+            continue
         if dropped:
             xe = x2 - (12 if x2 > x1 else -12)
             svg.append(f'<line x1="{x1}" y1="{y}" x2="{xe}" y2="{y}" stroke="{colour}" stroke-dasharray="4 3"/>')

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from sipharness.fakes.record import Record, Recorder
+from sipharness.fakes.record import Record, Recorder, SipRecord
 
 from .timing import EXACT, Tolerance
 
@@ -53,14 +53,14 @@ def expect_gaps(times: Sequence[float], gap: float, *, tolerance: Tolerance = EX
 
 
 def attempts(recorder: Recorder, method: str, server: str | None = None, *, since: int = 0,
-             until: float | None = None) -> list[Record]:
+             until: float | None = None) -> list[SipRecord]:
     """Requests of ``method`` that reached ``server`` (all servers when None), dropped or not."""
     return [r for r in recorder.entries(since=since)
-            if r.kind == "sip" and r.direction == "in" and r.status is None and r.method == method
+            if type(r) is SipRecord and r.direction == "in" and r.status is None and r.method == method
             and (server is None or r.server == server) and (until is None or r.time <= until)]
 
 
-def first_attempt(recorder: Recorder, method: str, server: str | None = None, *, since: int = 0) -> Record:
+def first_attempt(recorder: Recorder, method: str, server: str | None = None, *, since: int = 0) -> SipRecord:
     """The first attempt of ``method`` to ``server``; an AssertionError naming them when there is none
     (a phone that never sent it broke a rule: that is a finding, not a harness error)."""
     seen = attempts(recorder, method, server, since=since)
@@ -70,10 +70,10 @@ def first_attempt(recorder: Recorder, method: str, server: str | None = None, *,
     return seen[0]
 
 
-def attempt_runs(recorder: Recorder, method: str, servers: Iterable[str], *, since: int = 0) -> list[tuple[str, list[Record]]]:
+def attempt_runs(recorder: Recorder, method: str, servers: Iterable[str], *, since: int = 0) -> list[tuple[str, list[SipRecord]]]:
     """Consecutive runs of attempts by server, in time order: [("primary", [4 records]), ("secondary", [1])]."""
     names = set(servers)
-    runs: list[tuple[str, list[Record]]] = []
+    runs: list[tuple[str, list[SipRecord]]] = []
     for r in attempts(recorder, method, since=since):
         if r.server not in names:
             continue
@@ -86,13 +86,13 @@ def attempt_runs(recorder: Recorder, method: str, servers: Iterable[str], *, sin
 
 def _where(recorder: Recorder, server: str) -> str:
     for r in recorder.entries():
-        if r.kind == "sip" and r.server == server:
+        if type(r) is SipRecord and r.server == server:
             return f"{server} {r.local[0]}:{r.local[1]}"
     return server
 
 
 def expect_attempts(recorder: Recorder, method: str, first: str, count: int, then: str | None = None, *,
-                    since: int = 0) -> list[Record]:
+                    since: int = 0) -> list[SipRecord]:
     """``count`` attempts of ``method`` to ``first`` before the first one to ``then``.
 
     Returns the attempts to ``first``. With ``then=None`` only the count to ``first`` is checked.

@@ -232,8 +232,8 @@ class BaresipPhone(ProcessDut):
     @classmethod
     def from_options(cls, clock: Any, options: Any, **shared: Any) -> "BaresipPhone":
         pki = shared.get("tls_pki")
-        return cls(clock, reactor=shared.get("reactor"), program=options("--baresip"),
-                   module_path=options("--baresip-module-path"), ca_file=getattr(pki, "ca_file", None))
+        return cls(clock, reactor=shared.get("reactor"), program=options("sipharness_baresip"),
+                   module_path=options("sipharness_baresip_module_path"), ca_file=getattr(pki, "ca_file", None))
 
     def __init__(self, clock: Any, *, reactor: Any = None, program: str = "baresip",
                  module_path: str = DEFAULT_MODULE_PATH, ca_file: str | None = None):

@@ -79,12 +79,15 @@ class DeviceUnderTest:
 
     @classmethod
     def add_options(cls, group: Any) -> None:
-        """Add this kind's command-line options to the plugin's option group (none by default)."""
+        """Add this kind's command-line options to the plugin's option group (none by default).
+
+        ``group.addoption("--phone-ip", ...)`` registers ``--sip-phone-ip`` with the destination
+        ``sipharness_phone_ip`` (and ``--phone-ip`` as an alias when free: harness.plugin_options)."""
 
     @classmethod
     def from_options(cls, clock: IReactorTime, options: Any, **shared: Any) -> "DeviceUnderTest":
-        """Build the DUT from pytest's ``config.getoption`` and the plugin's shared objects
-        (``reactor``, ``tls_pki``)."""
+        """Build the DUT from pytest's ``config.getoption`` (read by destination: ``options("sipharness_phone_ip")``)
+        and the plugin's shared objects (``reactor``, ``tls_pki``)."""
         return cls(clock)
 
     def __init__(self, clock: IReactorTime):

@@ -223,7 +223,7 @@ class LinphonePhone(ProcessDut):
     @classmethod
     def from_options(cls, clock: Any, options: Any, **shared: Any) -> "LinphonePhone":
         pki = shared.get("tls_pki")
-        return cls(clock, reactor=shared.get("reactor"), program=options("--linphone-daemon"),
+        return cls(clock, reactor=shared.get("reactor"), program=options("sipharness_linphone_daemon"),
                    ca_file=getattr(pki, "ca_file", None))
 
     def __init__(self, clock: Any, *, reactor: Any = None, program: str = PROGRAM, ca_file: str | None = None):

@@ -15,9 +15,13 @@ reports, summary and exit status.
   problem (or a harness error), before any test could blame the phone.
 - The ``exact_time`` marker skips a test unless the DUT runs in this process on the virtual clock.
 
-Fixtures: ``sip_clock``, ``sip_recorder``, ``dut``, ``lab``, ``fake_dns``, ``sip_server`` (a
-factory), ``tls_pki``, ``sipharness_preflight``. Options: ``--dut``, ``--clock``, ``--ladder-dir``,
-``--lab-address``, ``--report-mode``, ``--preflight-timeout`` and the DUT kinds' own.
+Names (:mod:`harness.plugin_options` says why): every option is ``--sip-NAME`` (dest ``sipharness_NAME``),
+with today's ``--NAME`` as an alias where no conftest of the user took it. Every fixture has a
+namespaced name the plugin's own fixtures depend on (``sip_lab``, ``sip_dut``, ``sip_fake_dns``,
+``make_sip_server``, ``sip_tls_pki``, ``sip_clock``, ``sip_recorder``, ``sipharness_preflight``), factories
+a user can override as pytest-httpserver's ``make_httpserver`` (``make_sip_lab``, ``make_fake_dns``,
+``make_sip_server``), and today's short name as an alias a user's own fixture overrides (``lab``,
+``dut``, ``fake_dns``, ``sip_server``, ``tls_pki``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import pytest_twisted
 from twisted.internet import defer
 
 from sipharness.sipcore.clock import VirtualClock, make_clock, parse_clock_spec
@@ -33,11 +36,17 @@ from sipharness.sipcore.clock import VirtualClock, make_clock, parse_clock_spec
 from . import report as rep
 from .plugin_outcomes import CLOCK, RUN, RunReport, raise_unreported, scenario_of, state
 from .plugin_outcomes import pytest_report_teststatus, pytest_runtest_makereport  # noqa: F401 - the verdict hooks
+from .plugin_options import NamespacedGroup, add_aliases
 from .report import LabProblem
 
+_PENDING: dict[int, list] = {}  # id(parser) → short names to add as aliases once the initial conftests are in
+_GROUP = "sipharness"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("sipharness", "SIP redundancy harness")
-    group.addoption("--dut", default="bundled",
+    group = NamespacedGroup(parser.getgroup(_GROUP, "SIP redundancy harness (--sip-NAME; --NAME too where free)"),
+                            _PENDING.setdefault(id(parser), []))
+    group.addoption("--dut", default="bundled", metavar="KIND",
                     help="device under test: bundled (default) or another registered kind")
     group.addoption("--clock", default=None,
                     help="virtual | scaled:FACTOR | real (SPEC §9). Default: virtual for the bundled phone, "
@@ -63,6 +72,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             pass
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]):
+    """After the user's initial conftests added their options: our short names where still free."""
+    result = yield
+    pending = _PENDING.pop(id(parser), None)
+    if pending:
+        add_aliases(parser, parser.getgroup(_GROUP), pending)
+    return result
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "scenario(id, passage=''): SPEC §8 scenario id and the guide's passage checked")
     config.addinivalue_line("markers", "interp(rule): checks a SPEC [interp] rule; a deviation of a non-bundled "
@@ -74,10 +93,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from .dut import dut_class
 
     try:
-        cls = dut_class(config.getoption("--dut"))
+        cls = dut_class(config.getoption("sipharness_dut"))
     except (KeyError, ImportError) as e:
         raise pytest.UsageError(str(e).strip('"')) from None
-    spec = config.getoption("--clock") or cls.default_clock
+    spec = config.getoption("sipharness_clock") or cls.default_clock
     try:
         kind, _ = parse_clock_spec(spec)
     except ValueError as e:
@@ -120,13 +139,16 @@ def sip_recorder(request: pytest.FixtureRequest, sip_clock):
 
 
 @pytest.fixture(scope="session")
-def tls_pki(tmp_path_factory, pytestconfig):
+def sip_tls_pki(tmp_path_factory, pytestconfig):
     """Test certificates (trustme): the fakes' TLS server context and a CA file a phone can trust."""
     from sipharness.sipcore.tls import TestPKI
 
     from .lab import HOSTS
 
-    pki = TestPKI(hosts=tuple(dict.fromkeys(("127.0.0.1", "localhost", *HOSTS.values(),
+    # the suites' domains too: a phone that checks the certificate against the domain it resolved
+    # (PJSIP does, RFC 5922) must find it there, or every TLS test on a domain is a false finding
+    names = ("pbx.example.com", "*.pbx.example.com", "yealink.pbx.com", "*.yealink.pbx.com")
+    pki = TestPKI(hosts=tuple(dict.fromkeys(("127.0.0.1", "localhost", *HOSTS.values(), *names,
                                               *_lab_addresses(pytestconfig)))))
     pki.ca_file = str(tmp_path_factory.mktemp("pki") / "ca.pem")
     pki.export_ca(pki.ca_file)
@@ -141,7 +163,7 @@ def sipharness_netns(request: pytest.FixtureRequest) -> bool:
     from . import netns
     from .dut import dut_class
 
-    cls = dut_class(request.config.getoption("--dut"))
+    cls = dut_class(request.config.getoption("sipharness_dut"))
     if not cls.needs_netns:
         return False
     reason = netns.unavailable()
@@ -156,7 +178,7 @@ def sipharness_netns(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
-def sipharness_preflight(request: pytest.FixtureRequest, tls_pki, sipharness_netns):
+def sipharness_preflight(request: pytest.FixtureRequest, sip_tls_pki, sipharness_netns):
     """The lab preflight (SPEC §10), once per session (per xdist worker), for a DUT in another process.
 
     Its lines when it passed (None when the DUT needs none); when it fails, the test that asked
@@ -164,11 +186,11 @@ def sipharness_preflight(request: pytest.FixtureRequest, tls_pki, sipharness_net
     from .dut import dut_class
 
     config = request.config
-    cls = dut_class(config.getoption("--dut"))
+    cls = dut_class(config.getoption("sipharness_dut"))
     if not cls.needs_preflight:
         return None
     try:
-        lines = pytest_twisted.blockon(defer.ensureDeferred(_preflight(config, cls, tls_pki)))
+        lines = _blockon(defer.ensureDeferred(_preflight(config, cls, sip_tls_pki)))
     except LabProblem as e:
         config.stash[RUN].stopped_by_preflight = True
         request.session.shouldstop = f"lab problem: the lab preflight failed at step '{e.step}' (see above)"
@@ -193,7 +215,7 @@ async def _preflight(config: pytest.Config, cls: Any, tls_pki: Any) -> list[str]
     try:
         dut = cls.from_options(clock, config.getoption, reactor=reactor, tls_pki=tls_pki)
         lab = _make_lab(config, clock, Recorder(clock), dut, tls_pki)
-        return await run_preflight(lab, timeout=config.getoption("--preflight-timeout"),
+        return await run_preflight(lab, timeout=config.getoption("sipharness_preflight_timeout"),
                                    tls=config.stash[RUN].tls_selected, reactor=reactor)
     finally:
         if isinstance(clock, VirtualClock):
@@ -201,8 +223,8 @@ async def _preflight(config: pytest.Config, cls: Any, tls_pki: Any) -> list[str]
 
 
 @pytest.fixture
-def dut(request: pytest.FixtureRequest, sip_clock, tls_pki, sipharness_preflight):
-    """The device under test behind one interface (SPEC §10), chosen by ``--dut``."""
+def sip_dut(request: pytest.FixtureRequest, sip_clock, sip_tls_pki, sipharness_preflight):
+    """The device under test behind one interface (SPEC §10), chosen by ``--sip-dut`` (``--dut``)."""
     from twisted.internet import reactor
 
     from .dut import dut_class
@@ -211,27 +233,44 @@ def dut(request: pytest.FixtureRequest, sip_clock, tls_pki, sipharness_preflight
     if sipharness_preflight is not None and not run.preflight_shown:
         run.preflight_shown = True
         request.node.user_properties.append((rep.PREFLIGHT_PROPERTY, "; ".join(sipharness_preflight)))
-    cls = dut_class(request.config.getoption("--dut"))
-    device = cls.from_options(sip_clock, request.config.getoption, reactor=reactor, tls_pki=tls_pki)
+    cls = dut_class(request.config.getoption("sipharness_dut"))
+    device = cls.from_options(sip_clock, request.config.getoption, reactor=reactor, tls_pki=sip_tls_pki)
     state(request.node).dut = device
     yield device
-    pytest_twisted.blockon(defer.maybeDeferred(device.stop))
+    _blockon(defer.maybeDeferred(device.stop))
     raise_unreported(request.node)
 
 
 @pytest.fixture
-def lab(request: pytest.FixtureRequest, sip_clock, sip_recorder, dut, tls_pki):
-    """Builds DNS + SIP servers + DUT from a short description (``await lab.up(...)``)."""
-    the_lab = _make_lab(request.config, sip_clock, sip_recorder, dut, tls_pki)
+def make_sip_lab(request: pytest.FixtureRequest, sip_clock, sip_recorder, sip_dut, sip_tls_pki):
+    """Factory of labs: ``make_sip_lab(**overrides)`` → a :class:`harness.lab.Lab` on the test's clock,
+    recorder and DUT (``overrides``: Lab's keywords, e.g. ``addresses``); each is taken down after the test.
+
+    Override it (as pytest-httpserver's ``make_httpserver``) to change how ``sip_lab``/``lab`` is made."""
     st = state(request.node)
-    st.lab = the_lab
-    yield the_lab
-    st.fakes.extend(the_lab.fakes)  # (down() forgets them; their errors are still to be read)
-    pytest_twisted.blockon(defer.ensureDeferred(the_lab.down()))
+    made: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        the_lab = _make_lab(request.config, sip_clock, sip_recorder, sip_dut, sip_tls_pki, **overrides)
+        made.append(the_lab)
+        if st.lab is None:
+            st.lab = the_lab
+        return the_lab
+
+    yield make
+    for the_lab in made:
+        st.fakes.extend(the_lab.fakes)  # (down() forgets them; their errors are still to be read)
+        _blockon(defer.ensureDeferred(the_lab.down()))
     raise_unreported(request.node)
 
 
-def _make_lab(config: pytest.Config, clock: Any, recorder: Any, dut: Any, tls_pki: Any) -> Any:
+@pytest.fixture
+def sip_lab(make_sip_lab):
+    """Builds DNS + SIP servers + DUT from a short description (``await sip_lab.up(...)``)."""
+    return make_sip_lab()
+
+
+def _make_lab(config: pytest.Config, clock: Any, recorder: Any, dut: Any, tls_pki: Any, **overrides: Any) -> Any:
     from twisted.internet import reactor
 
     from .lab import Lab
@@ -243,13 +282,16 @@ def _make_lab(config: pytest.Config, clock: Any, recorder: Any, dut: Any, tls_pk
     from . import netns
 
     # a real phone cannot be told another DNS port; nor can a stack in the lab-in-a-box (harness.netns)
-    return Lab(clock, recorder, dut, reactor=reactor, tls=tls_pki, addresses=addresses,
-               dns_port=netns.DNS_PORT if addresses or netns.active() else 0, dns_index=int(worker[2:] or 0))
+    options: dict[str, Any] = dict(reactor=reactor, tls=tls_pki, addresses=addresses,
+                                   dns_port=netns.DNS_PORT if addresses or netns.active() else 0,
+                                   dns_index=int(worker[2:] or 0))
+    options.update(overrides)
+    return Lab(clock, recorder, options.pop("dut", dut), **options)
 
 
 @pytest.fixture
-def sip_server(request: pytest.FixtureRequest, sip_clock, sip_recorder):
-    """Factory of fake SIP servers: ``srv = await sip_server("primary", "udp")``; stopped after the test."""
+def make_sip_server(request: pytest.FixtureRequest, sip_clock, sip_recorder):
+    """Factory of fake SIP servers: ``srv = await make_sip_server("primary", "udp")``; stopped after the test."""
     from twisted.internet import reactor
 
     from sipharness.fakes.sip import FakeSipServer
@@ -267,30 +309,90 @@ def sip_server(request: pytest.FixtureRequest, sip_clock, sip_recorder):
 
     yield factory
     for srv in made:
-        pytest_twisted.blockon(defer.maybeDeferred(srv.stop))
+        _blockon(defer.maybeDeferred(srv.stop))
     raise_unreported(request.node)
 
 
+_EXAMPLE_ZONE = ("$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns.example.com. hostmaster.example.com. "
+                 "1 3600 600 86400 60\n@ IN NS ns.example.com.\nns IN A 127.0.0.53\n")
+
+
 @pytest.fixture
-def fake_dns(request: pytest.FixtureRequest, sip_clock, sip_recorder):
-    """A started fake DNS with an empty ``example.com`` zone; add records with ``fake_dns.add(...)``."""
+def make_fake_dns(request: pytest.FixtureRequest, sip_clock, sip_recorder):
+    """Factory of started fake DNS servers: ``make_fake_dns(*zone_texts, host="127.0.0.53", port=0, name="dns")``
+    (no zone: an empty ``example.com``); stopped after the test."""
     from twisted.internet import reactor
 
     from sipharness.fakes.dns import FakeDNS, Zone
 
-    zone = Zone.from_text("$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns.example.com. hostmaster.example.com. "
-                          "1 3600 600 86400 60\n@ IN NS ns.example.com.\nns IN A 127.0.0.53\n")
-    dns = FakeDNS([zone], clock=sip_clock, recorder=sip_recorder, host="127.0.0.53", port=0, reactor=reactor)
-    state(request.node).fakes.append(dns)
-    pytest_twisted.blockon(defer.maybeDeferred(dns.start))
-    yield dns
-    pytest_twisted.blockon(defer.maybeDeferred(dns.stop))
+    st = state(request.node)
+    made: list[Any] = []
+
+    def factory(*zone_texts: str, host: str = "127.0.0.53", port: int = 0, name: str = "dns", **options: Any):
+        zones = [Zone.from_text(text, filename=f"<{name} zone {i + 1}>")
+                 for i, text in enumerate(zone_texts or (_EXAMPLE_ZONE,))]
+        dns = FakeDNS(zones, clock=sip_clock, recorder=sip_recorder, host=host, port=port, name=name,
+                      reactor=reactor, **options)
+        made.append(dns)
+        st.fakes.append(dns)
+        dns.start()  # (binds at once: the Deferred has fired)
+        return dns
+
+    yield factory
+    for dns in made:
+        _blockon(defer.maybeDeferred(dns.stop))
     raise_unreported(request.node)
+
+
+@pytest.fixture
+def sip_fake_dns(make_fake_dns):
+    """A started fake DNS with an empty ``example.com`` zone; add records with ``sip_fake_dns.add(...)``."""
+    return make_fake_dns()
+
+
+# Today's short names, kept as aliases: a user's own fixture of the same name simply overrides the
+# alias, and the plugin's fixtures (which depend on the namespaced names only) keep working.
+
+@pytest.fixture
+def lab(sip_lab):
+    """Alias of ``sip_lab``."""
+    return sip_lab
+
+
+@pytest.fixture
+def dut(sip_dut):
+    """Alias of ``sip_dut``."""
+    return sip_dut
+
+
+@pytest.fixture
+def fake_dns(sip_fake_dns):
+    """Alias of ``sip_fake_dns``."""
+    return sip_fake_dns
+
+
+@pytest.fixture
+def sip_server(make_sip_server):
+    """Alias of ``make_sip_server``."""
+    return make_sip_server
+
+
+@pytest.fixture(scope="session")
+def tls_pki(sip_tls_pki):
+    """Alias of ``sip_tls_pki``."""
+    return sip_tls_pki
+
+
+def _blockon(d: defer.Deferred) -> Any:
+    """Wait for ``d`` from a fixture outside the reactor (pytest-twisted's greenlet)."""
+    import pytest_twisted
+
+    return pytest_twisted.blockon(d)
 
 
 def _lab_addresses(config: pytest.Config) -> list[str]:
     """``--lab-address`` as a list; empty for the loopback default."""
-    given = [a.strip() for a in config.getoption("--lab-address").split(",") if a.strip()]
+    given = [a.strip() for a in config.getoption("sipharness_lab_address").split(",") if a.strip()]
     return [] if given == ["127.0.0.1"] else given
 
 
@@ -314,7 +416,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     from .dut import dut_class
 
-    cls = dut_class(item.config.getoption("--dut"))
+    cls = dut_class(item.config.getoption("sipharness_dut"))
     spec = item.config.stash[CLOCK]
     if not (cls.exact_time and parse_clock_spec(spec)[0] == "virtual"):
         pytest.skip(f"needs exact phone time (a DUT in this process on the virtual clock); this run drives a "

@@ -133,7 +133,7 @@ def _judge(item: pytest.Item, report: pytest.TestReport, st: TestState, exc: Bas
     if outcome is Outcome.FINDING:
         marker = item.get_closest_marker("interp")
         rule = marker.args[0] if marker is not None and marker.args else scenario_of(item) or "rule"
-        counted = not (item.config.getoption("--report-mode") or (marker is not None and not st.dut.interp_binding))
+        counted = not (item.config.getoption("sipharness_report_mode") or (marker is not None and not st.dut.interp_binding))
     props = rep.outcome_properties(outcome, rep.first_line(exc, "error"), rule=rule, counted=counted)
     _set_props(item.user_properties, props)
     _set_props(report.user_properties, props)
@@ -195,7 +195,7 @@ def _final(item: pytest.Item, report: pytest.TestReport, st: TestState) -> None:
         final.append((rep.OUTCOME_PROPERTY, st.outcome.value))
         _set_props(item.user_properties, final)
         _set_props(report.user_properties, final)
-    directory = item.config.getoption("--ladder-dir")
+    directory = item.config.getoption("sipharness_ladder_dir")
     if directory and st.recorder is not None:
         from sipharness.fakes.ladder import render_ladder_html
 
@@ -280,7 +280,7 @@ class RunReport:
         tally = rep.Tally.of(results)
         tally.plain_failures += self.collect_failed
         session.exitstatus = rep.exit_status(tally, int(exitstatus), stopped_by_preflight=self.stopped_by_preflight)
-        directory = self.config.getoption("--ladder-dir")
+        directory = self.config.getoption("sipharness_ladder_dir")
         if directory and results:
             os.makedirs(directory, exist_ok=True)
             pages = set(os.listdir(directory))
@@ -323,7 +323,7 @@ class RunReport:
         if any(r.outcome is not None for r in results):
             tr.write_line(f"sipharness outcomes: {rep.Tally.of(results).line()} "
                           f"(only a finding counts against the phone)")
-        if config.getoption("--report-mode"):
+        if config.getoption("sipharness_report_mode"):
             from .coverage import SCENARIOS
 
             tr.section(f"sipharness rule table ({self.dut_kind} DUT)")

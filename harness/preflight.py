@@ -200,7 +200,7 @@ class _Run:
                              f"set static DNS on the phone to {host}{f' port {port}' if port != 53 else ''} ({keys} "
                              f"in the file) and let it take no DNS server from DHCP; the file's "
                              f"account.2.sip_server.1.address = {self.name} needs it", evidence)
-        self.passed.append(f"dns: the phone asked {host}:{port} for {self.name} ({seen.method})")
+        self.passed.append(f"dns: the phone asked {host}:{port} for {self.name} ({seen.qtype})")
 
     async def tls_handshake(self) -> None:
         where = f"{self.host}:{self.tls_port}"

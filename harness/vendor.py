@@ -203,16 +203,18 @@ class VendorPhone(DeviceUnderTest):
 
     @classmethod
     def from_options(cls, clock: Any, options: Any, **shared: Any) -> "VendorPhone":
-        phone, index = pick_phone(options("--phone-ip"), os.environ.get("PYTEST_XDIST_WORKER"))
-        port = options("--provision-port")
+        phone, index = pick_phone(options("sipharness_phone_ip"), os.environ.get("PYTEST_XDIST_WORKER"))
+        port = options("sipharness_provision_port")
         pki = shared.get("tls_pki")
-        faults = list(options("--emulate-fault") or ())
+        faults = list(options("sipharness_emulate_fault") or ())
         if faults and phone != EMULATE:
             raise VendorLabProblem(f"--emulate-fault {' '.join(faults)} with --phone-ip {phone}",
                                    "faults are for the emulated phone only (--phone-ip emulate)")
-        return cls(clock, reactor=shared.get("reactor"), phone=phone, user=options("--phone-user"),
-                   password=options("--phone-password"), lab_address=options("--lab-address").split(",")[0].strip(),
-                   provision_port=port + index if port else 0, provision_timeout=options("--provision-timeout"),
+        return cls(clock, reactor=shared.get("reactor"), phone=phone, user=options("sipharness_phone_user"),
+                   password=options("sipharness_phone_password"),
+                   lab_address=options("sipharness_lab_address").split(",")[0].strip(),
+                   provision_port=port + index if port else 0,
+                   provision_timeout=options("sipharness_provision_timeout"),
                    ca_file=getattr(pki, "ca_file", None), mac=f"001565{index + 1:06x}", warm=phone == EMULATE,
                    emulation_args=tuple(a for f in faults for a in ("--emulate-fault", f)))
 

@@ -16,6 +16,12 @@ Handler (any object with these methods):
   ``"connection closed by peer"``, ``"TLS handshake failed: certificate verify failed"``.
 - optional ``sip_connection_closed(source, reason)`` — a TCP/TLS connection accepted by a
   listener went away (fakes record it; nothing else needs it).
+- optional ``sip_connection_limited(peer, transport, reason)`` — a bound of the listener
+  refused or cut a connection (over ``max_connections``, past ``header_timeout`` or
+  ``idle_timeout``): the fakes log it, rate-limited.
+- optional ``sip_handler_error(error, where)`` — one of the methods above raised. Without
+  it the error goes to Twisted's log; with it the handler keeps it (the fakes keep every
+  serving error: a harness error, SPEC §10). Either way the transport keeps serving.
 
 Every datagram and every TCP segment received calls :func:`sipcore.clock.note_activity`
 first, so the SPEC §9 virtual clock does not jump while a reply is being handled.
@@ -166,14 +172,39 @@ def describe_failure(reason: Any) -> str:
 
 
 def _call(handler: Any, name: str, *args: Any) -> None:
-    """Call a handler method; a bug in a handler is logged, the transport keeps serving."""
+    """Call a handler method; an error goes to ``handler.sip_handler_error`` (or Twisted's
+    log), the transport keeps serving."""
     method = getattr(handler, name, None)
     if method is None:
         return
     try:
         method(*args)
-    except Exception:
+    except Exception as e:
+        keep = getattr(handler, "sip_handler_error", None)
+        if keep is not None:
+            try:
+                keep(e, _where(name, args))
+                return
+            except Exception:
+                pass
         _log.failure("SIP handler {handler!r}.{name} raised", handler=handler, name=name)
+
+
+def _where(name: str, args: tuple) -> str:
+    """What the handler was doing, for the error's note: "while handling REGISTER from 127.0.0.1:5062 over udp"."""
+    try:
+        if name in ("sip_received", "sip_bad_input"):
+            source = args[-1]
+            what = "bad input" if name == "sip_bad_input" else (
+                args[0].method if args[0].is_request else f"{args[0].status} ({args[0].cseq[1]})")
+            return f"while handling {what} from {source.peer[0]}:{source.peer[1]} over {source.transport}"
+        if name == "sip_connection_closed":
+            source = args[0]
+            return f"while handling the close of {source.transport} {source.peer[0]}:{source.peer[1]}"
+        peer, transport = args[0], args[1]
+        return f"while handling {name} for {transport} {peer[0]}:{peer[1]}"
+    except Exception:  # the args themselves are odd: say what was called
+        return f"in {name}"
 
 
 # --------------------------------------------------------------------------- UDP
@@ -282,6 +313,13 @@ class _StreamProtocol(protocol.Protocol):
         self.local: Address | None = None
         self._pending: list[bytes] = []
         self.closed: defer.Deferred = defer.Deferred()
+        # the listener's bounds (issue 12): a message must arrive whole within header_timeout of
+        # its first byte (of the connect, for the first one); idle_timeout without any
+        self._header_call: Any = None
+        self._idle_call: Any = None
+        self._last_activity = 0.0
+        self._spoke = False  # a complete message or keep-alive arrived
+        self._pongs = 0
 
     # -- connection life
     def connectionMade(self) -> None:
@@ -291,8 +329,49 @@ class _StreamProtocol(protocol.Protocol):
         made = getattr(self.owner, "_connection_made", None)
         if made is not None:
             made(self)
+        self._last_activity = self.owner.clock.seconds()
+        if not self.outbound:
+            self._arm_header()  # the first message is due within header_timeout of the connect
+        self._arm_idle(getattr(self.owner, "idle_timeout", None))
         if self.name == "tcp":
             self._ready()
+
+    # -- bounds (only a Listener has them; the phone's own connections have none)
+    def _arm_header(self) -> None:
+        limit = getattr(self.owner, "header_timeout", None)
+        if limit is not None:
+            self._header_call = self.owner.clock.callLater(limit, self._header_expired, limit)
+
+    def _cancel_header(self) -> None:
+        if self._header_call is not None and self._header_call.active():
+            self._header_call.cancel()
+        self._header_call = None
+
+    def _arm_idle(self, after: float | None) -> None:
+        if after is not None:
+            self._idle_call = self.owner.clock.callLater(after, self._idle_expired)
+
+    def _header_expired(self, limit: float) -> None:
+        self._header_call = None
+        start = "its first byte" if self._spoke or self.outbound else "the connect"
+        self._cut(f"no complete SIP message within {limit:g} s of {start} "
+                  f"({self.framer.buffered} byte(s) buffered)")
+
+    def _idle_expired(self) -> None:
+        self._idle_call = None
+        limit = self.owner.idle_timeout
+        quiet = self.owner.clock.seconds() - self._last_activity
+        if quiet < limit - 1e-9:  # activity since the timer was set: wait for the rest
+            self._arm_idle(limit - quiet)
+            return
+        self._cut(f"idle for {limit:g} s")
+
+    def _cut(self, reason: str) -> None:
+        if self.closing or self.transport is None:
+            return
+        self.failed_reason = f"closed by the listener: {reason}"
+        _call(self.owner.handler, "sip_connection_limited", self.peer, self.name, reason)
+        self.close(abort=True)
 
     def handshakeCompleted(self) -> None:
         self._ready()
@@ -306,6 +385,10 @@ class _StreamProtocol(protocol.Protocol):
 
     def connectionLost(self, reason: Any = protocol.connectionDone) -> None:
         note_activity(self.owner.clock)
+        self._cancel_header()
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
         text = self.failed_reason or describe_failure(reason)
         if self.name == "tls" and self.outbound and not self.ready and not text.startswith("TLS"):
             text = f"TLS handshake failed: {text}"  # e.g. the server refused our certificate
@@ -338,8 +421,17 @@ class _StreamProtocol(protocol.Protocol):
             self.failed_reason = f"closed after bad input: {e}"
             self.transport.loseConnection()
             return
-        for _ in range(self.framer.take_pings()):
+        framer = self.framer
+        pings = framer.take_pings()
+        for _ in range(pings):
             self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        if messages or pings or framer.pongs != self._pongs:
+            self._pongs = framer.pongs
+            self._spoke = True
+            self._last_activity = self.owner.clock.seconds()
+            self._cancel_header()  # the next message's deadline starts with its first byte
+        if framer.buffered and self._header_call is None:
+            self._arm_header()
         for message in messages:
             if self.closing:
                 break
@@ -354,12 +446,26 @@ class _StreamProtocol(protocol.Protocol):
                 self.transport.loseConnection()
 
 
+class _Refused(protocol.Protocol):
+    """A connection over the listener's cap: closed as soon as it exists (nothing kept)."""
+
+    def connectionMade(self) -> None:
+        self.transport.abortConnection()
+
+
 class _ListenerFactory(protocol.Factory):
     def __init__(self, listener: "Listener"):
         self.listener = listener
 
-    def buildProtocol(self, addr: Any) -> _StreamProtocol:
-        return _StreamProtocol(self.listener, self.listener.transport, outbound=False)
+    def buildProtocol(self, addr: Any) -> protocol.Protocol:
+        lst = self.listener
+        if lst.max_connections is not None and lst.accepted >= lst.max_connections:
+            peer = (getattr(addr, "host", "?"), getattr(addr, "port", 0))
+            _call(lst.handler, "sip_connection_limited", peer, lst.transport,
+                  f"refused: {lst.accepted} connections already open (max_connections {lst.max_connections})")
+            return _Refused()
+        lst.accepted += 1
+        return _StreamProtocol(lst, lst.transport, outbound=False)
 
 
 class _OutboundFactory(protocol.ClientFactory):
@@ -390,9 +496,19 @@ class Listener:
 
     def __init__(self, transport: str, handler: Any, host: str, port: int, clock: Any, reactor: Any,
                  max_size: int, context_factory: Any = None, client_context: Any = None,
-                 buffer_size: int | None = None):
+                 buffer_size: int | None = None, *, idle_timeout: float | None = None,
+                 header_timeout: float | None = None, max_connections: int | None = None):
         if transport not in ("udp", "tcp", "tls"):
             raise ValueError(f"transport must be 'udp', 'tcp' or 'tls', got {transport!r}")
+        for name, value in (("idle_timeout", idle_timeout), ("header_timeout", header_timeout)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds or None, got {value!r}")
+        if max_connections is not None and (not isinstance(max_connections, int) or max_connections < 1):
+            raise ValueError(f"max_connections must be an int >= 1 or None, got {max_connections!r}")
+        self.idle_timeout = idle_timeout
+        self.header_timeout = header_timeout
+        self.max_connections = max_connections
+        self.accepted = 0  # connections accepted and not yet closed (the cap counts these)
         if transport == "tls" and context_factory is None:
             raise ValueError("listen_tls needs context_factory (e.g. sipcore.tls.TestPKI().server_context())")
         self.transport = transport
@@ -515,6 +631,8 @@ class Listener:
         self.connections[conn.peer] = conn
 
     def _connection_lost(self, conn: _StreamProtocol, reason: str) -> None:
+        if not conn.outbound:
+            self.accepted -= 1
         if self.connections.get(conn.peer) is conn:
             del self.connections[conn.peer]
         if conn.ready:
@@ -558,19 +676,32 @@ def listen_udp(handler: Any, *, host: str = "127.0.0.1", port: int = 0, clock: A
 
 
 def listen_tcp(handler: Any, *, host: str = "127.0.0.1", port: int = 0, clock: Any, reactor: Any = None,
-               max_size: int = MAX_SIZE) -> Listener:
-    """Serve SIP over TCP on ``host:port``."""
-    return Listener("tcp", handler, host, port, clock, reactor, max_size)
+               max_size: int = MAX_SIZE, idle_timeout: float | None = None, header_timeout: float | None = None,
+               max_connections: int | None = None) -> Listener:
+    """Serve SIP over TCP on ``host:port``.
+
+    Bounds (None: none): ``header_timeout`` (seconds on ``clock``): a message must arrive
+    whole within it of its first byte, the first one within it of the connect (a slowloris
+    sending a byte a second is cut off); ``idle_timeout``: a connection with no message nor
+    keep-alive for that long is closed; ``max_connections``: accepted connections beyond it
+    are closed at once. Each cut or refusal goes to ``handler.sip_connection_limited``.
+    """
+    return Listener("tcp", handler, host, port, clock, reactor, max_size, idle_timeout=idle_timeout,
+                    header_timeout=header_timeout, max_connections=max_connections)
 
 
 def listen_tls(handler: Any, *, context_factory: Any, host: str = "127.0.0.1", port: int = 0, clock: Any,
-               reactor: Any = None, max_size: int = MAX_SIZE, client_context: Any = None) -> Listener:
+               reactor: Any = None, max_size: int = MAX_SIZE, client_context: Any = None,
+               idle_timeout: float | None = None, header_timeout: float | None = None,
+               max_connections: int | None = None) -> Listener:
     """Serve SIP over TLS on ``host:port`` with ``context_factory`` (e.g. ``TestPKI().server_context()``).
 
     ``client_context`` is used when ``send`` must open a connection itself (no connection from
-    that peer is open); without it such a connection does not verify the peer.
+    that peer is open); without it such a connection does not verify the peer. Bounds: as
+    :func:`listen_tcp` (the header deadline of the first message includes the handshake).
     """
-    return Listener("tls", handler, host, port, clock, reactor, max_size, context_factory, client_context)
+    return Listener("tls", handler, host, port, clock, reactor, max_size, context_factory, client_context,
+                    idle_timeout=idle_timeout, header_timeout=header_timeout, max_connections=max_connections)
 
 
 # --------------------------------------------------------------------------- client side

@@ -49,7 +49,7 @@ async def test_failover_inside_server1_comes_before_fallback(lab):
     await lab.dut.wait_registered(account=1, server=1, timeout=60)
     expect_attempts(lab.recorder, "REGISTER", "primary", 4, then="secondary")
     assert not attempts(lab.recorder, "REGISTER", "fallback"), "fell back to server 2 although the secondary answered"
-    queries = [r.method for r in lab.recorder.dns(direction="in")]
+    queries = [r.qtype for r in lab.recorder.dns(direction="in")]
     assert set(queries) <= {"A", "AAAA"}, f"explicit port with DNS-NAPTR must query A only (SPEC §2); saw {queries}"
 
 

@@ -58,7 +58,7 @@ async def test_rfc3263_naptr_srv_a_step_by_step(fake):
     assert (str(first.target), first.port) == (f"server2.{D}.", 5060)
     a = await deferToThread(res.resolve, first.target, "A")
     assert [r.address for r in a] == ["62.10.1.20"]
-    asked = [(r.method, r.name) for r in fake.recorder.dns(direction="in")]
+    asked = [(r.qtype, r.name) for r in fake.recorder.dns(direction="in")]
     assert asked == [("NAPTR", D), ("SRV", f"_sip._tcp.{D}"), ("A", f"server2.{D}")]
     # The NAPTR answer already carried what the next steps ask (additional section, as BIND does).
     glue = {(str(rrset.name), dns.rdatatype.to_text(rrset.rdtype)) for rrset in naptr.response.additional}
@@ -79,20 +79,20 @@ async def test_truncated_udp_answer_is_retried_over_tcp(fake):
 
 @pytest_twisted.ensureDeferred
 async def test_fault_drop_for_the_next_k_queries(fake):
-    fault = fake.faults.add("drop", name=f"server1.{D}", qtype="A", count=2)
+    fault = fake.faults.drop(name=f"server1.{D}", qtype="A", count=2)
     for _ in range(2):
         with pytest.raises(dns.exception.Timeout):
             await query(fake, f"server1.{D}", "A", timeout=0.3)
-    assert not fault.active and fault.hits == 2
+    assert not fault.active and fault.applied == 2
     response = await query(fake, f"server1.{D}", "A")
     assert response.answer[0][0].address == "62.10.1.10"
     notes = [r.note for r in fake.recorder.dns(direction="out")]
-    assert notes == ["fault: drop", "fault: drop", ""]
+    assert notes == [f"dropped: rule 1 drop A server1.{D} count=2"] * 2 + [""]
 
 
 @pytest_twisted.ensureDeferred
 async def test_fault_per_name_and_type_leaves_others_alone_and_is_removable(fake):
-    fault = fake.faults.add("servfail", name=D, qtype="NAPTR")
+    fault = fake.faults.servfail(name=D, qtype="NAPTR")
     assert (await query(fake, D, "NAPTR")).rcode() == dns.rcode.SERVFAIL
     assert (await query(fake, f"server1.{D}", "A")).rcode() == dns.rcode.NOERROR
     assert (await query(fake, D, "NS")).rcode() == dns.rcode.NOERROR
@@ -104,27 +104,27 @@ async def test_fault_per_name_and_type_leaves_others_alone_and_is_removable(fake
 
 @pytest_twisted.ensureDeferred
 async def test_fault_refused_and_nxdomain(fake):
-    fake.faults.add("refused", qtype="SRV", count=1)
+    fake.faults.refuse(qtype="SRV", count=1)
     r = await query(fake, f"_sip._tcp.{D}", "SRV")
     assert r.rcode() == dns.rcode.REFUSED and not r.answer
-    fake.faults.add("nxdomain", name=f"server2.{D}")
+    fake.faults.nxdomain(name=f"server2.{D}")
     with pytest.raises(dns.resolver.NXDOMAIN):
         await deferToThread(resolver_for(fake).resolve, f"server2.{D}", "A")
     r = await query(fake, f"server2.{D}", "A")
     assert r.flags & dns.flags.AA and r.authority[0].rdtype == dns.rdatatype.SOA
-    assert fake.recorder.dns(direction="out")[-1].note == "fault: nxdomain"
+    assert fake.recorder.dns(direction="out")[-1].note == f"scripted: rule 2 respond NXDOMAIN * server2.{D}"
 
 
 @pytest_twisted.ensureDeferred
 async def test_fault_truncate_and_tcp_only(fake):
-    fake.faults.add("tcp_only", name=f"server1.{D}")
+    fake.faults.tcp_only(name=f"server1.{D}")
     response, used_tcp = await query(fake, f"server1.{D}", "A", fallback=True)
     assert used_tcp and response.answer[0][0].address == "62.10.1.10"
     fake.faults.clear()
-    fake.faults.add("truncate", name=f"server2.{D}")  # broken server: TC even over TCP
+    fake.faults.truncate(name=f"server2.{D}")  # broken server: TC even over TCP
     response, used_tcp = await query(fake, f"server2.{D}", "A", fallback=True)
     assert used_tcp and response.flags & dns.flags.TC and not response.answer
-    assert [r.note for r in fake.recorder.dns(name=f"server2.{D}", direction="out")] == ["fault: truncate"] * 2
+    assert [r.note for r in fake.recorder.dns(name=f"server2.{D}", direction="out")] == [f"truncated: rule 2 truncate * server2.{D}"] * 2
 
 
 @pytest_twisted.ensureDeferred
@@ -133,11 +133,11 @@ async def test_fault_delay_is_in_phone_seconds_on_the_injected_clock():
     server = FakeDNS([seed_zone()], clock=clock, recorder=Recorder(clock))
     server.start()
     try:
-        server.faults.add("delay", name=D, qtype="NAPTR", delay=2.5)
+        server.faults.delay(2.5, name=D, qtype="NAPTR")
         response = await query(server, D, "NAPTR")  # 2.5 phone s cost milliseconds: answered
         assert len(response.answer[0]) == 2
         q, a = server.recorder.dns(name=D)
-        assert a.time - q.time == 2.5 and a.note == "fault: delay 2.5s"
+        assert a.time - q.time == 2.5 and a.note == f"delayed: rule 1 delay NAPTR {D} by=2.5s"
     finally:
         clock.stop()
         await server.stop()
@@ -145,7 +145,7 @@ async def test_fault_delay_is_in_phone_seconds_on_the_injected_clock():
     server = FakeDNS([seed_zone()], clock=scaled)
     server.start()
     try:
-        server.faults.add("delay", delay=3.0)
+        server.faults.delay(3.0)
         with pytest.raises(dns.exception.Timeout):
             await query(server, D, "NAPTR", timeout=0.1)
     finally:
@@ -159,7 +159,7 @@ async def test_wait_for_query_with_deadline_on_the_clock(fake):
     assert not d.called
     await query(fake, f"server1.{D}", "A", tcp=True)
     record = await d
-    assert (record.transport, record.method, record.direction) == ("tcp", "A", "in")
+    assert (record.transport, record.qtype, record.direction) == ("tcp", "A", "in")
     clock = VirtualClock(reactor)
     server = FakeDNS([seed_zone()], clock=clock)
     server.start()

@@ -64,7 +64,8 @@ def test_server_keeps_no_origin_or_transaction_per_finished_call(vclock):
             p.send(invite(p, addr), addr)
             yield p.wait(200, count=n)  # (the peer's copy: the server has finished sending it)
         vclock.advance(64 * 0.5 + 1)  # the 2xx retransmissions give up (no ACK), Timer H/J pass
-        assert len(s._origins) == 0 and len(s._table) == 0 and s._twoxx == []
+        held = s.core.sizes()
+        assert held["origins"] == held["transactions"] == held["retransmitters"] == held["timers"] == 0
         assert len(s.logic.uas._pending) == 5  # swept at the next calls, see the Uas tests
     finally:
         p.port.stopListening()

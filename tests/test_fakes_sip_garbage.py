@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ from twisted.internet import protocol, reactor
 from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.message import is_keepalive, make_request, new_branch, new_tag, parse
+from sipharness.sipcore.message import SipParseError, is_keepalive, make_request, new_branch, new_tag, parse
 
 _HEAD = st.sampled_from([b"REGISTER sip:x SIP/2.0\r\n", b"INVITE sip:a@b SIP/2.0\r\n", b"SIP/2.0 200 OK\r\n", b""])
 _LINES = st.lists(st.sampled_from([b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n", b"From: <sip:a@b>;tag=1\r\n",
@@ -33,9 +34,13 @@ DATAGRAM = st.one_of(st.binary(min_size=1, max_size=600),
 class _Client(protocol.DatagramProtocol):
     def __init__(self):
         self.got = Journal(reactor)
+        self.unparsable = 0
 
     def datagramReceived(self, data, addr):
-        self.got.append(parse(data))
+        try:
+            self.got.append(parse(data))
+        except SipParseError:  # a 400 to a request without From/To (RFC 4475 insuf) lacks them too
+            self.unparsable += 1
 
 
 BURST = 200
@@ -49,6 +54,9 @@ def test_ten_thousand_random_datagrams_then_register_ok():
     addr = yield s.listen("udp")
     client = _Client()
     port = reactor.listenUDP(0, client, interface="127.0.0.1")
+    # the server now answers 400 to far more of the garbage (issue 12): a burst of answers must not
+    # overflow the client's socket buffer (the kernel would drop the 200 this test waits for)
+    port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     bursts: list[list[bytes]] = []
 
     @settings(max_examples=ROUNDS, deadline=None, database=None, suppress_health_check=list(HealthCheck))

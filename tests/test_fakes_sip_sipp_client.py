@@ -21,7 +21,7 @@ from twisted.internet import reactor, task
 from twisted.internet.utils import getProcessOutputAndValue
 
 from sipharness.fakes.ladder import render_ladder
-from sipharness.fakes.record import Record, Recorder
+from sipharness.fakes.record import Recorder, SipRecord
 from sipharness.sipcore.clock import ScaledClock
 from sipharness.sipcore.journal import Journal
 from sipharness.sipcore.message import make_request, new_branch, new_tag
@@ -93,8 +93,8 @@ class Client:
 
     def _record(self, direction, m, retransmission=False):
         is_req = m.is_request
-        self.recorder.append(Record(
-            time=self.clock.seconds(), kind="sip", direction=direction, server="sipp", transport="udp",
+        self.recorder.append(SipRecord(
+            time=self.clock.seconds(), direction=direction, server="sipp", transport="udp",
             local=self.server, peer=self.conn.local,
             summary=f"{m.method} {m.uri}" if is_req else f"{m.status} {m.reason}",
             method=m.method if is_req else m.cseq[1], status=None if is_req else m.status,

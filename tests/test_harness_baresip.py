@@ -150,12 +150,13 @@ async def test_registers_calls_and_hangs_up_through_the_lab(real_lab):
     assert lab.dut.pid in _children()
     reg = await lab.dut.wait_registered(account=1, timeout=10)
     assert reg.server == 1 and "200" in reg.detail
-    regs = [r for r in lab.recorder.entries() if r.method == "REGISTER" and r.direction == "in"]
+    regs = lab.recorder.sip(method="REGISTER", direction="in")
     assert regs and regs[0].server == "primary" and b"expires=60" in regs[0].raw
     mark, events = len(lab.recorder), len(lab.dut.events)
     lab.dut.call(topo.uri("2000"))
     est = await lab.dut.wait_for("call_state", 10, state="established", since=events)
-    invite = [r for r in lab.recorder.entries(since=mark) if r.method == "INVITE" and r.direction == "in"][0]
+    invite = [r for r in lab.recorder.entries(since=mark) if r.kind == "sip" and r.method == "INVITE"
+              and r.direction == "in"][0]
     assert invite.server == "primary" and est.call_id == invite.call_id
     states = [e.state for e in lab.dut.events.entries(since=events) if e.kind == "call_state"]
     assert states[0] == "calling" or "calling" in states
@@ -174,9 +175,9 @@ async def test_resolves_through_the_fake_dns_and_reports_a_refused_call(real_lab
     lab = real_lab
     topo = await lab.up(Domain(("primary", "secondary")), account={"sip_server.1.expires": 60})
     await lab.dut.wait_registered(account=1, timeout=10)
-    queries = [(r.method, r.name.rstrip(".")) for r in lab.recorder.dns(direction="in")]
+    queries = [(r.qtype, r.name.rstrip(".")) for r in lab.recorder.dns(direction="in")]
     assert ("SRV", "_sip._udp.pbx.example.com") in queries, queries
-    assert [r.server for r in lab.recorder.entries() if r.method == "REGISTER"][0] == "primary"
+    assert [r.server for r in lab.recorder.sip(method="REGISTER")][0] == "primary"
     topo["primary"].script.respond("INVITE", 486)
     events = len(lab.dut.events)
     lab.dut.call(topo.uri("2000"))

@@ -1,18 +1,22 @@
 """fakes/ladder.py on hand-made records: columns, arrows, drops, retransmissions, HTML."""
 
 from sipharness.fakes.ladder import render_ladder, render_ladder_html
-from sipharness.fakes.record import Record
+from sipharness.fakes.record import DnsRecord, ErrorRecord, SipRecord
 
 P, A, B, D = ("127.0.0.1", 40000), ("127.0.0.10", 5060), ("127.0.0.20", 5060), ("127.0.0.53", 53)
 
 
 def _records():
-    recs = [Record(0.0, "dns", "in", "dns", "udp", D, P, "Q SRV _sip._udp.example.com", method="SRV")]
+    recs = [DnsRecord(time=0.0, direction="in", server="dns", transport="udp", local=D, peer=P,
+                      summary="Q SRV _sip._udp.example.com", qtype="SRV", name="_sip._udp.example.com")]
     for i, t in enumerate((0.0, 0.5, 1.5, 3.5)):
-        recs.append(Record(t, "sip", "in", "primary", "udp", A, P, "REGISTER sip:example.com", method="REGISTER",
-                           retransmission=i > 0, note="dropped: rule 1 drop REGISTER first=4"))
-    recs.append(Record(7.5, "sip", "in", "secondary", "udp", B, P, "REGISTER sip:example.com", method="REGISTER"))
-    recs.append(Record(7.5, "sip", "out", "secondary", "udp", B, P, "200 OK", method="REGISTER", status=200))
+        recs.append(SipRecord(time=t, direction="in", server="primary", transport="udp", local=A, peer=P,
+                              summary="REGISTER sip:example.com", method="REGISTER", retransmission=i > 0,
+                              note="dropped: rule 1 drop REGISTER first=4"))
+    recs.append(SipRecord(time=7.5, direction="in", server="secondary", transport="udp", local=B, peer=P,
+                          summary="REGISTER sip:example.com", method="REGISTER"))
+    recs.append(SipRecord(time=7.5, direction="out", server="secondary", transport="udp", local=B, peer=P,
+                          summary="200 OK", method="REGISTER", status=200))
     return recs
 
 
@@ -33,3 +37,18 @@ def test_html_ladder_is_self_contained():
     page = render_ladder_html(_records(), title="REG-FO <x>")
     assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "REG-FO &lt;x&gt;" in page
     assert page.count("✗") == 4 and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_a_serving_error_is_a_mark_on_the_fake_that_failed_at_its_time():
+    error = KeyError("binding")
+    error.add_note("secondary: while handling REGISTER from 127.0.0.1:40000 over udp")
+    recs = _records() + [ErrorRecord(time=9.0, server="secondary", transport="udp", local=B, peer=P,
+                                     summary="KeyError: 'binding'", error=error,
+                                     note="harness error: secondary: while handling REGISTER from 127.0.0.1:40000 over udp")]
+    lines = render_ladder(recs).splitlines()
+    head, last = lines[0], lines[-1]
+    assert last.startswith("   9.000 |") and "harness error: secondary: while handling REGISTER" in last
+    assert last.index("✱") == head.index("secondary")  # on the secondary's line, not an arrow
+    assert "►" not in last and "◄" not in last
+    page = render_ladder_html(recs)
+    assert "<circle" in page and "KeyError" in page

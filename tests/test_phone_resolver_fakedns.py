@@ -38,7 +38,7 @@ def resolver(fake, vclock):
 
 def asked(fake, transport=None):
     """(transport, qtype, name) of every query the fake received."""
-    return [(r.transport, r.method, r.name) for r in fake.recorder.dns(direction="in") if transport in (None, r.transport)]
+    return [(r.transport, r.qtype, r.name) for r in fake.recorder.dns(direction="in") if transport in (None, r.transport)]
 
 
 def hosts(targets):
@@ -106,7 +106,7 @@ async def test_dns6_priority_beats_weight_and_several_a(fake, resolver):
 
 @pytest_twisted.ensureDeferred
 async def test_dns7_tcp_only_answer_is_retried_over_tcp(fake, resolver):
-    fake.faults.add("tcp_only", name="_sip._tcp." + D, qtype="SRV")
+    fake.faults.tcp_only(name="_sip._tcp." + D, qtype="SRV")
     assert hosts(await resolver.resolve(D, 0, 3, 0)) == GUIDE
     assert [a for a in asked(fake) if a[1] == "SRV"] == [("udp", "SRV", "_sip._tcp." + D), ("tcp", "SRV", "_sip._tcp." + D)]
     assert resolver.truncated == 1
@@ -114,7 +114,7 @@ async def test_dns7_tcp_only_answer_is_retried_over_tcp(fake, resolver):
 
 @pytest_twisted.ensureDeferred
 async def test_dns7_truncated_everywhere_skips_that_target(fake, resolver):
-    fake.faults.add("truncate", name="server2." + D, qtype="A")
+    fake.faults.truncate(name="server2." + D, qtype="A")
     assert hosts(await resolver.resolve(D, 0, 3, 0)) == ["tcp:62.10.1.10:5060"]
     assert ("tcp", "A", "server2." + D) in asked(fake)
     assert resolver.resolutions[-1].faults[0][1].value == "truncated"
@@ -122,7 +122,7 @@ async def test_dns7_truncated_everywhere_skips_that_target(fake, resolver):
 
 @pytest_twisted.ensureDeferred
 async def test_dns7_timeout_on_naptr_is_two_tries_of_two_phone_seconds(fake, resolver, vclock):
-    fake.faults.add("drop", name=D, qtype="NAPTR")
+    fake.faults.drop(name=D, qtype="NAPTR")
     targets = await resolver.resolve(D, 0, 3, 1)
     assert hosts(targets) == GUIDE
     naptr = [r.time for r in fake.recorder.dns(qtype="NAPTR", direction="in")]
@@ -133,38 +133,38 @@ async def test_dns7_timeout_on_naptr_is_two_tries_of_two_phone_seconds(fake, res
 
 @pytest_twisted.ensureDeferred
 async def test_dns7_one_lost_datagram_costs_one_try(fake, resolver, vclock):
-    fake.faults.add("drop", name="server2." + D, qtype="A", count=1)
+    fake.faults.drop(name="server2." + D, qtype="A", count=1)
     assert hosts(await resolver.resolve(D, 0, 3, 0)) == GUIDE
     assert vclock.seconds() == 2.0
 
 
 @pytest_twisted.ensureDeferred
 async def test_slow_answer_is_waited_for(fake, resolver, vclock):
-    fake.faults.add("delay", name="_sip._tcp." + D, qtype="SRV", delay=1.5)
+    fake.faults.delay(1.5, name="_sip._tcp." + D, qtype="SRV")
     assert hosts(await resolver.resolve(D, 0, 3, 0)) == GUIDE
     assert vclock.seconds() == 1.5
 
 
-@pytest.mark.parametrize("fault", ["servfail", "refused", "nxdomain", "drop"])
+@pytest.mark.parametrize("fault", ["servfail", "refuse", "nxdomain", "drop"])
 @pytest_twisted.ensureDeferred
 async def test_dns7_faults_on_each_step(fake, resolver, vclock, fault):
     # on NAPTR: next step as if empty (naptr_build 1 → TCP SRV)
-    fake.faults.add(fault, name=D, qtype="NAPTR")
+    getattr(fake.faults, fault)(name=D, qtype="NAPTR")
     # on the A step: that target is skipped
-    fake.faults.add(fault, name="server2." + D, qtype="A")
+    getattr(fake.faults, fault)(name="server2." + D, qtype="A")
     targets = await resolver.resolve(D, 0, 3, 1)
     assert hosts(targets) == ["tcp:62.10.1.10:5060"]
     assert vclock.seconds() == (8.0 if fault == "drop" else 0.0)
     # on SRV: next step (the domain's A with 5060)
     fake.faults.clear()
-    fake.faults.add(fault, name="_sip._udp." + D, qtype="SRV")
+    getattr(fake.faults, fault)(name="_sip._udp." + D, qtype="SRV")
     fake.add(D, "A", "62.10.1.30")
     assert hosts(await resolver.resolve(D, 0, 0, 0)) == ["udp:62.10.1.30:5060"]
 
 
 @pytest_twisted.ensureDeferred
 async def test_all_dns_down_gives_empty_list_and_no_cache(fake, resolver, vclock):
-    fake.faults.add("servfail")
+    fake.faults.servfail()
     assert await resolver.resolve(D, 0, 3, 0) == []
     n = len(asked(fake))
     fake.faults.clear()

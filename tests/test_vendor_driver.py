@@ -91,8 +91,9 @@ def test_phone_farm_gives_worker_n_the_nth_phone():
 
 
 def test_from_options_takes_the_workers_phone_and_port(monkeypatch):
-    opts = {"--phone-ip": "10.0.0.1,10.0.0.2", "--phone-user": "u", "--phone-password": "p",
-            "--provision-port": 8080, "--provision-timeout": 7.0, "--lab-address": "10.0.0.100"}
+    opts = {"sipharness_phone_ip": "10.0.0.1,10.0.0.2", "sipharness_phone_user": "u",
+            "sipharness_phone_password": "p", "sipharness_provision_port": 8080,
+            "sipharness_provision_timeout": 7.0, "sipharness_lab_address": "10.0.0.100"}
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     dut = VendorPhone.from_options(ScaledClock(reactor, 1.0), opts.get, reactor=reactor)
     assert (dut.phone_host, dut.provision_port, dut.mac, dut.user) == ("10.0.0.2", 8081, "001565000002", "u")
@@ -279,11 +280,12 @@ def test_emulate_fault_is_for_the_emulated_phone_and_names_known_faults(capsys, 
     from sipharness.phone.daemon import main
 
     monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)  # (one phone: as worker gw1 this would be a farm error)
-    opts = {"--phone-ip": "10.0.0.1", "--phone-user": "u", "--phone-password": "p", "--provision-port": 0,
-            "--provision-timeout": 7.0, "--lab-address": "10.0.0.100", "--emulate-fault": ["ignore-dns"]}
+    opts = {"sipharness_phone_ip": "10.0.0.1", "sipharness_phone_user": "u", "sipharness_phone_password": "p",
+            "sipharness_provision_port": 0, "sipharness_provision_timeout": 7.0,
+            "sipharness_lab_address": "10.0.0.100", "sipharness_emulate_fault": ["ignore-dns"]}
     with pytest.raises(VendorLabProblem, match="faults are for the emulated phone only"):
         VendorPhone.from_options(ScaledClock(reactor, 1.0), opts.get, reactor=reactor)
-    opts["--phone-ip"] = "emulate"
+    opts["sipharness_phone_ip"] = "emulate"
     dut = VendorPhone.from_options(ScaledClock(reactor, 20.0), opts.get, reactor=reactor)
     assert dut.emulation_args == ("--emulate-fault", "ignore-dns") and not dut.warm  # a faulty phone is never reused
     assert main(["--config", "x.cfg", "--emulate-fault", "ignore-dns"]) == 2

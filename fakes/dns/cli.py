@@ -85,8 +85,6 @@ def main(argv: list[str]) -> int:
     if not args.quiet:
         def emit(record: Record) -> None:
             line = record.to_json()
-            if record.status is not None:
-                line["status"] = record.status  # to_json drops a falsy 0 (NOERROR)
             out.write(json.dumps(line) + "\n")
             out.flush()
         recorder.subscribe(emit)

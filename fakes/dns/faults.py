@@ -1,135 +1,114 @@
-"""Scripted DNS faults (SPEC §2 "DNS faults", §8 DNS-7): what the fake does instead of answering.
+"""Scripted DNS faults (SPEC §2 "DNS faults", §8 DNS-7): :mod:`fakes.rules` in the DNS dialect.
 
-Sans-I/O: a :class:`Faults` table is asked "which fault applies to this query?" and
-answers with a :class:`Fault` (or None); the server carries the fault out (it owns the
-sockets and the clock). Rules are matched newest first, so a test can lay a short fault
-over a standing one; a rule limited to ``count`` queries removes itself after the last.
+The grammar (verbs, match fields, limits, precedence: first matching rule wins, ``top=True``
+puts one first, files in TOML/JSON) is :mod:`fakes.rules`, shared with the fake SIP servers.
+What each verb means to the fake DNS::
 
-Actions:
+    dns.faults.drop(name="example.com", qtype="NAPTR", count=1)   # no answer: the client times out
+    dns.faults.delay(2.5, qtype="SRV")          # the normal answer, 2.5 phone seconds late
+    dns.faults.servfail(name="example.com")     # respond(rcode="SERVFAIL"): empty, no AA
+    dns.faults.refuse()                         # REFUSED, empty, no AA
+    dns.faults.nxdomain(name="one.example.com") # NXDOMAIN with the zone's SOA and AA
+    dns.faults.truncate()                       # TC=1, empty, over UDP *and* TCP (a broken server)
+    dns.faults.tcp_only()                       # truncate(transport="udp"): TCP is answered
+    dns.faults.handle(decide, qtype="A")        # decide(query) → see below
 
-- ``drop``: no answer at all (a client times out).
-- ``delay``: answer normally, ``delay`` phone seconds later (on the server's clock).
-- ``servfail``, ``refused``: that rcode, empty answer, no AA.
-- ``nxdomain``: NXDOMAIN with the zone's SOA and AA, as if the name did not exist.
-- ``truncate``: TC=1 with an empty answer, over UDP *and* TCP (a broken server: the
-  client's TCP retry gets no data either).
-- ``tcp_only``: UDP queries get TC=1 with an empty answer, TCP queries are answered
-  normally (and do not consume ``count``): proves the client retries over TCP.
+A ``handle`` function is called with the decoded query (:class:`fakes.dns.authority.Query`:
+``qname``, ``type_name``, ``record`` ...) and returns ``None`` (answer normally), an rcode
+name (``"SERVFAIL"``, ``"REFUSED"``, ``"NXDOMAIN"``), a dnslib ``DNSRecord`` (sent with the
+query's id), bytes (sent as they are) or ``Action.DROP``. Anything else, or an exception,
+is a *serving error* of the fake (kept in ``dns.errors``; the query is answered SERVFAIL).
 
-``delay`` may also be given with ``servfail``/``refused``/``nxdomain``/``truncate``/
-``tcp_only`` (the fault's answer comes late).
+Sans-I/O: :meth:`Faults.decide` is fed the query's name, type, transport, sender and the
+phone time and returns the deciding rule (or None); the server carries it out.
 """
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from dnslib import QTYPE
 
-__all__ = ["Fault", "Faults", "ACTIONS"]
+from sipharness.fakes.rules import Action, Rule, RuleError
+from sipharness.fakes.ruleset import Dialect, Installed, RuleSet
 
-ACTIONS = ("drop", "delay", "servfail", "refused", "nxdomain", "truncate", "tcp_only")
+__all__ = ["Faults", "DNS_DIALECT", "RCODES"]
 
-
-def _norm_name(name: str) -> str:
-    name = name.strip().lower()
-    return name if name.endswith(".") else name + "."
-
-
-def _norm_type(qtype: str | int) -> int:
-    if isinstance(qtype, int):
-        return qtype
-    try:
-        return getattr(QTYPE, qtype.upper())
-    except Exception:
-        raise ValueError(f"fault qtype {qtype!r}: not a DNS record type") from None
+#: the rcodes a ``respond`` rule can send (the answers the authority builds for a fault)
+RCODES = ("SERVFAIL", "REFUSED", "NXDOMAIN")
 
 
-class Fault:
-    """One rule. ``remaining`` is None (unlimited) or how many more queries it applies to;
-    ``hits`` counts the queries it was applied to."""
-
-    def __init__(self, owner: "Faults", action: str, name: str | None, qtype: int | None,
-                 count: int | None, delay: float | None):
-        self._owner = owner
-        self.action, self.name, self.qtype = action, name, qtype
-        self.remaining, self.delay = count, delay
-        self.hits = 0
-
-    @property
-    def active(self) -> bool:
-        return self in self._owner._rules
-
-    def remove(self) -> None:
-        """Stop applying this rule (no error if already gone, e.g. its count ran out)."""
-        self._owner._discard(self)
-
-    def applies(self, name: str, qtype: int, transport: str) -> bool:
-        if self.action == "tcp_only" and transport != "udp":
-            return False
-        return (self.name is None or self.name == name) and (self.qtype is None or self.qtype == qtype)
-
-    @property
-    def note(self) -> str:
-        """What the record of the answer says: ``fault: drop``, ``fault: servfail after 2s``."""
-        if self.action == "delay":
-            return f"fault: delay {self.delay:g}s"
-        return f"fault: {self.action}" + (f" after {self.delay:g}s" if self.delay else "")
-
-    def __repr__(self) -> str:
-        what = f"{self.name or '*'} {QTYPE.get(self.qtype, self.qtype) if self.qtype else '*'}"
-        left = "" if self.remaining is None else f" x{self.remaining}"
-        return f"<Fault {self.action} {what}{left}{f' delay={self.delay:g}' if self.delay else ''}>"
+def _check(rule: Rule) -> None:
+    if rule.qtype is not None:
+        try:
+            getattr(QTYPE, rule.qtype)
+        except Exception:  # dnslib raises its DNSError for an unknown name
+            raise RuleError(f"{rule.describe()}: qtype {rule.qtype!r} is not a DNS record type") from None
+    if rule.rcode is not None and rule.rcode not in RCODES:
+        raise RuleError(f"{rule.describe()}: rcode {rule.rcode!r}: a fault answers one of {', '.join(RCODES)}")
 
 
-class Faults:
-    """The fault table of one fake DNS server; safe to change while it serves."""
+DNS_DIALECT = Dialect(
+    "dns",
+    actions=frozenset(Action),
+    match_fields=frozenset({"name", "qtype", "transport", "peer"}),
+    transports=("udp", "tcp"),
+    check=_check,
+)
+
+
+class Faults(RuleSet):
+    """The fault rules of one fake DNS (selectors of every builder: ``name=``, ``qtype=``,
+    ``transport=``, ``peer=``, ``first=``, ``nth=``, ``from_nth=``, ``after=``, ``until=``,
+    ``count=``, ``top=``; the answering verbs also take ``delay=``)."""
 
     def __init__(self) -> None:
-        self._rules: list[Fault] = []
+        super().__init__(DNS_DIALECT)
 
-    def add(self, action: str, *, name: str | None = None, qtype: str | int | None = None,
-            count: int | None = None, delay: float | None = None) -> Fault:
-        """Apply ``action`` to queries for ``name`` (None: any) of ``qtype`` (None: any),
-        for the next ``count`` of them (None: until removed)."""
-        if action not in ACTIONS:
-            raise ValueError(f"fault action {action!r}: expected one of {', '.join(ACTIONS)}")
-        if count is not None and (not isinstance(count, int) or count < 1):
-            raise ValueError(f"fault count must be an int >= 1 or None, got {count!r}")
-        if delay is not None and (not isinstance(delay, (int, float)) or delay < 0):
-            raise ValueError(f"fault delay must be >= 0 phone seconds, got {delay!r}")
-        if action == "delay" and not delay:
-            raise ValueError("fault action 'delay' needs delay=SECONDS > 0")
-        if action == "drop" and delay:
-            raise ValueError("fault action 'drop' takes no delay (nothing is sent)")
-        fault = Fault(self, action, _norm_name(name) if name is not None else None,
-                      _norm_type(qtype) if qtype is not None else None, count, float(delay) if delay else None)
-        self._rules.append(fault)
-        return fault
+    def answer(self, **sel: Any) -> Installed:
+        """Answer normally (a pass rule: shadows wider rules added after it)."""
+        return self._build(Action.ANSWER, **sel)
 
-    def match(self, name: str, qtype: str | int, transport: str) -> Fault | None:
-        """The fault to apply to this query (newest matching rule), consuming one of its count."""
-        if not self._rules:
+    def drop(self, **sel: Any) -> Installed:
+        """No answer at all (the client times out)."""
+        return self._build(Action.DROP, **sel)
+
+    def silent(self, **sel: Any) -> Installed:
+        """Same as :meth:`drop`."""
+        return self._build(Action.DROP, **sel)
+
+    def delay(self, seconds: float, **sel: Any) -> Installed:
+        """The normal answer, ``seconds`` phone seconds late."""
+        return self._build(Action.DELAY, delay=seconds, **sel)
+
+    def respond(self, rcode: str, **sel: Any) -> Installed:
+        """Answer with ``rcode`` (one of :data:`RCODES`) instead of the zone's answer."""
+        return self._build(Action.RESPOND, rcode=rcode, **sel)
+
+    def servfail(self, **sel: Any) -> Installed:
+        return self.respond("SERVFAIL", **sel)
+
+    def nxdomain(self, **sel: Any) -> Installed:
+        return self.respond("NXDOMAIN", **sel)
+
+    def refuse(self, **sel: Any) -> Installed:
+        """REFUSED (the DNS reading of the shared verb)."""
+        return self._build(Action.REFUSE, **sel)
+
+    def truncate(self, **sel: Any) -> Installed:
+        """TC=1 with an empty answer (over TCP too unless ``transport="udp"``)."""
+        return self._build(Action.TRUNCATE, **sel)
+
+    def tcp_only(self, **sel: Any) -> Installed:
+        """UDP answers truncated, TCP answered normally (TCP queries do not count for the rule)."""
+        return self._build(Action.TRUNCATE, transport="udp", **sel)
+
+    def handle(self, fn: Callable[[Any], Any], **sel: Any) -> Installed:
+        """Call ``fn(query)`` for matching queries; it returns what to do (module docstring)."""
+        return self._build(Action.HANDLE, fn=fn, **sel)
+
+    def decide(self, name: str, qtype: str, transport: str, peer: str, now: float) -> Installed | None:
+        """The rule deciding this query (``name`` absolute, lower case), or None."""
+        if not self._entries:
             return None
-        key, qt = _norm_name(name), _norm_type(qtype)
-        for fault in reversed(self._rules):
-            if fault.applies(key, qt, transport):
-                fault.hits += 1
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._discard(fault)
-                return fault
-        return None
-
-    def clear(self) -> None:
-        """Remove every rule."""
-        self._rules.clear()
-
-    def _discard(self, fault: Fault) -> None:
-        if fault in self._rules:
-            self._rules.remove(fault)
-
-    def __iter__(self):
-        return iter(list(self._rules))
-
-    def __len__(self) -> int:
-        return len(self._rules)
+        return self.match(now, name=name, qtype=qtype, transport=transport, peer=peer)

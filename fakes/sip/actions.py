@@ -1,17 +1,23 @@
-"""What the sans-I/O logic of a fake SIP server asks its adapter to do.
+"""What the sans-I/O parts of a fake SIP server ask of the next layer, as plain data.
 
-The registrar, proxy and UAS logic are fed ``(message, origin, now)`` and return a list of
-these actions; :class:`fakes.sip.server.FakeSipServer` carries them out (through sipcore's
-server transactions, on its clock, over its sockets). Keeping them as plain data is what
-lets the logic be tested without a reactor.
+The registrar, proxy and UAS logic are fed ``(message, origin, now)`` and return
+:class:`Respond` and :class:`Relay`; the core (:mod:`fakes.sip.core`) runs those through
+sipcore's transactions and returns :class:`Transmit`, :class:`ChangeSockets`,
+:class:`ServingError` and :class:`Rejected` to :class:`fakes.sip.server.FakeSipServer`, which
+carries them out on its clock, over its sockets. Keeping them as plain data is what lets
+the logic and the core be tested without a reactor.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-__all__ = ["Origin", "Respond", "Relay"]
+from sipharness.fakes.frozen import fast_init
+from sipharness.fakes.record import SipRecord
+
+__all__ = ["Origin", "Respond", "Relay", "Transmit", "ChangeSockets", "SocketOp", "ServingError", "Rejected"]
 
 Address = tuple[str, int]
 
@@ -48,3 +54,49 @@ class Relay:
     transport: str
     address: Address
     flow: Any = None
+
+
+# --------------------------------------------------------------------------- the core's, for the adapter
+
+
+class SocketOp(Enum):
+    CLOSE_REFUSING = "close refusing"  # UDP socket closed (ICMP), TCP/TLS stop listening, open ones reset
+    REOPEN = "reopen"  # listen again on the same addresses
+
+
+@fast_init
+@dataclass(frozen=True, slots=True)
+class Transmit:
+    """Send ``data`` over ``transport`` to ``peer``: through ``flow`` (a live stream) when
+    given, else from the listener; append ``record`` to the recorder once it is out."""
+
+    data: bytes
+    transport: str
+    peer: Address
+    flow: Any
+    record: SipRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSockets:
+    """Carry out a state transition's socket operation on every listener."""
+
+    op: SocketOp
+
+
+@dataclass(frozen=True, slots=True)
+class ServingError:
+    """The fake failed while serving (a harness error): keep ``error`` (it carries its
+    traceback and a note naming the fake and the input)."""
+
+    error: BaseException
+    origin: Origin
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Input refused as malformed (log it, rate-limited): ``what`` says why."""
+
+    what: str
+    origin: Origin

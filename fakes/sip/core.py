@@ -1,0 +1,552 @@
+"""The protocol decisions of a fake SIP server, sans-I/O: fed messages, origins and time, returns actions.
+
+:class:`fakes.sip.server.FakeSipServer` is the Twisted adapter around this: it moves bytes,
+runs one timer at :attr:`ServerCore.deadline` and carries out the actions. Everything a
+fake *decides* is here, fed ``(message, raw bytes, origin, now)``:
+
+- which rule of the script applies (:mod:`fakes.sip.script`) and what it does;
+- what the role answers (:mod:`fakes.sip.pbx`: registrar, proxy, UAS);
+- the RFC 3261 §17.2 server side: a non-INVITE over UDP answered at once is answered
+  *statelessly* (its response kept 64·T1 in a bounded :class:`~fakes.sip.recent.RecentMap`
+  to absorb retransmissions: Timer J without a transaction), anything else through a
+  :class:`~sipcore.transaction.ServerTransaction`; a locally generated 2xx to INVITE is
+  retransmitted until the ACK (§13.3.1.4), a callee's 2xx retransmission relayed
+  statelessly for 64·T1;
+- the answer to bytes that do not parse (:mod:`fakes.sip.malformed`: 400, or 505);
+- the client side of calls the fake originates (:mod:`fakes.sip.originator`, :mod:`fakes.sip.uac`);
+- up / blackhole / refused / stopped: :class:`ServerState`, with the socket operation each
+  transition needs in a table (:data:`TRANSITIONS`); an illegal one raises.
+
+An exception while deciding is a *serving error* (SPEC §10: a harness error, never a finding
+against the phone): it gets a PEP 678 note naming the fake and the input ("primary: while
+handling REGISTER from 127.0.0.1:40000 over udp"), comes out as a :class:`ServingError`
+action, and the request that caused it is answered **500 Server Internal Error** (when it
+has no final response yet), so the client is not left retransmitting into silence.
+
+Timers: the core keeps its own (:mod:`fakes.sip.timers`: transactions, 2xx retransmissions,
+delayed answers in one heap); ``deadline`` says when ``timer(now)`` must next be called (the
+adapter keeps one ``callLater``). Records of what came in go to the ``record`` callable at
+once; what goes out is recorded by the adapter once the bytes are sent (:class:`Transmit`
+carries its record). The actions are :mod:`fakes.sip.actions`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Callable
+
+from sipharness.sipcore.message import Response, SipParseError, make_response, new_tag, parse
+from sipharness.sipcore.transaction import Send, ServerTransaction, Terminated, TransactionTable, TwoXXRetransmitter, server_key
+
+from sipharness.fakes.record import SipRecord
+from sipharness.fakes.rules import Action
+from sipharness.fakes.ruleset import Installed
+from sipharness.fakes.sip.actions import (ChangeSockets, Origin, Rejected, Relay, Respond, ServingError, SocketOp,
+                                          Transmit)
+from sipharness.fakes.sip.malformed import reply_to_malformed
+from sipharness.fakes.sip.pbx import Pbx
+from sipharness.fakes.sip.recent import RecentMap
+from sipharness.fakes.sip.script import REFUSE_STATUS, Script
+from sipharness.fakes.sip.originator import Originator
+from sipharness.fakes.sip.timers import Timers
+from sipharness.fakes.sip.uac import UacCall, UacOp
+
+__all__ = ["ServerState", "TRANSITIONS", "ServerCore", "WINDOW"]
+
+Address = tuple[str, int]
+WINDOW = 64 * 0.5  # 64·T1: how long a client may retransmit (Timer B/F) and Timer J lasts
+MAX_RECENT = 200_000  # bound of the retransmission memories (requests seen, responses given)
+
+
+class ServerState(StrEnum):
+    UP = "up"
+    BLACKHOLE = "blackhole"  # sockets open, everything dropped
+    REFUSED = "refused"  # sockets closed: ICMP port unreachable (UDP), RST (TCP/TLS)
+    STOPPED = "stopped"  # for good
+
+
+_S, _O = ServerState, SocketOp
+#: (from, to) → the socket operation that transition needs (None: nothing to do on sockets).
+TRANSITIONS: dict[tuple[ServerState, ServerState], SocketOp | None] = {
+    (_S.UP, _S.BLACKHOLE): None,
+    (_S.UP, _S.REFUSED): _O.CLOSE_REFUSING,
+    (_S.UP, _S.STOPPED): _O.CLOSE_REFUSING,
+    (_S.BLACKHOLE, _S.UP): None,
+    (_S.BLACKHOLE, _S.REFUSED): _O.CLOSE_REFUSING,
+    (_S.BLACKHOLE, _S.STOPPED): _O.CLOSE_REFUSING,
+    (_S.REFUSED, _S.UP): _O.REOPEN,
+    (_S.REFUSED, _S.BLACKHOLE): _O.REOPEN,
+    (_S.REFUSED, _S.STOPPED): None,
+}
+del _S, _O
+
+
+def _open(tx: ServerTransaction) -> bool:
+    """No final response sent yet (RFC 3261 §17.2: states trying/proceeding)."""
+    last = tx.last_response
+    return last is None or last.status < 200
+
+
+def _hostport(a: Address) -> str:
+    return f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}"
+
+
+def _describe(message: Any) -> str:
+    if message is None:
+        return "input"
+    try:
+        if message.is_request:
+            return message.method
+        return f"{message.status} {message.reason} ({message.cseq[1]})"
+    except Exception:  # an unreadable header: say what we can
+        return "a message"
+
+
+class ServerCore:
+    """One fake SIP server's decisions. ``addresses`` (transport → the listener's address) is
+    shared with the adapter, which fills it; ``record`` receives the records of what came in."""
+
+    def __init__(self, name: str, logic: Pbx, script: Script, addresses: dict[str, Address],
+                 record: Callable[[SipRecord], Any]):
+        self.name = name
+        self.logic = logic
+        self.script = script
+        self.addresses = addresses
+        self._sink = record
+        self.state = ServerState.UP
+        self.now = 0.0
+        self._out: list = []
+        self._table = TransactionTable()
+        self._origins: dict[tuple, Origin] = {}  # live server transaction key → where its request came from
+        # an INVITE answered 2xx here by a proxied callee: its origin, for the callee's 2xx
+        # retransmissions, for 64·T1 after the transaction ended (then forgotten; bounded)
+        self._answered_2xx = RecentMap(WINDOW, MAX_RECENT)
+        self._twoxx: list[tuple[TwoXXRetransmitter, Origin]] = []
+        # SPEC §3 counts attempts: a retransmission is marked, not hidden. Both memories last
+        # 64·T1 and are bounded (fakes.sip.recent), whatever a peer sends.
+        self._seen = RecentMap(WINDOW, MAX_RECENT)  # (method, Call-ID, CSeq, branch) of requests seen
+        self._answered = RecentMap(WINDOW, MAX_RECENT)  # UDP non-INVITE server key → last response bytes
+        self._timers = Timers()
+        self._calls = Originator(self._timers, self._send_uac)  # the calls this fake places
+        self._rule: Installed | None = None  # the rule being applied (named in an error's note)
+
+    # ------------------------------------------------------------------ feeding
+    def receive(self, message: Any, raw: bytes, origin: Origin, now: float) -> list:
+        """A parsed message from ``origin`` (``raw``: its bytes as received)."""
+        out = self._begin(now)
+        if self.state is ServerState.STOPPED:
+            return out
+        try:
+            if message.is_request:
+                self._request(message, raw, origin)
+            else:
+                self._response(message, raw, origin)
+        except SipParseError as e:  # a header the logic needed was unreadable: the peer's fault
+            self._malformed(raw, e, origin)
+        except Exception as e:
+            self._failed(e, origin, message)
+        self._rule = None
+        return out
+
+    def bad_input(self, raw: bytes, error: Exception, origin: Origin, now: float) -> list:
+        """Bytes that do not parse (``error``): UDP gets a 400 (or 505) when one can be formed;
+        on TCP/TLS the transport closes the connection (framing is lost)."""
+        out = self._begin(now)
+        if self.state is ServerState.STOPPED:
+            return out
+        try:
+            if origin.transport != "udp":
+                self._sink(self._make_record("in", None, raw[:2048], origin, note=f"bad input: {error}; "
+                                             "connection closed", summary=f"bad input ({len(raw)} bytes)"))
+                out.append(Rejected(f"bad input: {error}; connection closed", origin))
+            elif self.state is ServerState.BLACKHOLE:
+                self._sink(self._make_record("in", None, raw, origin, note="dropped: down (blackhole)",
+                                             summary=f"garbage ({len(raw)} bytes)"))
+            else:
+                self._malformed(raw, error, origin)
+        except Exception as e:
+            self._failed(e, origin, None)
+        return out
+
+    def transport_error(self, peer: Address, transport: str, reason: str, now: float) -> list:
+        """A send or a connection of ours failed: the calls this fake placed to ``peer`` learn it."""
+        out = self._begin(now)
+        self._calls.transport_error(peer, transport, reason)
+        return out
+
+    def timer(self, now: float) -> list:
+        """Fire every timer due at ``now``."""
+        out = self._begin(now)
+        self._timers.fire(now, self._timer_failed)
+        return out
+
+    @property
+    def deadline(self) -> float | None:
+        """When :meth:`timer` must next be called (None: no timer)."""
+        return self._timers.deadline
+
+    def transition(self, to: ServerState) -> list:
+        """Go to state ``to``; the socket operation it needs comes out as :class:`ChangeSockets`."""
+        out = self._begin(self.now)
+        if to is self.state:
+            return out
+        key = (self.state, to)
+        if key not in TRANSITIONS:
+            raise ValueError(f"fake SIP server {self.name!r}: cannot go from {self.state.value} to {to.value}")
+        op = TRANSITIONS[key]
+        self.state = to
+        if op is not None:
+            out.append(ChangeSockets(op))
+        if to is ServerState.STOPPED:
+            self._timers.clear()
+            self._twoxx = []
+        return out
+
+    def sizes(self) -> dict[str, int]:
+        """How much this core holds (every one of these is bounded; tests check they drain)."""
+        return {"transactions": len(self._table), "origins": len(self._origins), "retransmitters": len(self._twoxx),
+                "timers": self._timers.watched, "delayed": self._timers.delayed, "seen": len(self._seen),
+                "answered": len(self._answered), "answered_2xx": len(self._answered_2xx), **self._calls.sizes()}
+
+    # ------------------------------------------------------------------ calls this fake places
+    def originate(self, call: UacCall, now: float) -> list:
+        """Send ``call``'s INVITE through a client transaction (full Timer B: the fake is patient)."""
+        out = self._begin(now)
+        if self.state is not ServerState.UP:
+            raise ValueError(f"fake SIP server {self.name!r} is {self.state.value}: it cannot place a call")
+        self._calls.start(call)
+        return out
+
+    def uac(self, call: UacCall, op: UacOp, now: float) -> list:
+        """A test's request on a call this fake placed: ACK, BYE or CANCEL (UacError if the call's state forbids it)."""
+        out = self._begin(now)
+        self._calls.op(call, op)
+        return out
+
+    # ------------------------------------------------------------------ internals: plumbing
+    def _begin(self, now: float) -> list:
+        self.now = self._timers.now = now
+        self._out = []
+        return self._out
+
+    def _later(self, delay: float, origin: Origin | None, fn: Callable, *args: Any) -> None:
+        self._timers.later(self.now + delay, fn, *args, context=origin)
+
+    def _timer_failed(self, error: BaseException, origin: Origin | None, first: Any) -> None:
+        request = first if getattr(first, "is_request", False) else None
+        self._failed(error, origin, request, during="a timer of" if request is not None else "a timer")
+
+    # ------------------------------------------------------------------ internals: errors
+    # SPEC §10 [interp]: a fake's own failure is a harness error; the request is answered 500 (RFC 3261
+    # §21.5.1) so the DUT is not judged on silence the fake caused
+    def _failed(self, error: BaseException, origin: Origin, message: Any, *, during: str = "") -> None:
+        what = _describe(message)
+        rule = f" (in {self._rule.describe()})" if self._rule is not None else ""
+        verb = f"while handling {during + ' ' if during else ''}{what}"
+        error.add_note(f"{self.name}: {verb} from {_hostport(origin.peer)} over {origin.transport}{rule}"
+                       if origin is not None else f"{self.name}: {verb}{rule}")
+        self._out.append(ServingError(error, origin, f"{type(error).__name__}: {error}"[:200]))
+        if message is not None and getattr(message, "is_request", False) and message.method != "ACK":
+            try:
+                self._answer_500(message, origin, error)
+            except Exception:  # the 500 itself failed: the error above is what matters
+                pass
+
+    def _answer_500(self, request: Any, origin: Origin, error: BaseException) -> None:
+        if self.state is not ServerState.UP:
+            return
+        if origin.transport == "udp" and request.method != "INVITE":
+            if self._answered.get(server_key(request), self.now) is not None:
+                return  # answered before the error
+        else:
+            tx = self._table.match_request(request)
+            if tx is not None and not _open(tx):
+                return
+        reason = f"serving error: {type(error).__name__}".replace('"', "'")
+        self._answer_scripted(request, make_response(request, 500, "Server Internal Error", to_tag=new_tag(),
+                                                     headers=[("Warning", f'399 fake "{reason}"')]), origin)
+
+    def _malformed(self, raw: bytes, error: Exception, origin: Origin) -> None:
+        reply = reply_to_malformed(raw, str(error))
+        note = f"bad input: {error}" + ("" if reply else "; dropped (no response can be formed)")
+        self._sink(self._make_record("in", None, raw, origin, note=note, summary=f"bad input ({len(raw)} bytes)"))
+        self._out.append(Rejected(note, origin))
+        if reply is not None and self.state is ServerState.UP:
+            try:
+                resp = parse(reply)
+            except SipParseError:  # e.g. no From: the peer's own fault, sent as it is
+                resp = None
+            summary = reply[8:reply.index(b"\r\n")].decode("latin-1")
+            self._out.append(Transmit(reply, origin.transport, origin.peer, origin.flow,
+                                      self._make_record("out", resp, reply, origin, summary=summary)))
+
+    # ------------------------------------------------------------------ internals: requests
+    def _request(self, request: Any, raw: bytes, origin: Origin) -> None:
+        method = request.method
+        now = self.now
+        via = request.top_via
+        key = (method, request.call_id, request.cseq[0], via.branch if via is not None else None)
+        retx = self._seen.seen(key, now)
+        if self.state is ServerState.BLACKHOLE:
+            self._sink(self._make_record("in", request, raw, origin, note="dropped: down (blackhole)",
+                                         retransmission=retx, ids=key))
+            return
+        rule = self.script.decide(method, origin.transport, origin.peer[0], now)
+        self._sink(self._make_record("in", request, raw, origin, note=rule.note if rule else "",
+                                     retransmission=retx, ids=key))
+        if rule is None:
+            self._process(request, origin)
+        else:
+            self._apply(rule, request, origin)
+
+    def _apply(self, rule: Installed, request: Any, origin: Origin) -> None:
+        self._rule = rule
+        r = rule.rule
+        action = r.action
+        if action is Action.DROP:
+            return
+        if action is Action.ANSWER:
+            self._process(request, origin)
+        elif action is Action.DELAY:
+            self._later(r.delay, origin, self._process, request, origin)
+        elif action is Action.HANDLE:
+            self._handled(r.fn(request), rule, request, origin)
+        elif request.method != "ACK":  # RESPOND, REFUSE (an ACK is never answered)
+            status = r.status if action is Action.RESPOND else REFUSE_STATUS
+            response = make_response(request, status, r.reason, to_tag=new_tag(), headers=r.headers)
+            if r.delay:
+                self._later(r.delay, origin, self._answer_scripted, request, response, origin)
+            else:
+                self._answer_scripted(request, response, origin)
+
+    def _handled(self, result: Any, rule: Installed, request: Any, origin: Origin) -> None:
+        """What a ``handle`` rule's function returned (fakes.sip.script: None, a status, a Response, DROP)."""
+        if result is None:
+            self._process(request, origin)
+        elif result is Action.DROP or request.method == "ACK":
+            return
+        elif isinstance(result, int) and not isinstance(result, bool) and 100 <= result <= 699:
+            self._answer_scripted(request, make_response(request, result, to_tag=new_tag()), origin)
+        elif isinstance(result, Response):
+            self._answer_scripted(request, result, origin)
+        else:
+            raise TypeError(f"{rule.describe()}: the function returned {result!r}; expected None, a status "
+                            f"code 100..699, a Response or Action.DROP")
+
+    def _process(self, request: Any, origin: Origin) -> None:
+        """Answer as the role would, through the transaction layer."""
+        if self.state is not ServerState.UP:
+            return
+        now = self.now
+        if request.method == "ACK":
+            tx = self._table.match_request(request)
+            if tx is not None:
+                self._tx_events(tx, tx.receive(request, now))
+                if tx.invite and tx.last_response is not None and tx.last_response.status >= 300:
+                    return  # ACK of a non-2xx: hop by hop, ends here
+            for r, o in list(self._twoxx):
+                if r.matches_ack(request):
+                    r.ack_received(now)
+                    self._timers.unwatch(r)
+                    self._twoxx.remove((r, o))
+            self._run(self.logic.handle_request(request, origin, now), request, origin)
+            return
+        lean = origin.transport == "udp" and request.method != "INVITE"
+        if lean:
+            key = server_key(request)
+            if self._absorb(key, origin):
+                return
+        tx = self._table.match_request(request)
+        if tx is not None:  # a retransmission (terminated transactions leave the table)
+            self._tx_events(tx, tx.receive(request, now))
+            return
+        actions = self.logic.handle_request(request, origin, now)
+        if lean and all(type(a) is Respond and a.after <= 0 and a.request is None for a in actions):
+            for a in actions:
+                self._answer_stateless(key, request, a.response, origin)
+            return
+        self._new_tx(request, origin)
+        self._run(actions, request, origin)
+
+    def _answer_scripted(self, request: Any, response: Any, origin: Origin) -> None:
+        if self.state is not ServerState.UP:
+            return
+        if origin.transport == "udp" and request.method not in ("INVITE", "ACK"):
+            key = server_key(request)
+            if not self._absorb(key, origin):
+                self._answer_stateless(key, request, response, origin)
+            return
+        tx = self._table.match_request(request)
+        if tx is None:
+            tx = self._new_tx(request, origin)
+        if _open(tx):
+            self._tx_events(tx, tx.respond(response, self.now))
+        else:  # already answered: repeat the last response (a retransmission)
+            self._tx_events(tx, tx.receive(request, self.now))
+
+    def _new_tx(self, request: Any, origin: Origin) -> ServerTransaction:
+        tx = ServerTransaction(request, reliable=origin.transport != "udp")
+        self._table.add(tx)
+        self._origins[tx.key] = origin
+        self._timers.watch(tx, lambda events, tx=tx: self._tx_events(tx, events), origin)
+        return tx
+
+    # RFC 3261 §17.2.2 without a transaction object: a non-INVITE over UDP answered at once is
+    # "completed" from its first response on; for Timer J (64·T1) a retransmission gets the last
+    # response again from ``_answered``. A request the logic answers later (a delay, a relayed
+    # BYE) still gets a full ServerTransaction. Why: see fakes.sip.recent.
+    def _absorb(self, key: tuple, origin: Origin) -> bool:
+        data = self._answered.get(key, self.now)
+        if data is None:
+            return False
+        if self.state is ServerState.UP:
+            self._out.append(Transmit(data, origin.transport, origin.peer, origin.flow,
+                                      self._make_record("out", parse(data), data, origin, retransmission=True)))
+        return True
+
+    def _answer_stateless(self, key: tuple, request: Any, response: Any, origin: Origin) -> None:
+        data = response.to_bytes()
+        self._answered.put(key, data, self.now)
+        self._out.append(Transmit(data, origin.transport, origin.peer, origin.flow, self._make_record(
+            "out", response, data, origin,
+            ids=(request.method, request.call_id, request.cseq[0], request.top_via.branch))))
+
+    def _run(self, actions: list, request: Any, origin: Origin) -> None:
+        for a in actions:
+            if isinstance(a, Respond):
+                req = a.request if a.request is not None else request
+                if a.after > 0:
+                    self._later(a.after, origin, self._respond, req, a.response)
+                else:
+                    self._respond(req, a.response)
+            elif isinstance(a, Relay):
+                self._relay(a)
+
+    def _respond(self, request: Any, response: Any) -> None:
+        if self.state is not ServerState.UP:
+            return
+        now = self.now
+        tx = self._table.match_request(request)
+        if tx is None or not _open(tx):
+            if tx is None and request.method == "INVITE" and 200 <= response.status < 300:
+                origin = self._answered_2xx.get(server_key(request), now)
+                if origin is not None:  # a 2xx retransmission relayed by the proxy: stateless
+                    self._transmit(response, origin, retransmission=True)
+            return  # e.g. the 200 of a call cancelled meanwhile
+        local_2xx = tx.invite and 200 <= response.status < 300 and not self.logic.proxy.knows(request)
+        origin = self._origins.get(tx.key)  # (a 2xx ends the transaction: its origin moves on)
+        self._tx_events(tx, tx.respond(response, now))
+        if local_2xx and not tx.reliable and origin is not None:
+            r = TwoXXRetransmitter(response)
+            r.start(now)  # its first send is the one the transaction just made
+            self._twoxx.append((r, origin))
+            self._timers.watch(r, lambda events, r=r, o=origin: self._twoxx_events(r, o, events), origin)
+
+    def _twoxx_events(self, r: TwoXXRetransmitter, origin: Origin, events: list) -> None:
+        for ev in events:
+            if isinstance(ev, Send) and self.state is ServerState.UP:
+                self._transmit(ev.message, origin, retransmission=ev.retransmission)
+            elif isinstance(ev, Terminated):
+                self._timers.unwatch(r)
+                if (r, origin) in self._twoxx:
+                    self._twoxx.remove((r, origin))
+
+    def _tx_events(self, tx: ServerTransaction, events: list) -> None:
+        origin = self._origins.get(tx.key)
+        for ev in events:
+            if isinstance(ev, Send):
+                if origin is not None and self.state is ServerState.UP:
+                    self._transmit(ev.message, origin, retransmission=ev.retransmission)
+            elif isinstance(ev, Terminated):
+                self._table.remove(tx)
+                self._timers.unwatch(tx)
+                origin_ = self._origins.pop(tx.key, None)
+                if tx.invite and tx.last_response is not None and tx.last_response.status < 300 and origin_:
+                    self._answered_2xx.put(tx.key, origin_, self.now)
+        self._timers.poke(tx)
+
+    def _transmit(self, message: Any, origin: Origin, *, retransmission: bool = False) -> None:
+        data = message.to_bytes()
+        self._out.append(Transmit(data, origin.transport, origin.peer, origin.flow,
+                                  self._make_record("out", message, data, origin, retransmission=retransmission)))
+
+    def _relay(self, a: Relay) -> None:
+        if self.state is not ServerState.UP:
+            return
+        stream = a.transport != "udp" and a.flow is not None
+        local = a.flow.local if stream else self.addresses.get(a.transport)
+        if local is None:
+            return
+        data = a.message.to_bytes()
+        origin = Origin(a.transport, a.address, local, a.flow if stream else None)
+        self._out.append(Transmit(data, a.transport, a.address, origin.flow,
+                                  self._make_record("out", a.message, data, origin)))
+
+    # ------------------------------------------------------------------ internals: responses
+    def _response(self, response: Any, raw: bytes, origin: Origin) -> None:
+        if self.state is ServerState.BLACKHOLE:
+            self._sink(self._make_record("in", response, raw, origin, note="dropped: down (blackhole)"))
+            return
+        if self._calls and self._uac_response(response, raw, origin):
+            return
+        self._sink(self._make_record("in", response, raw, origin))
+        self._run(self.logic.handle_response(response, origin, self.now), None, origin)
+
+    def _uac_response(self, response: Any, raw: bytes, origin: Origin) -> bool:
+        """A response to a call this fake placed: fed to it first, then recorded (a test woken
+        by the record finds the call's new state)."""
+        retransmission = self._calls.response(response)
+        if retransmission is None:
+            return False
+        self._sink(self._make_record("in", response, raw, origin, retransmission=retransmission))
+        return True
+
+    def _send_uac(self, request: Any, call: UacCall, retransmission: bool) -> None:
+        if self.state is not ServerState.UP:
+            return
+        t = call.target
+        data = request.to_bytes()
+        origin = Origin(t.transport, t.peer, t.local, t.flow)
+        self._out.append(Transmit(data, t.transport, t.peer, t.flow,
+                                  self._make_record("out", request, data, origin, retransmission=retransmission)))
+
+    # ------------------------------------------------------------------ records
+    def _make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
+                     retransmission: bool = False, summary: str | None = None, ids: tuple | None = None) -> SipRecord:
+        """A record of what was seen. ``ids``: (method, Call-ID, CSeq number, branch) when the
+        caller has them already (a request's, for its own response): a response we built has no
+        parsed headers yet, and parsing them back only to record them was a third of a
+        REGISTER's cost."""
+        method = status = call_id = cseq = branch = None
+        if message is not None:
+            try:
+                if message.is_request:
+                    summary = summary or _request_summary(message, raw)
+                else:
+                    status = message.status
+                    summary = summary or f"{status} {message.reason}"
+                if ids is None:
+                    c = message.cseq
+                    via = message.top_via
+                    ids = (c[1], message.call_id, c[0], via.branch if via is not None else None)
+                method, call_id, cseq, branch = ids
+            except (SipParseError, ValueError, IndexError):
+                pass
+        return SipRecord(time=self.now, direction=direction, server=self.name, transport=origin.transport,
+                         local=origin.local, peer=origin.peer, summary=summary or "", method=method, status=status,
+                         retransmission=retransmission, call_id=call_id, cseq=cseq, branch=branch, message=message,
+                         raw=bytes(raw), note=note)
+
+
+def _request_summary(request: Any, raw: bytes) -> str:
+    """"METHOD Request-URI" as the request line had it (the parser accepted it as exactly
+    METHOD SP URI SP SIP/2.0), without turning the parsed URI back into text."""
+    start = 0
+    while raw.startswith(b"\r\n", start):
+        start += 2
+    end = raw.find(b"\r\n", start)
+    line = raw[start:end].decode("utf-8", "surrogateescape") if end > 0 else ""
+    head = line.rsplit(" ", 1)[0]
+    if not head.startswith(request.method + " "):  # raw is not this request's (a copy we changed)
+        return f"{request.method} {request.uri}"
+    return head
