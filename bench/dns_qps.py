@@ -92,7 +92,7 @@ def _start(cmd: list[str]) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)))
     line = proc.stdout.readline()
-    m = re.search(r":(\d+)\s*$", line)
+    m = re.search(r'"port": (\d+)', line) or re.search(r":(\d+)\s*$", line)  # ours: a JSON line; others: HOST:PORT
     if not m:
         proc.kill()
         raise SystemExit(f"server {cmd[:3]} did not start: {line!r}")

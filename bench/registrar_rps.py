@@ -85,7 +85,7 @@ def start_ours() -> tuple[subprocess.Popen, int]:
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
                             start_new_session=True)
     line = proc.stdout.readline().decode()
-    m = re.match(r"listening udp 127\.0\.0\.1:(\d+)", line)
+    m = re.search(r'"kind": "listening".*"port": (\d+)', line)  # the first JSON line
     if not m:
         stop(proc)
         raise RuntimeError(f"our registrar did not start: {line!r}")

@@ -183,7 +183,11 @@ def render_ladder(records: Iterable[Record], *, columns: Sequence[str] | None = 
 
 def render_ladder_html(records: Iterable[Record], *, columns: Sequence[str] | None = None,
                        title: str | None = None) -> str:
-    """A self-contained HTML page with the ladder as inline SVG (no scripts, no external files)."""
+    """A self-contained HTML page with the ladder as inline SVG (no scripts, no external files).
+
+    Each arrow (and its label) is a link to the message's raw text (``#raw-K``), shown on click
+    in a panel on the right by CSS ``:target`` alone (sngrep's "message detail"): a SIP message
+    as it was on the wire, a DNS message decoded as dig prints it (dnslib) after its hex bytes."""
     recs = list(records)
     kept, names, addrs, ends = _layout(recs, columns)
     n = max(1, len(names))
@@ -194,6 +198,7 @@ def render_ladder_html(records: Iterable[Record], *, columns: Sequence[str] | No
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="monospace" font-size="12">',
            '<defs><marker id="a" markerWidth="8" markerHeight="8" refX="8" refY="4" orient="auto">'
            '<path d="M0,0 L8,4 L0,8 z" fill="#333"/></marker></defs>']
+    raws: list[str] = []
     for i, (name, addr) in enumerate(zip(names, addrs)):
         cx = left + gap * i
         svg.append(f'<text x="{cx}" y="20" text-anchor="middle" font-weight="bold">{e(name)}</text>')
@@ -213,6 +218,15 @@ def render_ladder_html(records: Iterable[Record], *, columns: Sequence[str] | No
             svg.append(f'<text x="{cx + 12}" y="{y + 4}" fill="#c00">{e(_label(r))}</text>')
             svg.append(f'<text x="{left + gap * (n - 1) + 12}" y="{y + 4}" fill="#c00">{e(r.note)}</text>')
             continue
+        raw = _raw_text(r)
+        if raw is not None:
+            raws.append(f'<section class="raw" id="raw-{k}"><a class="close" href="#">close ✕</a>'
+                        f'<h3>{r.time:.3f} s  {e(_fmt_addr(r.peer if r.direction == "in" else r.local))} → '
+                        f'{e(_fmt_addr(r.local if r.direction == "in" else r.peer))}  {e(r.transport.upper())}</h3>'
+                        + (f'<p class="note">{e(r.note)}</p>' if r.note else "") + f"<pre>{e(raw)}</pre></section>")
+            svg.append(f'<a href="#raw-{k}" class="msg" id="msg-{k}"><title>{e(r.summary)}: click for the message'
+                       f'</title><rect x="{min(x1, x2)}" y="{y - 16}" width="{max(abs(x2 - x1), 24)}" height="{row - 4}" '
+                       f'fill="transparent"/>')
         if dropped:
             xe = x2 - (12 if x2 > x1 else -12)
             svg.append(f'<line x1="{x1}" y1="{y}" x2="{xe}" y2="{y}" stroke="{colour}" stroke-dasharray="4 3"/>')
@@ -221,9 +235,41 @@ def render_ladder_html(records: Iterable[Record], *, columns: Sequence[str] | No
             svg.append(f'<line x1="{x1}" y1="{y}" x2="{x2}" y2="{y}" stroke="{colour}" marker-end="url(#a)"/>')
         svg.append(f'<text x="{(x1 + x2) / 2}" y="{y - 4}" text-anchor="middle" fill="{colour}">'
                    f'<title>{e(r.summary)}</title>{e(_label(r))}</text>')
+        if raw is not None:
+            svg.append("</a>")
         if r.note:
             svg.append(f'<text x="{left + gap * (n - 1) + 12}" y="{y + 4}" fill="#a60">{e(r.note)}</text>')
     svg.append("</svg>")
     heading = f"<h1>{e(title)}</h1>" if title else ""
+    hint = "<p class=\"hint\">Click a message for its raw text.</p>" if raws else ""
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
-            f"{e(title or 'SIP ladder')}</title></head><body>{heading}\n" + "\n".join(svg) + "\n</body></html>\n")
+            f"{e(title or 'SIP ladder')}</title><style>{_CSS}</style></head><body>{heading}{hint}\n" + "\n".join(svg)
+            + "\n<div id=\"raws\">" + "\n".join(raws) + "</div>\n</body></html>\n")
+
+
+_CSS = (".raw{display:none}.raw:target{display:block;position:fixed;top:0;right:0;width:45%;height:100%;"
+        "overflow:auto;background:#fffff8;border-left:3px solid #024;padding:0 12px;box-sizing:border-box}"
+        ".raw pre{white-space:pre-wrap;word-break:break-all;font-size:12px}.raw h3{font:bold 13px monospace}"
+        ".raw .close{float:right;margin-top:10px}.raw .note{color:#a60;font-family:monospace}"
+        "a.msg{cursor:pointer}a.msg:hover text{font-weight:bold}.hint{font-family:sans-serif;color:#666}")
+_MAX_RAW = 65536  # characters of one message on the page
+
+
+def _raw_text(r: Record) -> str | None:
+    """The message as text for the page: SIP as it was on the wire, DNS as dig prints it; None when none."""
+    data = bytes(r.raw or b"")
+    if not data:
+        return None
+    if isinstance(r, DnsRecord):
+        hexed = data.hex(" ")
+        try:
+            from dnslib import DNSRecord
+
+            text = str(DNSRecord.parse(data))
+        except Exception:  # noqa: BLE001 - garbage is shown as its bytes only
+            return hexed[:_MAX_RAW]
+        return (text + "\n\n;; " + f"{len(data)} bytes: " + hexed)[:_MAX_RAW]
+    text = data.decode("utf-8", errors="replace")
+    if len(text) > _MAX_RAW:
+        text = text[:_MAX_RAW] + f"\n... ({len(data)} bytes in all)"
+    return text

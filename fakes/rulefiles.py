@@ -15,7 +15,9 @@ from typing import Any, Iterable
 
 from sipharness.fakes.rules import Rule, RuleError
 
-__all__ = ["load_rules", "load_rules_file", "dump_rules", "rule_lines"]
+__all__ = ["load_rules", "load_rules_file", "load_rules_into", "dump_rules", "rule_lines"]
+
+_MAX_FILE = 1024 * 1024  # a file of rules is a few lines; a runaway one is refused with its size
 
 
 def load_rules(text: str, *, format: str = "toml", source: str = "<rules>") -> list[Rule]:
@@ -64,6 +66,19 @@ def load_rules_file(path: str) -> list[Rule]:
     with open(path, encoding="utf-8") as f:
         text = f.read()
     return load_rules(text, format="json" if str(path).lower().endswith(".json") else "toml", source=str(path))
+
+
+def load_rules_into(ruleset: Any, path: str) -> list[Any]:
+    """Add the rules of the file ``path`` to a fake's ``ruleset`` (``srv.script``, ``dns.faults``), checked
+    against its dialect (``--script FILE`` of the CLIs). Errors raise :class:`RuleError` naming ``path:line``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read(_MAX_FILE + 1)
+    except (OSError, UnicodeDecodeError) as e:
+        raise RuleError(f"{path}:0: cannot read the rules: {getattr(e, 'strerror', None) or e}") from None
+    if len(text) > _MAX_FILE:
+        raise RuleError(f"{path}:0: larger than {_MAX_FILE} characters: not a file of rules")
+    return ruleset.load(text, format="json" if str(path).lower().endswith(".json") else "toml", source=str(path))
 
 
 def dump_rules(rules: Iterable[Rule], *, format: str = "toml") -> str:

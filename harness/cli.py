@@ -2,7 +2,10 @@
 
 Each role owns its own argument parser in its package (``fakes.dns.cli``, ``fakes.sip.cli``,
 ``phone.daemon``); this module only dispatches, importing the role lazily so that
-``sipharness dns`` does not load the phone.
+``sipharness dns`` does not load the phone, and answers ``--version`` for all of them.
+
+Every role's stdout is JSON lines with one time base: ``t`` is seconds since the process
+started (the phone's phone time; ``sipharness phone --clock real@EPOCH`` moves its zero).
 """
 
 from __future__ import annotations
@@ -19,9 +22,17 @@ _ROLES = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"] or (argv[:1] and argv[0] in _ROLES and "--version" in argv[1:]):
+        from sipharness import __version__
+
+        role = f" {argv[0]}" if argv[0] in _ROLES else ""
+        print(f"sipharness{role} {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in _ROLES:
         out = sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
-        print("usage: sipharness ROLE [options]   (sipharness ROLE --help for a role's options)\n\nroles:", file=out)
+        print("usage: sipharness ROLE [options]   (sipharness ROLE --help for a role's options; --version)\n\n"
+              "Every role prints one JSON object per stdout line; \"t\" is seconds since the process started.\n\n"
+              "roles:", file=out)
         for name, (_, text) in _ROLES.items():
             print(f"  {name:<10} {text}", file=out)
         if argv and argv[0] not in ("-h", "--help"):

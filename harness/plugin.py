@@ -34,9 +34,12 @@ from twisted.internet import defer
 from sipharness.sipcore.clock import VirtualClock, make_clock, parse_clock_spec
 
 from . import report as rep
+from .plugin_fakes import (fake_dns, make_fake_dns, make_sip_server, sip_clock, sip_fake_dns,  # noqa: F401 - fixtures
+                           sip_fakes_in_thread, sip_recorder, sip_server, sipharness_reactor_thread,
+                           stop_reactor_thread)
+from .plugin_options import NamespacedGroup, add_aliases
 from .plugin_outcomes import CLOCK, RUN, RunReport, raise_unreported, scenario_of, state
 from .plugin_outcomes import pytest_report_teststatus, pytest_runtest_makereport  # noqa: F401 - the verdict hooks
-from .plugin_options import NamespacedGroup, add_aliases
 from .report import LabProblem
 
 _PENDING: dict[int, list] = {}  # id(parser) → short names to add as aliases once the initial conftests are in
@@ -53,6 +56,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "real for devices in another process")
     group.addoption("--ladder-dir", default=None, metavar="DIR",
                     help="write one HTML SIP/DNS ladder per test into DIR, and DIR/index.html")
+    group.addoption("--pcap-dir", default=None, metavar="DIR",
+                    help="write one pcap per test into DIR: every DNS and SIP message the fakes saw, stamped in "
+                         "phone time (Wireshark's flow graph matches the ladder)")
     group.addoption("--lab-address", default="127.0.0.1", metavar="ADDR[,ADDR...]",
                     help="this host's address(es) a phone on the network reaches: the fakes listen there and the "
                          "DNS on port 53 (default: loopback, SPEC §8 hosts). Scenarios that need more distinct "
@@ -109,34 +115,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(run, "sipharness-run")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_reactor_thread(config)
+
+
 # ---------------------------------------------------------------------------------------------- fixtures
-
-@pytest.fixture
-def sip_clock(request: pytest.FixtureRequest):
-    """The test's clock (SPEC §9): the fakes and the DUT all run on it."""
-    from twisted.internet import reactor
-
-    clock = make_clock(request.config.stash[CLOCK], reactor)
-    state(request.node)  # (the harness's fixtures make the test one the verdicts are about)
-    start = clock.seconds()
-    yield clock
-    # How much phone time the test covered: summed in the terminal summary (bench/suite_time.py).
-    request.node.user_properties.append((rep.PHONE_TIME_PROPERTY, round(clock.seconds() - start, 6)))
-    if isinstance(clock, VirtualClock):
-        clock.stop()
-
-
-@pytest.fixture
-def sip_recorder(request: pytest.FixtureRequest, sip_clock):
-    """The shared record of every DNS query and SIP message the fakes of this test saw."""
-    from sipharness.fakes.record import Recorder
-
-    recorder = Recorder(sip_clock)
-    state(request.node).recorder = recorder
-    yield recorder
-    recorder.cancel_waits()
-    raise_unreported(request.node)
-
+# (the fakes' fixtures, in the test's reactor or a background one, are in harness.plugin_fakes)
 
 @pytest.fixture(scope="session")
 def sip_tls_pki(tmp_path_factory, pytestconfig):
@@ -289,67 +273,6 @@ def _make_lab(config: pytest.Config, clock: Any, recorder: Any, dut: Any, tls_pk
     return Lab(clock, recorder, options.pop("dut", dut), **options)
 
 
-@pytest.fixture
-def make_sip_server(request: pytest.FixtureRequest, sip_clock, sip_recorder):
-    """Factory of fake SIP servers: ``srv = await make_sip_server("primary", "udp")``; stopped after the test."""
-    from twisted.internet import reactor
-
-    from sipharness.fakes.sip import FakeSipServer
-
-    st = state(request.node)
-    made: list[Any] = []
-
-    async def factory(name: str = "sip", transport: str = "udp", *, port: int = 0, **options: Any):
-        srv = FakeSipServer(name, clock=sip_clock, recorder=sip_recorder, reactor=reactor,
-                            host=options.pop("host", "127.0.0.1"), **options)
-        made.append(srv)
-        st.fakes.append(srv)
-        await defer.maybeDeferred(srv.listen, transport, port)
-        return srv
-
-    yield factory
-    for srv in made:
-        _blockon(defer.maybeDeferred(srv.stop))
-    raise_unreported(request.node)
-
-
-_EXAMPLE_ZONE = ("$ORIGIN example.com.\n$TTL 3600\n@ IN SOA ns.example.com. hostmaster.example.com. "
-                 "1 3600 600 86400 60\n@ IN NS ns.example.com.\nns IN A 127.0.0.53\n")
-
-
-@pytest.fixture
-def make_fake_dns(request: pytest.FixtureRequest, sip_clock, sip_recorder):
-    """Factory of started fake DNS servers: ``make_fake_dns(*zone_texts, host="127.0.0.53", port=0, name="dns")``
-    (no zone: an empty ``example.com``); stopped after the test."""
-    from twisted.internet import reactor
-
-    from sipharness.fakes.dns import FakeDNS, Zone
-
-    st = state(request.node)
-    made: list[Any] = []
-
-    def factory(*zone_texts: str, host: str = "127.0.0.53", port: int = 0, name: str = "dns", **options: Any):
-        zones = [Zone.from_text(text, filename=f"<{name} zone {i + 1}>")
-                 for i, text in enumerate(zone_texts or (_EXAMPLE_ZONE,))]
-        dns = FakeDNS(zones, clock=sip_clock, recorder=sip_recorder, host=host, port=port, name=name,
-                      reactor=reactor, **options)
-        made.append(dns)
-        st.fakes.append(dns)
-        dns.start()  # (binds at once: the Deferred has fired)
-        return dns
-
-    yield factory
-    for dns in made:
-        _blockon(defer.maybeDeferred(dns.stop))
-    raise_unreported(request.node)
-
-
-@pytest.fixture
-def sip_fake_dns(make_fake_dns):
-    """A started fake DNS with an empty ``example.com`` zone; add records with ``sip_fake_dns.add(...)``."""
-    return make_fake_dns()
-
-
 # Today's short names, kept as aliases: a user's own fixture of the same name simply overrides the
 # alias, and the plugin's fixtures (which depend on the namespaced names only) keep working.
 
@@ -363,18 +286,6 @@ def lab(sip_lab):
 def dut(sip_dut):
     """Alias of ``sip_dut``."""
     return sip_dut
-
-
-@pytest.fixture
-def fake_dns(sip_fake_dns):
-    """Alias of ``sip_fake_dns``."""
-    return sip_fake_dns
-
-
-@pytest.fixture
-def sip_server(make_sip_server):
-    """Alias of ``make_sip_server``."""
-    return make_sip_server
 
 
 @pytest.fixture(scope="session")

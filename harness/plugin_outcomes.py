@@ -133,7 +133,8 @@ def _judge(item: pytest.Item, report: pytest.TestReport, st: TestState, exc: Bas
     if outcome is Outcome.FINDING:
         marker = item.get_closest_marker("interp")
         rule = marker.args[0] if marker is not None and marker.args else scenario_of(item) or "rule"
-        counted = not (item.config.getoption("sipharness_report_mode") or (marker is not None and not st.dut.interp_binding))
+        counted = not (item.config.getoption("sipharness_report_mode")
+                       or (marker is not None and not st.dut.interp_binding))
     props = rep.outcome_properties(outcome, rep.first_line(exc, "error"), rule=rule, counted=counted)
     _set_props(item.user_properties, props)
     _set_props(report.user_properties, props)

@@ -50,9 +50,10 @@ def test_cli_serves_logs_json_and_exits_0_on_sigterm(peer, tmp_path):
     proc = _start("--zone", _zone(tmp_path), "--listen", "127.0.0.1:0")
     try:
         deadline = time.monotonic() + 20
-        first = _readline(proc, deadline)
-        assert first.startswith("listening udp+tcp 127.0.0.1:"), first
-        port = first.strip().rsplit(":", 1)[1]
+        first = json.loads(_readline(proc, deadline))
+        assert (first["kind"], first["transport"], first["host"]) == ("listening", "udp+tcp", "127.0.0.1"), first
+        port = str(first["port"])
+        assert first["address"] == f"127.0.0.1:{port}" and 0 <= first["t"] < 5
         out = subprocess.run([dig, "@127.0.0.1", "-p", port, "+norec", "+time=2", "+tries=1", "+short",
                               "SRV", "_sip._tcp.yealink.pbx.com"], capture_output=True, text=True, timeout=10)
         assert sorted(out.stdout.split("\n")[:2]) == ["0 1 5060 server1.yealink.pbx.com.",

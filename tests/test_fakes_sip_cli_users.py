@@ -3,6 +3,7 @@ a users file and the SIPHARNESS_USERS environment variable, errors that name fil
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,8 +70,8 @@ def test_users_from_a_file_and_the_environment_register_with_sha256(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sipharness.fakes.sip.cli", "--listen", "udp:127.0.0.1:0",
                              "--quiet", "--users-file", str(users)], env=env, stdout=subprocess.PIPE, text=True)
     try:
-        host, port = proc.stdout.readline().split()[-1].rsplit(":", 1)
-        addr = (host, int(port))
+        first = json.loads(proc.stdout.readline())
+        addr = (first["host"], first["port"])
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("127.0.0.1", 0))
             sock.settimeout(10)

@@ -97,9 +97,10 @@ def test_cli_prints_addresses_logs_json_and_exits_0_on_sigterm(peer):
                              "--digest", "MD5"],  # SIPp 3.6 answers the first challenge, MD5 only
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
-        lines = [proc.stdout.readline().decode().strip() for _ in range(2)]
-        assert lines[0].startswith("listening udp 127.0.0.1:") and lines[1].startswith("listening tcp 127.0.0.1:")
-        port = int(lines[0].rsplit(":", 1)[1])
+        lines = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        assert [(x["kind"], x["transport"], x["host"]) for x in lines] == [("listening", "udp", "127.0.0.1"),
+                                                                           ("listening", "tcp", "127.0.0.1")]
+        port = lines[0]["port"]
         from twisted.internet.utils import getProcessOutputAndValue
         here = os.path.join(os.path.dirname(__file__), "sipp")
         out, err, code = yield getProcessOutputAndValue(sipp, [
@@ -111,6 +112,6 @@ def test_cli_prints_addresses_logs_json_and_exits_0_on_sigterm(peer):
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err.decode()
-    records = [json.loads(x) for x in out.decode().splitlines() if x.startswith("{")]
+    records = [r for r in map(json.loads, out.decode().splitlines()) if r["kind"] == "sip"]
     assert [r.get("status") for r in records if r["dir"] == "out"] == [401, 200]
     assert records[0]["summary"].startswith("REGISTER sip:127.0.0.1") and records[0]["server"] == "registrar"

@@ -178,7 +178,7 @@ def test_an_unrelated_pytest_asyncio_project_runs_as_before(installed_with_async
 
 
 def test_the_installed_plugin_gives_working_fixtures(installed, tmp_path):
-    """Without extras: the Twisted-style lab on the bundled phone, and the fakes' fixtures."""
+    """Without extras: the Twisted-style lab on the bundled phone, and a blocking client of the fake DNS."""
     project = _project(tmp_path, {
         "phone.py": "OWN = True\n",
         "test_lab.py": (
@@ -190,7 +190,17 @@ def test_the_installed_plugin_gives_working_fixtures(installed, tmp_path):
             "    assert phone.OWN\n"
             "    await lab.up(Address('fallback'))\n"
             "    await lab.dut.wait_registered(account=1, timeout=30)\n"),
+        "test_blocking.py": (
+            "import socket\n\n"
+            "from dnslib import DNSRecord\n\n\n"
+            "def test_a_blocking_client_of_the_fake_dns(fake_dns):\n"
+            "    fake_dns.add('www.example.com', 'A', '127.0.0.9')\n"
+            "    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:\n"
+            "        s.settimeout(5)\n"
+            "        s.sendto(DNSRecord.question('www.example.com', 'A').pack(), fake_dns.address)\n"
+            "        reply = DNSRecord.parse(s.recv(4096))\n"
+            "    assert [str(rr.rdata) for rr in reply.rr] == ['127.0.0.9']\n"),
     })
     r = _pytest(installed, project)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "1 passed" in r.stdout and "sipharness outcomes: 1 pass" in r.stdout
+    assert "2 passed" in r.stdout and "sipharness outcomes: 2 pass" in r.stdout

@@ -1,12 +1,22 @@
 """``sipharness dns``: the fake DNS as a process, for a phone or tool outside the test process.
 
-Prints ``listening udp+tcp HOST:PORT`` as its first line (port 0 = ephemeral, so a caller
-reads the port from there), then one JSON line per recorded query and answer
-(``Record.to_json()``), and exits 0 on SIGINT/SIGTERM. A zone file with an error is refused
-with ``FILE:LINE: reason`` on stderr and exit status 2 before anything listens.
+Every stdout line is one JSON object (so ``jq`` reads the stream), each with ``t`` (seconds since
+the process started: the same time base as ``sipharness registrar`` and ``sipharness phone``) and
+``kind``:
 
-The process keeps no query history (a long-running server would grow without bound):
-its recorder streams each record to stdout and forgets it.
+- first ``{"t", "kind": "listening", "transport": "udp+tcp", "address": "HOST:PORT", "host",
+  "port", "unix_time"}`` (port 0 = ephemeral, so a caller reads the port from there; ``unix_time``
+  is the wall time of ``t`` = 0);
+- ``--script FILE`` (repeatable) loads fault rules (TOML, or JSON for ``*.json``; the grammar of
+  :mod:`fakes.rules`) into the fake's ``faults`` before it listens; an error names ``FILE:LINE``;
+- then one line per query and answer (``Record.to_json()``, ``kind`` ``"dns"``), unless ``--quiet``;
+- at exit (SIGINT/SIGTERM, status 0) a summary, SIPp-style: ``{"kind": "summary", "messages": [...]}``
+  with the queries per type and the answers per rcode (:class:`fakes.tally.Tally`), and the same
+  as a table on stderr.
+
+A zone file with an error is refused with ``FILE:LINE: reason`` on stderr and exit status 2
+before anything listens. The process keeps no query history (a long-running server would grow
+without bound): its recorder streams each record to stdout and the tally, and forgets it.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import signal
 import sys
 
 from sipharness.fakes.record import Record, Recorder
+from sipharness.fakes.tally import Tally
 
 __all__ = ["main"]
 
@@ -46,6 +57,9 @@ def main(argv: list[str]) -> int:
                         help="address for UDP and TCP (default 127.0.0.1:0, an ephemeral port)")
     parser.add_argument("--quiet", action="store_true", help="do not print the query log")
     parser.add_argument("--clock", default="real", help="virtual | real | scaled:FACTOR (default real)")
+    parser.add_argument("--script", action="append", default=[], metavar="FILE",
+                        help="fault rules (TOML, or JSON for FILE.json: fakes/rules.py), first match wins; "
+                             "repeatable, in order")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
@@ -66,22 +80,36 @@ def main(argv: list[str]) -> int:
     from twisted.internet.error import CannotListenError
 
     from sipharness.fakes.dns.server import FakeDNS
+    from sipharness.fakes.rulefiles import load_rules_into
     from sipharness.sipcore.clock import make_clock
 
     try:
         clock = make_clock(args.clock, reactor)
+        started = reactor.seconds()  # the wall time of t = 0
     except ValueError as e:
         print(f"sipharness dns: {e}", file=sys.stderr)
         return 2
     recorder = _StreamingRecorder(clock)
     fake = FakeDNS(zones, clock=clock, recorder=recorder, host=host, port=port, reactor=reactor)
     try:
+        for path in args.script:
+            load_rules_into(fake.faults, path)
+    except ValueError as e:  # (RuleError too)
+        print(f"sipharness dns: {e}", file=sys.stderr)
+        return 2
+    try:
         fake.start()
     except CannotListenError as e:
         print(f"sipharness dns: cannot listen on {args.listen}: {e}", file=sys.stderr)
         return 1
     out = sys.stdout
-    print(f"listening udp+tcp {fake.address[0]}:{fake.address[1]}", file=out, flush=True)
+    host, bound = fake.address
+    out.write(json.dumps({"t": round(clock.seconds(), 6), "kind": "listening", "transport": "udp+tcp",
+                          "address": f"{host}:{bound}", "host": host, "port": bound,
+                          "unix_time": round(started, 6)}) + "\n")
+    out.flush()
+    tally = Tally()
+    recorder.subscribe(tally.add)
     if not args.quiet:
         def emit(record: Record) -> None:
             line = record.to_json()
@@ -98,6 +126,9 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, stop_once)
     signal.signal(signal.SIGTERM, stop_once)
     reactor.run(installSignalHandlers=False)
+    out.write(json.dumps(tally.to_json(clock.seconds())) + "\n")
+    out.flush()
+    print("\n".join(tally.table(f"sipharness dns: {clock.seconds():.3f} s")), file=sys.stderr)
     return 0
 
 

@@ -1,9 +1,16 @@
 """``sipharness registrar``: a PBX-like fake SIP server as a process (lab use, benchmarks).
 
-Prints one ``listening TRANSPORT HOST:PORT`` line per listener first (so a parent process
-can read the bound ports), then every message as a JSON line (``Record.to_json()``), unless
-``--quiet``. Exits 0 on SIGINT/SIGTERM. Real clock: a process on its own has nobody to
-share a virtual clock with.
+Every stdout line is one JSON object (so ``jq`` reads the stream), each with ``t`` (seconds since
+the process started: the same time base as ``sipharness dns`` and ``sipharness phone``) and
+``kind``: first one ``{"t", "kind": "listening", "transport", "address": "HOST:PORT", "host",
+"port", "unix_time"}`` per listener (so a parent process can read the bound ports; ``unix_time``
+is the wall time of ``t`` = 0), then every message (``Record.to_json()``, ``kind`` ``"sip"``) unless
+``--quiet``, and at exit (SIGINT/SIGTERM, status 0) a SIPp-style summary ``{"kind": "summary",
+"messages": [...]}``: per request method and per response status, the count, the retransmissions
+seen and what a fault dropped (:class:`fakes.tally.Tally`; the same as a table on stderr). Real
+clock: a process on its own has nobody to share a virtual clock with. ``--script FILE``
+(repeatable) loads fault rules (TOML, or JSON for ``*.json``: :mod:`fakes.rules`) into the
+server's ``script`` before it listens; an error names ``FILE:LINE`` and nothing listens.
 
 Every message is still recorded (a :class:`fakes.record.Record` built and handed on), with or
 without ``--quiet``; ``--quiet`` only skips writing the JSON lines. The process's recorder
@@ -147,11 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--unknown-user", choices=("uas", "404"), default="uas")
     ap.add_argument("--name", default="registrar", help="server name in the JSON lines")
     ap.add_argument("--quiet", action="store_true", help="no JSON lines (benchmarks)")
+    ap.add_argument("--script", action="append", default=[], metavar="FILE",
+                    help="fault rules (TOML, or JSON for FILE.json: fakes/rules.py), first match wins; "
+                         "repeatable, in order")
     args = ap.parse_args(argv)
 
     from twisted.internet import reactor
 
+    from sipharness.fakes.rulefiles import load_rules_into
     from sipharness.fakes.sip.server import FakeSipServer
+    from sipharness.fakes.tally import Tally
+    from sipharness.sipcore.clock import make_clock
 
     try:
         users = users_from(args, dict(os.environ))
@@ -163,12 +176,23 @@ def main(argv: list[str] | None = None) -> int:
     if len(hosts) > 1:
         print(f"sipharness registrar: all --listen must use one host, got {sorted(hosts)}", file=sys.stderr)
         return 2
-    recorder = _streaming_recorder(reactor)
-    server = FakeSipServer(args.name, recorder=recorder, reactor=reactor, host=listens[0][1], domain=args.domain,
+    clock = make_clock("real", reactor)  # t = 0 now (bindings expire on it too)
+    started = reactor.seconds()
+    recorder = _streaming_recorder(clock)
+    tally = Tally()
+    recorder.subscribe(tally.add)
+    server = FakeSipServer(args.name, clock=clock, recorder=recorder, reactor=reactor, host=listens[0][1],
+                           domain=args.domain,
                            users=users or None, min_expires=args.min_expires,
                            answer_delay=args.answer_delay, unknown_user=args.unknown_user)
     if args.digest and server.logic.registrar.auth is not None:
         server.logic.registrar.auth.algorithms = args.digest
+    try:
+        for path in args.script:
+            load_rules_into(server.script, path)
+    except ValueError as e:  # (RuleError too)
+        print(f"sipharness registrar: {e}", file=sys.stderr)
+        return 2
     pki = None
     for transport, host, port in listens:
         context = None
@@ -182,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sipharness registrar: cannot listen on {transport}:{host}:{port}: {e}", file=sys.stderr)
             return 1
         h, p = server.addresses[transport]
-        print(f"listening {transport} {h}:{p}", flush=True)
+        print(json.dumps({"t": round(clock.seconds(), 6), "kind": "listening", "transport": transport,
+                          "address": f"{h}:{p}", "host": h, "port": p, "unix_time": round(started, 6)}), flush=True)
     if not args.quiet:
         out = sys.stdout
         recorder.subscribe(lambda r: (out.write(json.dumps(r.to_json()) + "\n"), out.flush()))
@@ -193,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, shutdown)
     signal.signal(signal.SIGTERM, shutdown)
     reactor.run(installSignalHandlers=False)
+    print(json.dumps(tally.to_json(clock.seconds())), flush=True)
+    print("\n".join(tally.table(f"sipharness registrar {args.name}: {clock.seconds():.3f} s")), file=sys.stderr)
     return 0
 
 
