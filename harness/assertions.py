@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from twisted.internet import defer
+
 from sipharness.fakes.record import Record, Recorder, SipRecord
 
 from .timing import EXACT, Tolerance
 
-__all__ = ["spec_send_offsets", "expect_gaps", "attempts", "first_attempt", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t"]
+__all__ = ["spec_send_offsets", "expect_gaps", "attempts", "first_attempt", "attempt_runs", "expect_attempts", "expect_times", "expect_no_request", "fmt_t", "wait_registration"]
 
 
 def fmt_t(t: float) -> str:
@@ -139,3 +141,19 @@ def expect_no_request(recorder: Recorder, method: str, server: str, *, since: in
     if seen:
         raise AssertionError(f"expected no {method} to {_where(recorder, server)}{' (' + why + ')' if why else ''}; "
                              f"saw {len(seen)}, the first at {fmt_t(seen[0].time)}")
+
+
+def wait_registration(recorder: Recorder, servers: str | Iterable[str], timeout: float, *,
+                      since: int = 0) -> "defer.Deferred[SipRecord]":
+    """The first 2xx a fake among ``servers`` sent to a REGISTER, from record ``since`` on (its time: when sent).
+
+    The facts a phone's own events cannot give (SPEC §10): with which server an account
+    registered (a vendor phone's Action URL names the account's host, ``$active_host``, never the
+    server) and whether a refresh went through (no vendor documents a callback for it). The
+    fakes see every REGISTER and every answer, whatever the phone reports."""
+    names = {servers} if isinstance(servers, str) else set(servers)
+
+    def match(r: Record) -> bool:
+        return (isinstance(r, SipRecord) and r.direction == "out" and r.method == "REGISTER" and r.server in names
+                and r.status is not None and 200 <= r.status < 300)
+    return recorder.wait_for(match, timeout, since=since, what=f"a 2xx to REGISTER from {' or '.join(sorted(names))}")

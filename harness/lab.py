@@ -266,6 +266,20 @@ class Lab:
     def now(self) -> float:
         return self.clock.seconds()
 
+    async def call(self, uri: str, *, timeout: float = 120.0) -> Any:
+        """A scenario step: the DUT calls ``uri``; → the event of the call established (waited
+        for up to ``timeout`` phone seconds, a finding after that)."""
+        since = len(self.dut.events)
+        self.dut.call(uri)
+        return await self.dut.wait_for("call_state", timeout, state="established", since=since)
+
+    async def hang_up(self, *, timeout: float = 60.0, **fields: Any) -> Any:
+        """A scenario step: the DUT hangs up (its latest call, as a hang-up key does); → the event of
+        the call terminated (``fields``, e.g. ``call_id``, narrow which)."""
+        since = len(self.dut.events)
+        self.dut.hangup()
+        return await self.dut.wait_for("call_state", timeout, state="terminated", since=since, **fields)
+
     async def same_port(self, names, transport: str = "udp", server_options=None) -> list[FakeSipServer]:
         """Fakes on their SPEC §8 hosts sharing one port (an A-only lookup gives one port to all addresses)."""
         return await self._same_port(tuple(names), transport, server_options or {})

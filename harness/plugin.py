@@ -44,6 +44,7 @@ from .report import LabProblem
 
 _PENDING: dict[int, list] = {}  # id(parser) → short names to add as aliases once the initial conftests are in
 _GROUP = "sipharness"
+pytest_plugins = ["sipharness.harness.plugin_farm"]  # the phone farm and the progress of long runs
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -69,6 +69,30 @@ class _Side:
         return obj if self.thread is None else Marshalled(obj, self.thread)
 
 
+class _Made:
+    """The fakes one factory fixture made: the test's verdicts know them, and they stop after it."""
+
+    def __init__(self, request: pytest.FixtureRequest):
+        self.node = request.node
+        self.side: _Side = request.node.stash[_SIDE]
+        self._fakes: list[Any] = []
+
+    @property
+    def recorder(self) -> Any:
+        return state(self.node).recorder
+
+    def keep(self, fake: Any) -> Any:
+        self._fakes.append(fake)
+        state(self.node).fakes.append(fake)
+        return fake
+
+    def stop_all(self) -> None:
+        """Stop every fake kept (where they live), then raise what one of them hit while serving."""
+        for fake in self._fakes:
+            self.side.run(fake.stop)
+        raise_unreported(self.node)
+
+
 def _twisted_test(item: pytest.Item) -> bool:
     # the attribute pytest-twisted's decorators set (pytest_twisted._get_mark reads the same)
     return getattr(getattr(item, "obj", None), "_pytest_twisted_mark", None) in _TWISTED_MARKS
@@ -168,17 +192,14 @@ def make_fake_dns(request: pytest.FixtureRequest, sip_clock, sip_recorder):
     (no zone: an empty ``example.com``); stopped after the test."""
     from sipharness.fakes.dns import FakeDNS, Zone
 
-    st = state(request.node)
-    side = request.node.stash[_SIDE]
-    made: list[Any] = []
+    made = _Made(request)
+    side = made.side
 
     def build(zone_texts: tuple[str, ...], host: str, port: int, name: str, options: dict[str, Any]) -> Any:
         zones = [Zone.from_text(text, filename=f"<{name} zone {i + 1}>")
                  for i, text in enumerate(zone_texts or (_EXAMPLE_ZONE,))]
-        dns = FakeDNS(zones, clock=side.clock, recorder=st.recorder, host=host, port=port, name=name,
-                      reactor=side.reactor, **options)
-        made.append(dns)
-        st.fakes.append(dns)
+        dns = made.keep(FakeDNS(zones, clock=side.clock, recorder=made.recorder, host=host, port=port, name=name,
+                                reactor=side.reactor, **options))
         dns.start()  # (binds at once: its Deferred has fired)
         return dns
 
@@ -186,9 +207,7 @@ def make_fake_dns(request: pytest.FixtureRequest, sip_clock, sip_recorder):
         return side.public(side.run(build, zone_texts, host, port, name, options))
 
     yield factory
-    for dns in made:
-        side.run(dns.stop)
-    raise_unreported(request.node)
+    made.stop_all()
 
 
 @pytest.fixture
@@ -205,15 +224,12 @@ def make_sip_server(request: pytest.FixtureRequest, sip_clock, sip_recorder):
 
     from sipharness.fakes.sip import FakeSipServer
 
-    st = state(request.node)
-    side = request.node.stash[_SIDE]
-    made: list[Any] = []
+    made = _Made(request)
+    side = made.side
 
     def build(name: str, transport: str, port: int, options: dict[str, Any]) -> Any:
-        srv = FakeSipServer(name, clock=side.clock, recorder=st.recorder, reactor=side.reactor,
-                            host=options.pop("host", "127.0.0.1"), **options)
-        made.append(srv)
-        st.fakes.append(srv)
+        srv = made.keep(FakeSipServer(name, clock=side.clock, recorder=made.recorder, reactor=side.reactor,
+                                      host=options.pop("host", "127.0.0.1"), **options))
         return defer.maybeDeferred(srv.listen, transport, port).addCallback(lambda _: srv)
 
     if side.thread is not None:
@@ -224,9 +240,7 @@ def make_sip_server(request: pytest.FixtureRequest, sip_clock, sip_recorder):
             return await build(name, transport, port, options)
 
     yield factory
-    for srv in made:
-        side.run(srv.stop)
-    raise_unreported(request.node)
+    made.stop_all()
 
 
 # Today's short names, kept as aliases a user's own fixture of the same name overrides.

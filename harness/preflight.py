@@ -19,8 +19,14 @@ phone withholds shows up here, not as a finding):
    fake answers 200, and the DUT reports ``registered`` (for a vendor phone: its Action URL
    callback reached the harness).
 4. **dns**: the phone asks the fake DNS (seen in its query log) for a name that exists only
-   for this preflight (``account.2``'s server, explicit port: an A query, SPEC §2).
-5. **tls** (only when TLS tests are selected): ``account.3`` on TLS to the fake's IP literal:
+   for this preflight (``account.2``'s server, port 0: an SRV query ``_sip._udp.<name>``, then
+   A, SPEC §2). A lab phone asks port 53 only; the DUT's hint names its static-DNS keys.
+5. **dns cache** (a DUT that keeps running between tests: ``fetches_config``): the name's SRV
+   record moves to another fake, and the phone is re-provisioned with account 2 under a new
+   user: it must register at the new port. A phone that answers from its DNS cache (a vendor
+   phone's default, ``account.X.dns_cache_type = 1``) registers at the old one, and every test
+   after the first would meet the previous test's targets.
+6. **tls** (only when TLS tests are selected): ``account.3`` on TLS to the fake's IP literal:
    a SIP message arrives over TLS, so the handshake with a certificate of the harness's CA
    succeeded.
 
@@ -51,6 +57,7 @@ __all__ = ["Step", "run_preflight", "PREFLIGHT_ZONE", "DEFAULT_TIMEOUT"]
 PREFLIGHT_ZONE = "preflight.sipharness.test"
 DEFAULT_TIMEOUT = 30.0  # wall seconds per step
 USERS = {1: "9001", 2: "9002", 3: "9003"}  # one user per preflight account (a vendor phone's callbacks name it)
+MOVED_USER = "9004"  # account 2's user once its server moved (a new identity: any phone registers it)
 
 
 class Step(enum.Enum):
@@ -60,13 +67,16 @@ class Step(enum.Enum):
     CONFIGURATION = "configuration"
     REGISTER = "register"
     DNS = "dns"
+    DNS_CACHE = "dns cache"
     TLS = "tls"
 
 
 class _Run:
     def __init__(self, lab: Lab, *, timeout: float, tls: bool, reactor: Any):
         self.lab, self.dut, self.timeout, self.tls, self.reactor = lab, lab.dut, timeout, tls, reactor
-        self.steps = [Step.CONTROL, Step.CONFIGURATION, Step.REGISTER, Step.DNS] + ([Step.TLS] if tls else [])
+        self.cache_step = bool(getattr(lab.dut, "fetches_config", False))
+        self.steps = ([Step.CONTROL, Step.CONFIGURATION, Step.REGISTER, Step.DNS]
+                      + ([Step.DNS_CACHE] if self.cache_step else []) + ([Step.TLS] if tls else []))
         self.passed: list[str] = []
         self.name = f"pf-{secrets.token_hex(4)}.{PREFLIGHT_ZONE}"
         self.speed = float(getattr(lab.clock, "speed", 1.0))
@@ -83,22 +93,30 @@ class _Run:
                 raise HarnessError("lab preflight: TLS tests are selected but the lab has no test PKI")
             await defer.maybeDeferred(self.registrar.listen, "tls", 0, context=lab.tls.server_context())
             self.tls_port = self.registrar.addresses["tls"][1]
-        self.fake_dns = await lab.dns(lab.soa(PREFLIGHT_ZONE) + f"{self.name}. 60 IN A {named_host}\n", name="dns")
+        self.named_host = named_host
+        self.srv = f"_sip._udp.{self.name}"
+        self.fake_dns = await lab.dns(lab.soa(PREFLIGHT_ZONE) + f"{self.srv}. 60 IN SRV 0 10 {self.named_port} "
+                                      f"{self.name}.\n{self.name}. 60 IN A {named_host}\n", name="dns")
         expires = lab.value("expires")
         accounts = {1: {"sip_server.1.address": self.host, "sip_server.1.port": self.port, "transport": 0},
-                    2: {"sip_server.1.address": self.name, "sip_server.1.port": self.named_port, "transport": 0}}
+                    2: {"sip_server.1.address": self.name, "sip_server.1.port": 0, "transport": 0}}
         if self.tls:
             accounts[3] = {"sip_server.1.address": self.host, "sip_server.1.port": self.tls_port, "transport": 2}
         text = ""
-        for x, keys in accounts.items():
-            user = USERS[x]
+        self.accounts = accounts
+        self.cfg_text = self._text(USERS)
+        return self.cfg_text
+
+    def _text(self, users: dict[int, str]) -> str:
+        text = ""
+        for x, keys in self.accounts.items():
+            user = users[x]
             full = {"enable": 1, "label": user, "display_name": user, "auth_name": user, "user_name": user,
-                    "password": user, **keys, "sip_server.1.expires": expires}
+                    "password": user, **keys, "sip_server.1.expires": self.lab.value("expires")}
             if x == 1:
-                text = lab.write_cfg(self.fake_dns, full, index=1)
+                text = self.lab.write_cfg(self.fake_dns, full, index=1)
             else:
                 text += "".join(f"account.{x}.{k} = {v}\n" for k, v in full.items())
-        self.cfg_text = text
         return text
 
     # -------------------------------------------------------------------------------- steps
@@ -185,22 +203,65 @@ class _Run:
                              "the phone's events must reach the harness", hint="events") from None
         self.passed.append(f"register: account 1 registered with {where}")
 
+    def _asked(self, r: Any) -> bool:
+        return r.kind == "dns" and r.direction == "in" and (r.name or "").rstrip(".").lower().endswith(self.name)
+
     async def dns(self) -> None:
         host, port = self.fake_dns.address
-        seen = await self._seen(lambda r: r.kind == "dns" and r.direction == "in"
-                                and (r.name or "").rstrip(".").lower() == self.name, f"a DNS query for {self.name}")
+        seen = await self._seen(self._asked, f"a DNS query for {self.srv} or {self.name}")
         if seen is None:
-            keys = f"static.network.primary_dns = {host}" + (f", static.network.primary_dns_port = {port}"
-                                                             if port != 53 else "")
+            where = f"{host}{f' port {port}' if port != 53 else ''}"
             others = sorted({(r.name or "").rstrip(".") for r in self.lab.recorder.dns(direction="in")} - {""})
             evidence = f"the fake DNS saw queries for: {', '.join(others[:8])}" if others else \
                 "the fake DNS saw no query at all"
-            raise self._fail(Step.DNS, f"the phone never queried {host}:{port} for {self.name} within "
+            keys = "" if self.dut.lab_hint("dns") else (
+                f" (static.network.primary_dns = {host}" + (f", static.network.primary_dns_port = {port}"
+                                                            if port != 53 else "") + " in the file)")
+            raise self._fail(Step.DNS, f"the phone never queried {host}:{port} for {self.srv} within "
                                        f"{self.timeout:g} s",
-                             f"set static DNS on the phone to {host}{f' port {port}' if port != 53 else ''} ({keys} "
-                             f"in the file) and let it take no DNS server from DHCP; the file's "
-                             f"account.2.sip_server.1.address = {self.name} needs it", evidence)
-        self.passed.append(f"dns: the phone asked {host}:{port} for {self.name} ({seen.qtype})")
+                             f"set static DNS on the phone to {where}{keys} and let it take no DNS server from "
+                             f"DHCP; the file's account.2.sip_server.1.address = {self.name} needs it", evidence)
+        self.passed.append(f"dns: the phone asked {host}:{port} for {(seen.name or '').rstrip('.')} ({seen.qtype})")
+
+    async def dns_cache(self) -> None:
+        """The name's SRV record moves to another fake; account 2 re-provisioned must register there."""
+        old = (self.named_host, self.named_port)
+        moved = await self.lab.server("pf-moved", "udp", host=self.named_host)
+        new = moved.addresses["udp"]
+        self.fake_dns.replace(self.srv, "SRV", [f"0 10 {new[1]} {self.name}."])
+        mark = len(self.lab.recorder)
+        users = {**USERS, 2: MOVED_USER}
+        await self._bounded(Step.DNS_CACHE, self.dut.apply_config(self._text(users)), self.timeout + 30.0,
+                            f"the {self.dut.kind} DUT did not take the changed file", "see the DUT's output")
+        await self._bounded(Step.DNS_CACHE, self.dut.start(), self.timeout + 30.0,
+                            f"the {self.dut.kind} DUT did not fetch its changed file", "see the DUT's output")
+        seen = await self._first_register(mark, {old, new})
+        if seen is not None and seen.local == new:
+            self.passed.append(f"dns cache: after {self.srv} moved to port {new[1]}, the phone asked again and "
+                               f"registered there")
+            return
+        if seen is not None:
+            raise self._fail(Step.DNS_CACHE, f"the phone answered {self.srv} from its DNS cache: after the record "
+                                             f"moved from port {old[1]} to {new[1]} and the phone was re-provisioned, "
+                                             f"account 2 registered at the old {old[0]}:{old[1]}",
+                             "turn the phone's DNS cache off: every test brings the same names on new ports")
+        raise self._fail(Step.DNS_CACHE, f"the phone did not register account 2 ({MOVED_USER}) again within "
+                                         f"{self.timeout:g} s of its re-provisioning (its SRV record had moved to "
+                                         f"port {new[1]})",
+                         "the phone must apply a changed file at once and register a changed account")
+
+    async def _first_register(self, mark: int, at: set[tuple[str, int]]) -> Any:
+        """The first REGISTER for the moved user to one of ``at`` (fake addresses) after record ``mark``."""
+        aor = f"sip:{MOVED_USER}@".encode()
+
+        def match(r: Any) -> bool:
+            return (r.kind == "sip" and r.direction == "in" and r.method == "REGISTER" and tuple(r.local) in at
+                    and aor in (r.raw or b""))
+        try:
+            return await self.lab.recorder.wait_for(match, self.timeout * self.speed, since=mark,
+                                                    what=f"a REGISTER of {MOVED_USER}")
+        except WaitTimeout:
+            return None
 
     async def tls_handshake(self) -> None:
         where = f"{self.host}:{self.tls_port}"
@@ -238,6 +299,8 @@ async def run_preflight(lab: Lab, *, timeout: float = DEFAULT_TIMEOUT, tls: bool
         await run.configuration()
         await run.register()
         await run.dns()
+        if run.cache_step:
+            await run.dns_cache()
         if tls:
             await run.tls_handshake()
         errors = run.fake_errors()

@@ -10,6 +10,8 @@ can reach (the lab address). Both run in the reactor the fakes run in, so nothin
   empty one (``#!version:1.0.0.1`` only). Every fetch is recorded in :attr:`fetches` (a
   :class:`Journal` on the reactor's wall clock: provisioning deadlines are wall time, whatever
   the test's clock). Only the phone's address is served; others get 403 and are recorded.
+- ``GET /ca.pem``: the harness's test CA (``ca_pem``), which the file's ``trusted_certificates.url``
+  points to, so the phone trusts the fakes' TLS certificates (served to the phone only).
 - ``GET /action/<event>?...``: an Action URL callback, handed to ``on_callback(event, params)``.
   Accepted only from the phone's address; any other address gets 403 and ``on_refused`` is told
   (the DUT turns it into a test error naming the step).
@@ -61,6 +63,7 @@ class ProvisioningServer:
         #: exceptions hit while serving (a list given by the owner is shared: it outlives this server)
         self.errors: list[BaseException] = errors if errors is not None else []
         self.cfg_text = EMPTY_CFG
+        self.ca_pem: bytes | None = None
         self.fetches: Journal[Fetch] = Journal(reactor)
         self._listening: Any = None
 
@@ -144,6 +147,9 @@ class _Root(resource.Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         if path.endswith(".cfg") and "/" not in path:
             status, body = prov._serve_cfg(client, path)
+        elif path == "ca.pem" and prov.ca_pem is not None:
+            status, body = (200, prov.ca_pem.decode("ascii", "replace")) if client == prov.phone_host else \
+                (403, f"403 not served to {client}\n")
         elif path.startswith("action/") and path.count("/") == 1:
             event = path.split("/", 1)[1]
             if client != prov.phone_host:

@@ -195,8 +195,3 @@ class Marshalled:
 
     def __repr__(self) -> str:
         return f"<{type(self._sip_target).__name__} in the fakes' reactor thread>"
-
-    @property
-    def unwrapped(self) -> Any:
-        """The object itself (only for code that runs in the reactor thread)."""
-        return self._sip_target

@@ -70,10 +70,6 @@ class Outcome(enum.Enum):
     def rank(self) -> int:
         return _RANK[self]
 
-    @property
-    def counts_against_phone(self) -> bool:
-        return self is Outcome.FINDING
-
 
 _RANK = {Outcome.PASS: 0, Outcome.FINDING: 1, Outcome.LAB_PROBLEM: 2, Outcome.HARNESS_ERROR: 3}
 

@@ -26,12 +26,17 @@ wall time EPOCH (Unix seconds) instead: a harness passes its own clock's epoch, 
 processes read the same phone time.
 
 Vendor emulation (SPEC §10, :mod:`phone.emulation`): with ``--provision URL --mac MAC
---http HOST:PORT`` instead of ``--config``, the daemon behaves like a vendor phone: it fetches
-``<URL>/<mac>.cfg`` at start and on ``key=AutoP``, serves the Action URI on ``--http`` (port 0:
-any; the daemon prints ``http listening on HOST:PORT``) and calls the Action URLs of the file.
-``--emulate-fault NAME`` (repeatable) sets it up badly on purpose, as a lab phone can be
-(:class:`phone.emulation.Fault`: ``ignore-dns``, ``refuse-ca``, ``never-fetch``,
-``dead-control``, ``never-register``), to prove the harness's lab preflight.
+--http HOST:PORT`` instead of ``--config``, the daemon behaves like a vendor phone as the vendor
+documents one: it fetches ``<URL>/<mac>.cfg`` at power-on and on ``key=AutoP`` (an unchanged file is
+skipped, changed network keys reboot it for ``--reboot-seconds``), serves the Action URI on
+``--http`` (port 0: any; the daemon prints ``http listening on HOST:PORT``) and, unless
+``--no-https``, on ``--https`` with plain HTTP redirected there, takes ``--action-uri-auth``
+credentials, shows the remote-control prompt until the file sets
+``features.show_action_uri_option = 0``, asks the DNS server of ``--dhcp-dns`` unless the file
+enables static DNS, caches DNS answers unless ``account.X.dns_cache_type = 0``, reads the key names
+of ``--firmware 71|8x`` and calls the file's Action URLs. ``--emulate-fault NAME`` (repeatable) sets
+it up badly on purpose, as a lab phone can be (:class:`phone.emulation.Fault`), to prove the
+harness's lab preflight.
 
 Thin adapter: all the phone's behaviour is :class:`phone.phone.Phone`; stdin/stdout go
 through ``twisted.internet.stdio`` (non-blocking, so a slow reader never stalls the phone's
@@ -139,11 +144,17 @@ class _Daemon:
             from sipharness.phone.emulation import Fault, VendorEmulation
 
             allow = tuple(a for a in (args.action_uri_allow or "").split(",") if a)
+            https, https_context = None, None
+            if not args.no_https:
+                https = args.https or (args.http[0], 0)
+                https_context = _device_certificate(args.local_host, args.https_cert, args.https_key)
             self.emulation = VendorEmulation(
                 reactor=reactor, clock=clock, provision_url=args.provision, mac=args.mac, http=args.http,
-                emit=self.emit, on_phone=self._attach, local_host=args.local_host, tls_context=tls_context, dns=dns,
-                user=args.http_user, password=args.http_password, allow=allow, name=args.name,
-                faults=[Fault(f) for f in args.emulate_fault or ()])
+                emit=self.emit, on_phone=self._attach, local_host=args.local_host, tls_context=tls_context,
+                dhcp_dns=args.dhcp_dns, user=args.http_user, password=args.http_password, allow=allow, name=args.name,
+                faults=[Fault(f) for f in args.emulate_fault or ()], firmware=args.firmware,
+                auth=args.action_uri_auth, https=https, https_context=https_context,
+                reboot_seconds=args.reboot_seconds)
         self.console = _Console(self._command, self._eof)
         self.stopping = False
 
@@ -220,6 +231,9 @@ class _Daemon:
             self.emit("error", detail=str(e).replace("\x00", ""))
             return
         try:
+            if verb == "quit":
+                self.quit()
+                return
             if self.phone is None:
                 raise ValueError("the phone has no configuration yet (not provisioned)")
             if verb == "call":
@@ -232,8 +246,6 @@ class _Daemon:
                     if call is None:
                         raise ValueError(f"{verb}: no call with Call-ID {args[0]!r}")
                 getattr(self.phone, verb)(call)
-            elif verb == "quit":
-                self.quit()
         except Exception as e:  # noqa: BLE001 - a bad command never takes the phone down
             self.emit("error", detail=f"{line.strip()!r}: {e}")
 
@@ -261,7 +273,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-timeout", type=float, default=5.0, metavar="S",
                    help="wall seconds the un-REGISTER may take at exit (default 5)")
     p.add_argument("--exit-on-eof", action="store_true", help="quit when stdin reaches EOF (default: keep running)")
-    p.add_argument("--ca-file", metavar="PEM", help="CA certificates the phone trusts for SIP over TLS")
+    p.add_argument("--ca-file", metavar="PEM", help="CA certificates the phone trusts for SIP over TLS (vendor "
+                                                   "emulation: its factory CAs, until a file sets trusted_certificates.url)")
     v = p.add_argument_group("vendor emulation (instead of --config; see phone/emulation.py)")
     v.add_argument("--provision", metavar="URL", help="provisioning server: fetch URL/<mac>.cfg at start and on AutoP")
     v.add_argument("--mac", metavar="MAC", help="the phone's MAC address, 12 hex digits (names <mac>.cfg)")
@@ -272,6 +285,21 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--action-uri-allow", metavar="IP[,IP]",
                    help="Action URI whitelist until the .cfg sets features.action_uri_limit_ip "
                         "(default: the provisioning server's host)")
+    v.add_argument("--action-uri-auth", choices=("basic", "login", "both"), default="login",
+                   help="how the Action URI takes the web login: HTTP Basic, the login form "
+                        "(p=login&q=login&username=..&pwd=..), or both (default login)")
+    v.add_argument("--https", type=lambda t: _address(t, 0), metavar="HOST:PORT",
+                   help="HTTPS Action URI (default: the --http host, any port; printed as 'https listening on')")
+    v.add_argument("--no-https", action="store_true", help="plain HTTP only (default: HTTPS, HTTP redirected)")
+    v.add_argument("--https-cert", metavar="PEM", help="the web server's certificate chain (default: made up)")
+    v.add_argument("--https-key", metavar="PEM", help="its private key")
+    v.add_argument("--firmware", choices=("71", "8x"), default="8x",
+                   help="firmware generation: which .cfg key names the phone knows (default 8x)")
+    v.add_argument("--dhcp-dns", type=_address, metavar="HOST:PORT",
+                   help="the DNS server the lab's DHCP hands out (default: none); used unless the file enables "
+                        "static DNS")
+    v.add_argument("--reboot-seconds", type=float, default=1.0, metavar="S",
+                   help="wall seconds a reboot takes (after a file changes network keys; default 1)")
     from sipharness.phone.emulation import Fault
 
     faults = [f.value for f in Fault]
@@ -368,6 +396,10 @@ def _vendor_args_problem(args: argparse.Namespace) -> str | None:
         return "give --config FILE, or --provision URL --mac MAC --http HOST:PORT (vendor emulation)"
     if args.emulate_fault and not args.provision:
         return "--emulate-fault is for the vendor emulation (--provision URL --mac MAC --http HOST:PORT)"
+    if args.provision and args.dns:
+        return "--dns is for --config; a vendor phone's DNS comes from its file or from DHCP (--dhcp-dns HOST:PORT)"
+    if bool(args.https_cert) != bool(args.https_key):
+        return "--https-cert and --https-key go together"
     if args.provision:
         if not args.provision.startswith(("http://", "https://")):
             return f"--provision {args.provision!r}: expected an http:// URL"
@@ -378,6 +410,22 @@ def _vendor_args_problem(args: argparse.Namespace) -> str | None:
         if args.action_uri_allow is None:
             args.action_uri_allow = urlsplit(args.provision).hostname or ""
     return None
+
+
+def _device_certificate(host: str, cert: str | None, key: str | None) -> Any:
+    """The emulated phone's HTTPS server context: the given chain and key, else one made up for ``host``
+    (a lab phone's certificate is its vendor's; the harness does not check it)."""
+    from twisted.internet import ssl
+
+    if cert and key:
+        with open(cert, "rb") as c, open(key, "rb") as k:
+            return ssl.PrivateCertificate.loadPEM(c.read() + k.read()).options()
+    import trustme
+
+    # an ECDSA key: a handshake costs the phone a fraction of an RSA one (its SIP timers share the process)
+    leaf = trustme.CA(key_type=trustme.KeyType.ECDSA, organization_name="emulated phone vendor CA").issue_cert(host)
+    chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+    return ssl.PrivateCertificate.loadPEM(chain + leaf.private_key_pem.bytes()).options()
 
 
 def _client_tls(ca_file: str) -> Any:

@@ -151,16 +151,6 @@ class Headers:
         self._items = [e for e in self._items if e[0] != key]
         self.version += 1
 
-    def remove_first(self, name: str) -> str | None:
-        """Remove the first header line of ``name`` and return its value."""
-        key = _CANON.get(name.lower(), name).lower()
-        for i, e in enumerate(self._items):
-            if e[0] == key:
-                del self._items[i]
-                self.version += 1
-                return e[2]
-        return None
-
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False

@@ -151,6 +151,16 @@ class Journal(Generic[T]):
         else:
             w.deferred.callback(entry)
 
+    def pending(self) -> list[tuple[str, float | None]]:
+        """What is waited for now: (``what``, the deadline in this journal's clock), oldest first.
+
+        For a long run's progress line ("waiting for a 2xx to REGISTER from fallback, until t = 90 s")."""
+        out = []
+        for w in self._waiters:
+            when = w.timer.getTime() if w.timer is not None and w.timer.active() else None
+            out.append((w.what, when))
+        return out
+
     def cancel_waits(self) -> None:
         """Cancel every pending wait (used at teardown so nothing fires into a dead test)."""
         for w in list(self._waiters):

@@ -225,12 +225,6 @@ class SipUri:
             uri.params[name.lower()] = value
         return uri
 
-    def without_params(self, *names: str) -> "SipUri":
-        uri = self.copy()
-        for name in names:
-            uri.params.pop(name.lower(), None)
-        return uri
-
     @property
     def hostport(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

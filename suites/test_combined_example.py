@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 
-from sipharness.harness.assertions import attempts, expect_attempts, expect_gaps, expect_times, first_attempt
+from sipharness.harness.assertions import (attempts, expect_attempts, expect_gaps, expect_times, first_attempt,
+                                           wait_registration)
 
 SEED_CFG = (Path(__file__).parent / "data" / "seed-example.cfg").read_text(encoding="utf-8")
 PASSAGE = ("Working Server: SIP Server 1 is configured with the domain name of the working server ... resolved to "
@@ -46,7 +47,7 @@ async def test_failover_inside_server1_comes_before_fallback(lab):
     s = await _seed_lab(lab)
     s["primary"].script.silent()
     await lab.dut.start()
-    await lab.dut.wait_registered(account=1, server=1, timeout=60)
+    await wait_registration(lab.recorder, ("primary", "secondary"), 60)  # server 1 (SPEC §10: from the fakes' records)
     expect_attempts(lab.recorder, "REGISTER", "primary", 4, then="secondary")
     assert not attempts(lab.recorder, "REGISTER", "fallback"), "fell back to server 2 although the secondary answered"
     queries = [r.qtype for r in lab.recorder.dns(direction="in")]
@@ -59,7 +60,7 @@ async def test_whole_working_server_down_falls_back_then_returns(lab):
     s = await _seed_lab(lab)
     down = [s["primary"].script.silent(), s["secondary"].script.silent()]
     await lab.dut.start()
-    fb = await lab.dut.wait_registered(account=1, server=2, timeout=120)
+    fb = await wait_registration(lab.recorder, "fallback", 120)
     expect_attempts(lab.recorder, "REGISTER", "primary", 4, then="secondary")
     expect_attempts(lab.recorder, "REGISTER", "secondary", 4, then="fallback")
     first = first_attempt(lab.recorder, "REGISTER", "primary")  # the phone's own t = 0, whatever its boot took
@@ -75,6 +76,6 @@ async def test_whole_working_server_down_falls_back_then_returns(lab):
     expect_gaps(probes, 120, tolerance=lab.tolerance, what="probes of the working server")
     for rule, name in zip(down, ("primary", "secondary")):
         s[name].script.remove(rule)
-    events = len(lab.dut.events)
-    back = await lab.dut.wait_registered(account=1, server=1, since=events, timeout=400)
+    mark = len(lab.recorder)
+    back = await wait_registration(lab.recorder, ("primary", "secondary"), 400, since=mark)
     assert back.time <= probes[-1] + 120 + 1e-6

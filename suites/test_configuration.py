@@ -1,7 +1,7 @@
 """CFG: every parameter's range and default, and the guide's example file (SPEC §1).
 
 The table below is SPEC §1's, written out here on purpose and not imported from the bundled
-phone's own table (``phone/config.py``): a suite that read the phone's table would agree with
+phone's own table (``phone/parameters.py``): a suite that read the phone's table would agree with
 any phone. Everything goes through the DUT interface: ``apply_config`` (which refuses a bad
 file with ``ConfigRejected`` where the DUT validates, ``dut.validates_config``) and
 ``effective_config`` (what the DUT will use). No DUT is started here: the guide's example

@@ -21,7 +21,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from sipharness.harness.assertions import attempts
+from sipharness.harness.assertions import attempts, wait_registration
 from sipharness.harness.lab import PASSWORD, USER
 
 PASSAGE = ("Weight: When priorities are equal, weight is used to differentiate the preference. The preference is "
@@ -38,15 +38,25 @@ def _zone(lab, origin: str, records: list[str]) -> str:
     return lab.soa(origin) + "\n".join(records) + "\n"
 
 
+async def _two_hosts(lab, *, weight_a: int, weight_b: int):
+    """The fake DNS of pbx.example.com: two SRV records of priority 0, host-a (server1) listed first."""
+    a = await lab.server("server1")
+    b = await lab.server("server2")
+    records = [f"_sip._udp 3600 IN SRV 0 {weight_a} {a.addresses['udp'][1]} host-a",
+               f"_sip._udp 3600 IN SRV 0 {weight_b} {b.addresses['udp'][1]} host-b",
+               f"host-a 3600 IN A {a.addresses['udp'][0]}",
+               f"host-b 3600 IN A {b.addresses['udp'][0]}"]
+    return await lab.dns(_zone(lab, "pbx.example.com", records))
+
+
 async def _first_register_of_each_start(lab, dns, servers, starts: int) -> list[str]:
     """Start the DUT ``starts`` times; the fake each start's first REGISTER reached."""
     firsts = []
     for _ in range(starts):
         mark = len(lab.recorder)
         await lab.dut.apply_config(lab.write_cfg(dns, _account("pbx.example.com")))
-        events = len(lab.dut.events)
         await lab.dut.start()
-        await lab.dut.wait_registered(account=1, since=events, timeout=60)
+        await wait_registration(lab.recorder, servers, 60, since=mark)
         sent = [r for r in attempts(lab.recorder, "REGISTER", since=mark) if r.server in servers]
         assert sent, "the phone registered without a REGISTER reaching either equal host"
         firsts.append(sent[0].server)
@@ -57,13 +67,7 @@ async def _first_register_of_each_start(lab, dns, servers, starts: int) -> list[
 @pytest.mark.scenario("DNS-8", PASSAGE)
 @pytest_twisted.ensureDeferred
 async def test_equal_priority_and_weight_spread_over_both_hosts(lab):
-    a = await lab.server("server1")
-    b = await lab.server("server2")
-    records = [f"_sip._udp 3600 IN SRV 0 10 {a.addresses['udp'][1]} host-a",
-               f"_sip._udp 3600 IN SRV 0 10 {b.addresses['udp'][1]} host-b",
-               f"host-a 3600 IN A {a.addresses['udp'][0]}",
-               f"host-b 3600 IN A {b.addresses['udp'][0]}"]
-    dns = await lab.dns(_zone(lab, "pbx.example.com", records))
+    dns = await _two_hosts(lab, weight_a=10, weight_b=10)
     firsts = await _first_register_of_each_start(lab, dns, ("server1", "server2"), STARTS)
     assert set(firsts) == {"server1", "server2"}, (
         f"SPEC §2 load balance: in {STARTS} starts the first REGISTER went to {firsts}; with two SRV records of "
@@ -73,13 +77,7 @@ async def test_equal_priority_and_weight_spread_over_both_hosts(lab):
 @pytest.mark.scenario("DNS-8", "SPEC §2: heavier weight still first; the draw is only among equal weights")
 @pytest_twisted.ensureDeferred
 async def test_a_heavier_weight_is_always_first(lab):
-    a = await lab.server("server1")
-    b = await lab.server("server2")
-    records = [f"_sip._udp 3600 IN SRV 0 10 {a.addresses['udp'][1]} host-a",
-               f"_sip._udp 3600 IN SRV 0 20 {b.addresses['udp'][1]} host-b",
-               f"host-a 3600 IN A {a.addresses['udp'][0]}",
-               f"host-b 3600 IN A {b.addresses['udp'][0]}"]
-    dns = await lab.dns(_zone(lab, "pbx.example.com", records))
+    dns = await _two_hosts(lab, weight_a=10, weight_b=20)
     firsts = await _first_register_of_each_start(lab, dns, ("server1", "server2"), 3)
     assert firsts == ["server2"] * 3, f"SPEC §2 [seed]: equal priority → heavier weight first; saw {firsts}"
 

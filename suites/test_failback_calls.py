@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from sipharness.harness.assertions import attempts, first_attempt
+from sipharness.harness.assertions import attempts, first_attempt, wait_registration
 from sipharness.harness.lab import Domain
 
 RULE = ("SPEC §5 [vendor extra]: modes 1-3 switch only when no call is up; in-dialog requests follow the dialog's "
@@ -36,17 +36,15 @@ async def _registered_on_the_secondary(lab, mode: int, extra: dict):
 
 
 async def _establish(lab, topo):
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    est = await lab.dut.wait_for("call_state", 120, state="established", since=events)
+    mark = len(lab.recorder)
+    est = await lab.call(topo.uri("2000"))
     return est, first_attempt(lab.recorder, "INVITE", since=mark).server
 
 
 async def _hang_up(lab, call_id: str) -> str:
     """End the call ``call_id`` (the latest call first, as a DUT's hang-up key does); where its BYE went."""
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", call_id=call_id, since=events)
+    mark = len(lab.recorder)
+    await lab.hang_up(call_id=call_id)
     byes = attempts(lab.recorder, "BYE", since=mark)
     assert byes, f"no BYE reached a server when call {call_id} was hung up"
     return byes[0].server
@@ -69,9 +67,7 @@ async def _call_up_across_the_switch(lab, topo, switch_at: float, *, check_refre
     assert await _hang_up(lab, call_b.call_id) == "secondary"
     assert await _hang_up(lab, call_a.call_id) == "secondary", f"{RULE}: the call that was up moved"
     _, after = await _establish(lab, topo)
-    events = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    await lab.hang_up()
     return after
 
 
@@ -93,8 +89,8 @@ async def test_registration_mode_never_moves_a_call_that_is_up(lab):
     topo, reg = await _registered_on_the_secondary(lab, 2, {"sip_server.1.expires": expires})
     refresh_at = reg.time + 0.9 * expires  # SPEC §4 [interp]: refresh at 90 % of the granted expiry
     await _call_up_across_the_switch(lab, topo, refresh_at, check_refresh=True)
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    await lab.dut.wait_registered(account=1, since=events, timeout=expires + 60)
+    mark = len(lab.recorder)
+    await wait_registration(lab.recorder, ("primary", "secondary"), expires + 60, since=mark)  # a refresh
     refresh = first_attempt(lab.recorder, "REGISTER", since=mark)
     assert refresh.server == "primary", \
         f"registration mode: the first refresh with no call up went to the {refresh.server}, not the primary"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from sipharness.harness.assertions import attempts, expect_gaps, first_attempt
+from sipharness.harness.assertions import attempts, expect_gaps, first_attempt, wait_registration
 from sipharness.harness.lab import Address
 
 PASSAGE = ("Phone A sends REGISTER requests to the working server to detect whether the server is available. When "
@@ -33,17 +33,14 @@ async def test_after_an_invite_fell_back_server1_is_probed_every_fallback_timeou
     topo = await lab.up(Address("primary"), Address("fallback"),
                         account={"fallback.redundancy_type": 0, "fallback.timeout": timeout,
                                  "sip_server.1.expires": 3600, "sip_server.2.expires": 3600})
-    await lab.dut.wait_registered(account=1, server=1, timeout=30)
-    await lab.dut.wait_registered(account=1, server=2, timeout=30)
+    await wait_registration(lab.recorder, "primary", 30)  # server 1, then server 2: the fakes' records say which
+    await wait_registration(lab.recorder, "fallback", 30)
     working = topo["primary"]
     rule = working.script.silent()  # server 1 goes down altogether
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 120, state="established", since=events)
+    mark = len(lab.recorder)
+    await lab.call(topo.uri("2000"))
     fell_back = first_attempt(lab.recorder, "INVITE", "fallback", since=mark).time
-    events = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    await lab.hang_up()
 
     # Three probe rounds while server 1 is still silent: the first REGISTER of each.
     starts = []
@@ -58,22 +55,18 @@ async def test_after_an_invite_fell_back_server1_is_probed_every_fallback_timeou
     # Server 1 recovers: the next probe gets its 2xx, the probes stop, the next INVITE goes to server 1.
     await working.wait_for("REGISTER", count=3 * ROUND, since=mark, timeout=60)  # the third round ended unanswered
     working.script.remove(rule)
-    events = len(lab.dut.events)
-    back = await lab.dut.wait_registered(account=1, server=1, since=events, timeout=timeout + 60)
+    back = await wait_registration(lab.recorder, "primary", timeout + 60, since=len(lab.recorder))
     expect_gaps([starts[-1], back.time], timeout, tolerance=lab.tolerance,
                 what="the last silent probe and the answered one")
     after = len(lab.recorder)
     await lab.at(back.time + 2.5 * timeout)
     assert not attempts(lab.recorder, "REGISTER", "primary", since=after), \
         "SPEC §6: the phone kept probing server 1 after it answered 2xx"
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 60, state="established", since=events)
+    mark = len(lab.recorder)
+    await lab.call(topo.uri("2000"), timeout=60)
     assert attempts(lab.recorder, "INVITE", "primary", since=mark), "the next call did not go to server 1"
     assert not attempts(lab.recorder, "INVITE", "fallback", since=mark), "the next call still went to server 2"
-    events = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    await lab.hang_up()
 
 
 @pytest.mark.scenario("FB-PROBE", "SPEC §6 concurrent: no probe while no INVITE has fallen back")
@@ -83,7 +76,7 @@ async def test_no_probe_without_a_fallback(lab):
     await lab.up(Address("primary"), Address("fallback"),
                  account={"fallback.redundancy_type": 0, "fallback.timeout": timeout,
                           "sip_server.1.expires": 3600, "sip_server.2.expires": 3600})
-    await lab.dut.wait_registered(account=1, server=1, timeout=30)
+    await wait_registration(lab.recorder, "primary", 30)
     mark = len(lab.recorder)
     await lab.at(lab.now() + 3 * timeout)
     assert not attempts(lab.recorder, "REGISTER", "primary", since=mark), \

@@ -13,12 +13,8 @@ PASSAGE = ("Phone A sends an INVITE request to the primary server. Phone A retri
 
 
 async def call_and_hangup(lab, uri):
-    mark = len(lab.dut.events)
-    lab.dut.call(uri)
-    est = await lab.dut.wait_for("call_state", 120, state="established", since=mark)
-    mark = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=mark)
+    est = await lab.call(uri)
+    await lab.hang_up()
     return est
 
 

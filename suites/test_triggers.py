@@ -66,18 +66,15 @@ async def test_invite_over_a_reliable_transport_gives_up_at_the_udp_window(lab, 
     topo = await lab.up(Domain(("primary", "secondary")), transport=transport)
     await lab.dut.wait_registered(account=1, timeout=30)
     topo["primary"].script.silent("INVITE")
-    mark, events = len(lab.recorder), len(lab.dut.events)
-    lab.dut.call(topo.uri("2000"))
-    await lab.dut.wait_for("call_state", 60, state="established", since=events)
+    mark = len(lab.recorder)
+    await lab.call(topo.uri("2000"), timeout=60)
     sends = attempts(lab.recorder, "INVITE", "primary", since=mark)
     assert _sends_ok(transport, len(sends), 1 + RETRY_COUNTS), \
         f"{len(sends)} INVITE send(s) to the primary over {transport} (SPEC §3: 1, or 1 + {RETRY_COUNTS})"
     _, give_up = spec_send_offsets("INVITE", RETRY_COUNTS)
     expect_times([first_attempt(lab.recorder, "INVITE", "secondary", since=mark)], [give_up], origin=sends[0].time,
                  tolerance=lab.tolerance, what=f"the INVITE to the secondary (primary silent over {transport})")
-    events = len(lab.dut.events)
-    lab.dut.hangup()
-    await lab.dut.wait_for("call_state", 60, state="terminated", since=events)
+    await lab.hang_up()
 
 
 @pytest.mark.scenario("TRIG", "SPEC §3: 403, 404, 408, 486 are answers, not failures: no failover")

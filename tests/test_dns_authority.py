@@ -7,7 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sipharness.fakes.dns import Zone
-from sipharness.fakes.dns.authority import Authority, Bad, Query, decode
+from sipharness.fakes.dns.authority import Authority
+from sipharness.fakes.dns.query import Bad, Query, decode
 from tests.test_dns_zone import seed_zone
 
 

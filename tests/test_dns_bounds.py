@@ -5,7 +5,6 @@ once with a log line and the memory of the fake stays flat; an exception while a
 harness error (kept, recorded, answered SERVFAIL), and the server keeps serving."""
 
 import logging
-import tracemalloc
 
 import pytest
 import pytest_twisted
@@ -16,6 +15,7 @@ from sipharness.fakes.dns import FakeDNS
 from sipharness.fakes.record import ErrorRecord
 from sipharness.fakes.rules import Action
 from sipharness.sipcore.clock import VirtualClock
+from tests.flood import bytes_grown, flood
 from tests.test_dns_garbage import D, _UDPClient, connect, frame, good_query
 from tests.test_dns_zone import seed_zone
 
@@ -86,24 +86,11 @@ def test_connections_over_the_cap_are_closed_with_a_log_line_and_memory_stays_fl
         held.append((yield connect(server)))
     assert len(server.tcp_connections) == 8
 
-    @defer.inlineCallbacks
-    def flood(n):
-        # closed by the server at once: the client sees a close, or a reset while connecting (in
-        # batches under the listen backlog, so the kernel never drops a SYN to retry it seconds later)
-        for _ in range(n // 25):
-            yield defer.gatherResults([connect(server).addCallbacks(lambda c: c.closed, lambda f: None)
-                                       for _ in range(25)])
+    def refused():  # closed by the server at once: the client sees a close, or a reset while connecting
+        return connect(server).addCallbacks(lambda c: c.closed, lambda f: None)
 
-    yield flood(50)  # every one closed by the server at once
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()
-        yield flood(200)
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    grown = sum(s.size_diff for s in after.compare_to(before, "filename")
-                if "fakes/dns" in s.traceback[0].filename)
+    yield flood(refused, 50)  # every one closed by the server at once
+    grown = yield bytes_grown(lambda: flood(refused, 200), ("fakes/dns",))
     assert len(server.tcp_connections) == 8 and server.stats["tcp_refused"] == 250
     assert grown < 4096, f"the fake DNS grew {grown} bytes for 200 refused connections"
     assert any("tcp_max_connections 8" in r.getMessage() for r in caplog.records)

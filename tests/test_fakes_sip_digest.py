@@ -1,4 +1,4 @@
-"""The fake registrar's digest, on sipcore.digest.DigestServer (sans-I/O, fed phone time)."""
+"""The fake registrar's digest, on sipcore.digestserver.DigestServer (sans-I/O, fed phone time)."""
 
 from __future__ import annotations
 

@@ -22,6 +22,9 @@ from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
 from sipharness.sipcore.journal import Journal
 from sipharness.sipcore.message import SipParseError, is_keepalive, make_request, new_branch, new_tag, parse
+from tests.conftest import free_port
+
+SIPP_CANNOT_BIND = 254  # SIPp's exit status when its -p port is taken ("Unable to bind main socket")
 
 _HEAD = st.sampled_from([b"REGISTER sip:x SIP/2.0\r\n", b"INVITE sip:a@b SIP/2.0\r\n", b"SIP/2.0 200 OK\r\n", b""])
 _LINES = st.lists(st.sampled_from([b"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n", b"From: <sip:a@b>;tag=1\r\n",
@@ -103,10 +106,13 @@ def test_cli_prints_addresses_logs_json_and_exits_0_on_sigterm(peer):
         port = lines[0]["port"]
         from twisted.internet.utils import getProcessOutputAndValue
         here = os.path.join(os.path.dirname(__file__), "sipp")
-        out, err, code = yield getProcessOutputAndValue(sipp, [
-            f"127.0.0.1:{port}", "-sf", os.path.join(here, "register_auth.xml"), "-s", "alice", "-au", "alice",
-            "-ap", "pw", "-i", "127.0.0.1", "-p", str(port + 1 if port < 65000 else port - 1), "-m", "1",
-            "-timeout", "20s", "-timeout_error", "-nostdin"], env=dict(os.environ), path="/tmp", reactor=reactor)
+        for _attempt in range(3):  # SIPp needs a fixed local port (-p 0 means 5060): a free one, again if taken
+            out, err, code = yield getProcessOutputAndValue(sipp, [
+                f"127.0.0.1:{port}", "-sf", os.path.join(here, "register_auth.xml"), "-s", "alice", "-au", "alice",
+                "-ap", "pw", "-i", "127.0.0.1", "-p", str(free_port()), "-m", "1",
+                "-timeout", "20s", "-timeout_error", "-nostdin"], env=dict(os.environ), path="/tmp", reactor=reactor)
+            if code != SIPP_CANNOT_BIND:
+                break
         assert code == 0, out[-800:]
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -10,7 +10,7 @@ from twisted.internet import reactor
 
 from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
-from sipharness.fakes.sip.cli import _streaming_recorder
+from sipharness.fakes.jsonlines import StreamingRecorder
 from sipharness.fakes.sip.recent import RecentMap
 from tests.test_fakes_sip_server import Peer, register
 
@@ -112,7 +112,7 @@ def test_scripted_answer_is_absorbed_too_and_memories_are_swept(lab, vclock):
 
 
 def test_cli_recorder_hands_records_on_and_keeps_none():
-    rec = _streaming_recorder(reactor)
+    rec = StreamingRecorder(reactor)
     got = []
     rec.subscribe(got.append)
     for i in range(5):

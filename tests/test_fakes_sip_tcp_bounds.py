@@ -7,7 +7,6 @@ fake stays flat."""
 from __future__ import annotations
 
 import logging
-import tracemalloc
 
 import pytest_twisted
 from twisted.internet import defer, reactor
@@ -16,6 +15,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
 from sipharness.fakes.sip.server import default_max_connections
+from tests.flood import bytes_grown, flood
 from tests.test_fakes_sip_server import _TcpClient, clock, register  # noqa: F401 (fixture)
 
 
@@ -87,24 +87,12 @@ def test_connections_over_the_cap_are_refused_with_a_log_line_and_memory_stays_f
             held.append((yield _connect(addr, reactor)))
         assert listener.accepted == 8
 
-        @defer.inlineCallbacks
-        def flood(n):  # in batches under the listen backlog (no SYN left for the kernel to retry later)
-            for _ in range(n // 25):
-                yield defer.gatherResults([
-                    _connect(addr, reactor).addCallbacks(lambda c: c.closed.wait_for(lambda x: True, 5),
-                                                         lambda f: None) for _ in range(25)])
+        def refused():
+            return _connect(addr, reactor).addCallbacks(lambda c: c.closed.wait_for(lambda x: True, 5),
+                                                        lambda f: None)
 
-        yield flood(50)
-        tracemalloc.start()
-        try:
-            before = tracemalloc.take_snapshot()
-            yield flood(200)
-            after = tracemalloc.take_snapshot()
-        finally:
-            tracemalloc.stop()
-        mine = ("fakes/", "sipcore/transport")
-        grown = sum(x.size_diff for x in after.compare_to(before, "filename")
-                    if any(m in x.traceback[0].filename for m in mine))
+        yield flood(refused, 50)
+        grown = yield bytes_grown(lambda: flood(refused, 200), ("fakes/", "sipcore/transport"))
         assert listener.accepted == 8 and len(listener.connections) == 8
         assert grown < 8192, f"the fake grew {grown} bytes for 200 refused connections"
         refusals = [r for r in caplog.records if "max_connections 8" in r.getMessage()]

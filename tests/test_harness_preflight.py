@@ -53,7 +53,7 @@ async def test_a_phone_that_does_everything_passes_every_step(tls_pki):
     lines = await run_preflight(lab, timeout=5, tls=True, reactor=reactor)
     assert [line.split(":")[0] for line in lines[:5]] == ["control channel", "configuration", "register", "dns", "tls"]
     assert lines[-1].startswith("5 steps in ")
-    assert f".{PREFLIGHT_ZONE} (A)" in lines[3]
+    assert f".{PREFLIGHT_ZONE} (SRV)" in lines[3]
     assert not lab.fakes, "the preflight stops what it built"
 
 
@@ -95,3 +95,44 @@ async def test_real_baresip_passes_the_preflight_with_tls(tls_pki, peer):
     assert lines[0].startswith("control channel: baresip pid ") and "answered 'reginfo' on ctrl_tcp" in lines[0]
     assert lines[4].startswith("tls: handshake with 127.0.0.10:")
     assert lab.dut.pid is None, "baresip is stopped after the preflight"
+
+
+# ---------------------------------------------------------------------------------------------- the vendor phone
+VENDOR_FAULTS = [
+    ("dead-control", False, "1/5 'control channel'", "is --phone-ip right"),
+    ("no-setup-events", False, "1/5 'control channel'", "did not report action URL setup_autop_finish within 2 s"),
+    ("never-fetch", False, "2/5 'configuration'", "set its provisioning server URL to http://127.0.0.1:"),
+    ("remote-control-prompt", False, "2/5 'configuration'", "'Allow remote control?': press OK on the phone"),
+    ("never-register", False, "3/5 'register'", "the file says account.1.enable = 1, account.1.sip_server.1.address"),
+    ("ignore-dns", False, "4/5 'dns'", "set static DNS on the phone to 127.0.0.53"),
+    ("dhcp-dns", False, "4/5 'dns'", "the file sets static.network.static_dns_enable = 1"),
+    ("dns-cache", False, "5/5 'dns cache'", "turn the phone's DNS cache off"),
+    ("refuse-ca", True, "6/6 'tls'", "the file sets static.trusted_certificates.url = http://127.0.0.1:"),
+    # the driver writes 8x names (static.network.*) to a firmware-71 phone, which ignores them
+    ("firmware-71", False, "4/5 'dns'", "a firmware-71 phone ignores them: --firmware"),
+]
+
+
+@pytest.mark.parametrize("fault, tls, step, fix", VENDOR_FAULTS, ids=[f[0] for f in VENDOR_FAULTS])
+@pytest_twisted.ensureDeferred
+async def test_each_vendor_behaviour_withheld_is_a_lab_problem_naming_its_fix(tls_pki, fault, tls, step, fix):
+    """The emulated vendor phone with one documented behaviour's key withheld (or broken another way): the
+    preflight stops at the step that shows it, as a lab problem whose message names the fix, never a finding."""
+    from sipharness.harness.vendor import VendorPhone
+    from sipharness.harness.vendor_session import close_sessions
+
+    clock = ScaledClock(reactor, 20.0)
+    dut = VendorPhone(clock, reactor=reactor, phone="emulate", ca_pem=tls_pki.ca_pem, provision_timeout=2,
+                      reboot_timeout=2, keep=True,
+                      emulation_args=("--reboot-seconds", "0.2", *(("--firmware", "71") if fault == "firmware-71" else
+                                                                    ("--emulate-fault", fault))))
+    lab = Lab(clock, Recorder(clock), dut, reactor=reactor, tls=tls_pki)
+    try:
+        with pytest.raises(LabProblem) as e:
+            await run_preflight(lab, timeout=2, tls=tls, reactor=reactor)
+    finally:
+        await close_sessions()
+    assert classify(e.value) is Outcome.LAB_PROBLEM
+    assert str(e.value).startswith(f"lab preflight, step {step}:"), str(e.value)
+    assert fix in str(e.value), str(e.value)
+    assert not lab.fakes and dut.pid is None

@@ -9,23 +9,16 @@ from __future__ import annotations
 import re
 import subprocess
 
+from tests.user_project import FAILOVER_TEST, INI
+
 pytest_plugins = ["pytester"]
 
-INI = "[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n"
 TESTS = '''
 import pytest_twisted
 
 from sipharness.harness.lab import Address, Domain
 
-
-@pytest_twisted.ensureDeferred
-async def test_failover(sip_lab):
-    topo = await sip_lab.up(Domain(("primary", "secondary")), start=False,
-                            account={"sip_server.1.retry_counts": 3})
-    topo["primary"].script.silent()
-    await sip_lab.dut.start()
-    await sip_lab.dut.wait_registered(account=1, timeout=60)
-
+''' + FAILOVER_TEST + '''
 
 @pytest_twisted.ensureDeferred
 async def test_a_finding(sip_lab):

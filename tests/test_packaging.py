@@ -73,6 +73,11 @@ def _pip(python: Path, *args: str, what: str) -> None:
         raise AssertionError(f"{what} failed:\n{out[-4000:]}")
 
 
+# Building the wheel and two venvs downloads and installs packages: minutes on a busy box, not the
+# 120 s tox.ini gives an ordinary test (every step below has its own subprocess timeout).
+pytestmark = pytest.mark.timeout(1800)
+
+
 @pytest.fixture(scope="session")
 def installed(tmp_path_factory) -> Path:
     """A venv with this checkout's wheel installed without extras; → its python.

@@ -13,9 +13,9 @@ import time
 from sipharness.fakes.pcap import pcap_bytes
 from sipharness.fakes.record import DnsRecord, SipRecord
 
-pytest_plugins = ["pytester"]
+from tests.user_project import FAILOVER_TEST, INI
 
-INI = "[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n"
+pytest_plugins = ["pytester"]
 
 TESTS = '''
 import dns.message
@@ -24,15 +24,7 @@ import pytest_twisted
 
 from sipharness.harness.lab import Domain
 
-
-@pytest_twisted.ensureDeferred
-async def test_failover(sip_lab):
-    topo = await sip_lab.up(Domain(("primary", "secondary")), start=False,
-                            account={"sip_server.1.retry_counts": 3})
-    topo["primary"].script.silent()
-    await sip_lab.dut.start()
-    await sip_lab.dut.wait_registered(account=1, timeout=60)
-
+''' + FAILOVER_TEST + '''
 
 @pytest_twisted.ensureDeferred
 async def test_tcp(sip_lab):

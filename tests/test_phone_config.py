@@ -1,7 +1,8 @@
-"""Tests of phone/config.py (SPEC §1): ranges, defaults, the guide's example, errors, round trip.
+"""Tests of phone/config.py, phone/parameters.py and phone/cfgfile.py (SPEC §1): ranges, defaults,
+the guide's example, errors, round trip.
 
 The expected ranges and defaults below are written out from SPEC §1 (and the brief for the
-bundled extras) independently of ``phone.config.PARAMETERS``, so a wrong table row fails.
+bundled extras) independently of ``phone.parameters.PARAMETERS``, so a wrong table row fails.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sipharness.phone.cfgfile import VERSION_LINE
 from sipharness.phone.config import (
-    PARAMETERS,
-    VERSION_LINE,
     ConfigError,
     ConfigIssue,
     PhoneConfig,
@@ -24,6 +24,7 @@ from sipharness.phone.config import (
     load_config,
     loads_config,
 )
+from sipharness.phone.parameters import PARAMETERS
 
 SEED_CFG = Path(__file__).resolve().parents[1] / "suites" / "data" / "seed-example.cfg"
 

@@ -7,8 +7,8 @@ import tracemalloc
 
 import pytest
 
-from sipharness.phone.config import (MAX_CONFIG_BYTES, MAX_LINE_CHARS, MAX_UNKNOWN_WARNINGS, ConfigError,
-                                     PhoneConfig, load_config, loads_config)
+from sipharness.phone.cfgfile import MAX_CONFIG_BYTES, MAX_LINE_CHARS, MAX_UNKNOWN_WARNINGS
+from sipharness.phone.config import ConfigError, PhoneConfig, load_config, loads_config
 
 
 def cfg_text(*lines: str) -> str:

@@ -18,8 +18,10 @@ import pytest_twisted
 
 from sipharness.phone.calls import KEEP_ENDED
 from sipharness.phone.transactions import MAX_SERVER_TRANSACTIONS
+from sipharness.sipcore.journal import Journal
 from sipharness.sipcore.message import NameAddr, make_request
 from tests.test_phone_fakewire import make_ua, registrar, run_until, silent, tgt
+from tests.test_phone_loopback import Responder
 
 P, S, F = tgt("127.0.0.10"), tgt("127.0.0.20"), tgt("127.0.0.15")
 DOMAIN_AND_FALLBACK = ("account.1.sip_server.1.address = pbx.example.com\n"
@@ -177,37 +179,22 @@ def test_ended_calls_are_let_go_of():
 
 # ---------------------------------------------------------------- over real sockets, INVITEs from sipcore
 
-class _Peer:
-    """A registrar on a sipcore UDP listener that can also originate an INVITE to the phone."""
+class _Peer(Responder):
+    """The loopback tests' registrar on a sipcore UDP listener, which can also originate an INVITE
+    to the phone and keeps the responses it gets."""
 
     def __init__(self, clock, host):
-        from sipharness.sipcore.journal import Journal
-
-        self.clock, self.host = clock, host
-        self.silent = False
+        super().__init__(clock, host)
         self.contact = None  # the Contact the phone registered here
         self.responses = Journal(clock)
-        self.listener = None
 
     def sip_received(self, msg, source):
-        from sipharness.sipcore.message import make_response
-
         if not msg.is_request:
             self.responses.append(msg)
             return
-        if self.silent or msg.method == "ACK":
-            return
-        if msg.method == "REGISTER":
+        if msg.method == "REGISTER" and not self.silent:
             self.contact = msg.contacts[0].uri
-            source.send(make_response(msg, 200, to_tag="r", headers=[("Contact", f"{msg.contacts[0]};expires=3600")]))
-        else:
-            source.send(make_response(msg, 200))
-
-    def sip_bad_input(self, raw, error, source):
-        pass
-
-    def sip_transport_error(self, peer, transport, reason):
-        pass
+        super().sip_received(msg, source)
 
     def call_phone(self, n):
         port = self.listener.address[1]

@@ -7,9 +7,10 @@ Each test runs pytest in a subprocess (pytester) on a small project of a user wh
 
 from __future__ import annotations
 
+from tests.user_project import INI
+
 pytest_plugins = ["pytester"]
 
-INI = "[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n"
 
 LAB_TEST = '''
 import pytest_twisted

@@ -11,10 +11,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from sipharness.fakes.sip.script import Script
+from tests.user_project import INI
 
 pytest_plugins = ["pytester"]
 
-INI = "[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n"
 
 # Appends an exception to a fake's (or the recorder's) errors list, as a fake does when it hits one
 # while serving (the list exists once the fakes keep their serving errors; made here otherwise).

@@ -1,6 +1,7 @@
 """The lab preflight (SPEC §10) against the emulated vendor phone told to misbehave (``--emulate-fault``):
-each kind of broken lab ends the run at once as a *lab problem* (exit 78) with zero findings, and the
-message names the fix; a working lab passes it; also under ``-n 2``. Plus: a failure of the preflight
+a broken lab ends the run at once as a *lab problem* (exit 78) with zero findings, and the message names
+the fix (every fault's message: tests/test_harness_preflight.py, in process); a working lab passes it;
+also under ``-n 2``. Plus: a failure of the preflight
 that is not the lab's is a harness error (70), and the driver's provisioning server raising while
 serving makes the test a harness error, not a finding.
 
@@ -11,6 +12,8 @@ with short deadlines, so a failing step costs a few seconds.
 from __future__ import annotations
 
 import pytest
+
+from tests.user_project import INI
 
 pytest_plugins = ["pytester"]
 
@@ -35,11 +38,11 @@ async def test_register_over_tls(lab):
 '''
 
 VENDOR = ("--dut", "yealink", "--phone-ip", "emulate", "--clock", "scaled:20", "--preflight-timeout", "3",
-          "--provision-timeout", "3")
+          "--provision-timeout", "3", "--reboot-timeout", "5")
 
 
 def _run(pytester, *args: str, source: str = TESTS):
-    pytester.makeini("[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n")
+    pytester.makeini(INI)
     pytester.makepyfile(test_lab=source)
     return pytester.runpytest_subprocess(*VENDOR, *args)
 
@@ -49,13 +52,11 @@ def _outcomes_line(result) -> str:
 
 
 @pytest.mark.parametrize("fault, tls, step, fix", [
-    pytest.param("dead-control", False, "1/4 'control channel'", "is --phone-ip right", id="dead-control"),
-    pytest.param("never-fetch", False, "2/4 'configuration'", "set its provisioning server URL to http://127.0.0.1:",
-                 id="never-fetch"),
-    pytest.param("never-register", False, "3/4 'register'",
+    # (every fault, run in this process: tests/test_harness_preflight.py; here, the run they end)
+    pytest.param("never-register", False, "3/5 'register'",
                  "the file says account.1.enable = 1, account.1.sip_server.1.address", id="never-register"),
-    pytest.param("ignore-dns", False, "4/4 'dns'", "set static DNS on the phone to 127.0.0.53", id="ignore-dns"),
-    pytest.param("refuse-ca", True, "5/5 'tls'", "make the phone trust the harness's CA: install ", id="refuse-ca"),
+    pytest.param("refuse-ca", True, "6/6 'tls'", "the file sets static.trusted_certificates.url = http://127.0.0.1:",
+                 id="refuse-ca"),
 ])
 def test_broken_lab_ends_the_run_as_a_lab_problem_naming_the_fix(pytester, fault, tls, step, fix):
     result = _run(pytester, "--emulate-fault", fault, *(() if tls else ("-k", "not tls")))
@@ -70,9 +71,10 @@ def test_broken_lab_ends_the_run_as_a_lab_problem_naming_the_fix(pytester, fault
 
 def test_dns_fix_names_our_dns_and_the_keys(pytester):
     result = _run(pytester, "--emulate-fault", "ignore-dns", "-k", "not tls")
-    line = next(line for line in result.outlines if "lab preflight, step 4/4 'dns'" in line)
+    line = next(line for line in result.outlines if "lab preflight, step 4/5 'dns'" in line)
     assert "the phone never queried 127.0.0.53:" in line and " within 3 s: set static DNS on the phone to " in line
-    assert "static.network.primary_dns = 127.0.0.53" in line and ".preflight.sipharness.test" in line
+    assert "static.network.static_dns_enable = 1 and static.network.primary_dns" in line
+    assert ".preflight.sipharness.test" in line and "a lab phone asks port 53 only" in line
     assert "the fake DNS saw no query at all" in result.stdout.str()
 
 
@@ -82,7 +84,9 @@ def test_a_working_lab_passes_the_preflight_and_runs_the_tests(pytester):
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["sipharness: lab preflight passed: control channel: *; configuration: fetched; "
                                  "register: account 1 registered with 127.0.0.10:*; dns: the phone asked 127.0.0.53:*"
-                                 "; tls: handshake with 127.0.0.10:*; 5 steps in *"])
+                                 "; dns cache: after _sip._udp.pf-*.preflight.sipharness.test moved to port *, the "
+                                 "phone asked again and registered there; tls: handshake with 127.0.0.10:*; "
+                                 "6 steps in *"])
 
 
 def test_a_broken_lab_under_xdist_is_a_lab_problem_with_zero_findings(pytester):
@@ -113,7 +117,8 @@ async def test_callback_handler_raises(lab):
     topo = await lab.up(Address("fallback"))
     await lab.dut.wait_registered(account=1, timeout=60)
 
-    prov, working = lab.dut._prov, lab.dut._prov.on_callback
+    prov = lab.dut.session.prov
+    working = prov.on_callback
 
     def broken(event, params, client):  # a bug in the driver's Action URL handling, once
         prov.on_callback = working

@@ -16,6 +16,7 @@ import pytest_twisted
 from twisted.internet import defer
 
 from sipharness.harness.reactor_thread import Marshalled, ReactorCallTimeout, ReactorThread
+from tests.user_project import INI
 
 pytest_plugins = ["pytester"]
 
@@ -130,7 +131,7 @@ def test_calls_into_the_thread_have_deadlines():
 
 
 def test_forcing_the_thread_on_a_dut_test_is_refused(pytester):
-    pytester.makeini("[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n")
+    pytester.makeini(INI)
     pytester.makepyfile(test_user='''
 import pytest
 
@@ -149,7 +150,7 @@ def test_lab(lab):
 
 
 def test_a_fake_that_fails_in_the_thread_fails_the_test_as_a_harness_error(pytester):
-    pytester.makeini("[pytest]\naddopts = --reactor=default -p no:cacheprovider -p no:randomly\n")
+    pytester.makeini(INI)
     pytester.makepyfile(test_user='''
 import socket
 

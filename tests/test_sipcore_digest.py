@@ -1,10 +1,12 @@
-"""sipcore.digest: RFC 2617 / RFC 7616 vectors, parsing, client/server round trip."""
+"""sipcore.digest and sipcore.digestserver: RFC 2617 / RFC 7616 vectors, parsing, client/server round trip."""
 
 import pytest
 from twisted.internet.task import Clock
 
 from sipharness.sipcore import digest
-from sipharness.sipcore.digest import Challenge, Credentials, DigestServer, authorize, compute_response, make_challenge
+from sipharness.sipcore import digestserver
+from sipharness.sipcore.digest import Challenge, Credentials, authorize, compute_response, make_challenge
+from sipharness.sipcore.digestserver import DigestServer
 from sipharness.sipcore.message import SipParseError
 
 RFC2617_CHALLENGE = ('Digest realm="testrealm@host.com", qop="auth,auth-int", '
@@ -75,30 +77,30 @@ def test_server_round_trip_nonce_count_and_expiry():
     ch = srv.make_challenge()
     ok = srv.verify(authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="secret"),
                     method="REGISTER", password_for=USERS.get, uri="sip:sip.example")
-    assert ok.ok and ok.status == digest.OK and ok.username == "alice" and bool(ok)
+    assert ok.ok and ok.status == digestserver.OK and ok.username == "alice" and bool(ok)
     # same nonce count again: replay → stale; next count → ok
     again = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="secret", nc=1)
-    assert srv.verify(again, method="REGISTER", password_for=USERS.get).status == digest.STALE
+    assert srv.verify(again, method="REGISTER", password_for=USERS.get).status == digestserver.STALE
     nc2 = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="secret", nc=2)
     assert srv.verify(nc2, method="REGISTER", password_for=USERS.get).ok
     bad = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="nope", nc=3)
-    assert srv.verify(bad, method="REGISTER", password_for=USERS.get).status == digest.BAD_PASSWORD
+    assert srv.verify(bad, method="REGISTER", password_for=USERS.get).status == digestserver.BAD_PASSWORD
     who = authorize(ch, method="REGISTER", uri="sip:sip.example", username="bob", password="x", nc=3)
-    assert srv.verify(who, method="REGISTER", password_for=USERS.get).status == digest.UNKNOWN_USER
+    assert srv.verify(who, method="REGISTER", password_for=USERS.get).status == digestserver.UNKNOWN_USER
     wrong_method = authorize(ch, method="INVITE", uri="sip:sip.example", username="alice", password="secret", nc=4)
-    assert srv.verify(wrong_method, method="REGISTER", password_for=USERS.get).status == digest.BAD_PASSWORD
+    assert srv.verify(wrong_method, method="REGISTER", password_for=USERS.get).status == digestserver.BAD_PASSWORD
     clock.advance(61)
     late = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="secret", nc=5)
-    assert srv.verify(late, method="REGISTER", password_for=USERS.get).status == digest.STALE
+    assert srv.verify(late, method="REGISTER", password_for=USERS.get).status == digestserver.STALE
     # a nonce the server never issued, right password → stale (re-challenge with stale=TRUE)
     foreign = authorize(make_challenge("sip.example"), method="REGISTER", uri="sip:x", username="alice", password="secret")
-    assert srv.verify(foreign, method="REGISTER", password_for=USERS.get).status == digest.STALE
-    assert srv.verify("garbage", method="REGISTER", password_for=USERS.get).status == digest.MALFORMED
+    assert srv.verify(foreign, method="REGISTER", password_for=USERS.get).status == digestserver.STALE
+    assert srv.verify("garbage", method="REGISTER", password_for=USERS.get).status == digestserver.MALFORMED
     other_realm = authorize(make_challenge("elsewhere"), method="REGISTER", uri="sip:x", username="alice", password="secret")
-    assert srv.verify(other_realm, method="REGISTER", password_for=USERS.get).status == digest.MALFORMED
+    assert srv.verify(other_realm, method="REGISTER", password_for=USERS.get).status == digestserver.MALFORMED
     assert srv.verify(ok_value := authorize(srv.make_challenge(), method="REGISTER", uri="sip:a", username="alice",
                                              password="secret"), method="REGISTER", password_for=USERS.get,
-                      uri="sip:b").status == digest.MALFORMED
+                      uri="sip:b").status == digestserver.MALFORMED
     assert ok_value
 
 
@@ -110,7 +112,7 @@ def test_server_quoting_and_auth_int_and_sha256():
     assert Credentials.parse(v).username == 'we"ird\\'
     assert srv.verify(v, method="MESSAGE", password_for=USERS.get, body=b"hi").ok
     v2 = authorize(ch, method="MESSAGE", uri="sip:r", username='we"ird\\', password="p", nc=2, body=b"hi")
-    assert srv.verify(v2, method="MESSAGE", password_for=USERS.get, body=b"tampered").status == digest.BAD_PASSWORD
+    assert srv.verify(v2, method="MESSAGE", password_for=USERS.get, body=b"tampered").status == digestserver.BAD_PASSWORD
 
 
 def test_server_without_clock_and_nonce_cap():
@@ -119,7 +121,7 @@ def test_server_without_clock_and_nonce_cap():
     for _ in range(4):
         srv.make_challenge()
     v = authorize(first, method="REGISTER", uri="sip:r", username="alice", password="secret")
-    assert srv.verify(v, method="REGISTER", password_for=USERS.get).status == digest.STALE  # forgotten
+    assert srv.verify(v, method="REGISTER", password_for=USERS.get).status == digestserver.STALE  # forgotten
     # RFC 7616 §3.3 reads it case-insensitively; its ABNF writes "true" (and peers send that)
     assert "stale=true" in srv.make_challenge(stale=True)
     assert Challenge.parse('Digest realm="r", nonce="n", stale=TRUE').stale
@@ -142,4 +144,4 @@ def test_digest_uri_is_compared_with_the_request_uri_by_sip_equivalence():
     assert srv.verify(v, method="REGISTER", password_for=USERS.get, uri="sip:example.com;transport=udp").ok
     v = authorize(ch, method="REGISTER", uri="sip:other.example.com", username="alice", password="secret", nc=2)
     bad = srv.verify(v, method="REGISTER", password_for=USERS.get, uri="sip:example.com")
-    assert bad.status == digest.MALFORMED and "Request-URI" in bad.reason
+    assert bad.status == digestserver.MALFORMED and "Request-URI" in bad.reason

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipharness.sipcore.digest import Challenge, Credentials, DigestServer, authorize
+from sipharness.sipcore.digest import Challenge, Credentials, authorize
+from sipharness.sipcore.digestserver import DigestServer
 from sipharness.sipcore.message import NameAddr, SipParseError, parse
 
 BASE = ("REGISTER sip:example.com SIP/2.0\r\n"

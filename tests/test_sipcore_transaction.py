@@ -421,7 +421,7 @@ def test_an_event_the_table_does_not_allow_raises():
 
 
 def test_the_tables_name_every_state_and_lead_only_to_states_they_know():
-    from sipharness.sipcore import transaction as t
+    from sipharness.sipcore.transaction import states as t
 
     for table in (t.CLIENT_INVITE, t.CLIENT_NON_INVITE, t.SERVER_INVITE, t.SERVER_NON_INVITE, t.TWO_XX):
         for state, row in table.items():

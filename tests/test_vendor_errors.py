@@ -9,39 +9,19 @@ import socket
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, reactor
 
-from sipharness.fakes.record import Recorder
-from sipharness.harness.lab import Address, Lab
+from sipharness.harness.lab import Address
 from sipharness.harness.report import HarnessError, LabProblem, Outcome, classify
-from sipharness.harness.vendor import VendorError, VendorPhone
-from sipharness.sipcore.clock import ScaledClock
+from sipharness.harness.vendor import VendorError
 from tests.conftest import free_port
-from tests.test_vendor_driver import _alive, _get
+from tests.vendor_helpers import alive as _alive
+from tests.vendor_helpers import get, make_lab  # noqa: F401 (make_lab: a fixture)
 
 
 def _listening(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex((host, port)) == 0
-
-
-@pytest.fixture
-def make_lab(tls_pki):
-    """make_lab(**VendorPhone kwargs) → (lab, dut); every lab made is taken down after the test."""
-    made = []
-
-    def make(**kw):
-        clock = ScaledClock(reactor, kw.pop("speed", 20.0))
-        kw.setdefault("ca_file", tls_pki.ca_file)
-        dut = VendorPhone(clock, reactor=reactor, **kw)
-        lab = Lab(clock, Recorder(clock), dut, reactor=reactor, tls=tls_pki)
-        made.append(lab)
-        return lab, dut
-
-    yield make
-    for lab in made:
-        pytest_twisted.blockon(defer.ensureDeferred(lab.down()))
 
 
 @pytest_twisted.ensureDeferred
@@ -53,7 +33,7 @@ async def test_unreachable_phone_names_the_step_and_stops_the_web_server(make_la
     assert "step 'trigger provisioning (Action URI key=AutoP)'" in str(e.value)
     assert f"127.0.0.1:{port} is unreachable" in str(e.value) and "--phone-ip" in str(e.value)
     assert classify(e.value) is Outcome.LAB_PROBLEM and "--phone-ip" in e.value.fix
-    web = dut._prov.url
+    web = dut.session.url
     host, web_port = web[len("http://"):].rstrip("/").split(":")
     assert _listening(host, int(web_port))
     await lab.down()
@@ -79,7 +59,7 @@ async def test_wrong_credentials_name_the_step_and_the_options(make_lab):
 @pytest_twisted.ensureDeferred
 async def test_action_uri_not_whitelisted_says_what_to_set(make_lab):
     # (the power-on fetch would bring the harness's whitelist: point it nowhere)
-    lab, dut = make_lab(phone="emulate", emulation_args=("--action-uri-allow", "127.0.0.9", "--provision",
+    lab, dut = make_lab(phone="emulate", provision_timeout=1.0, emulation_args=("--action-uri-allow", "127.0.0.9", "--provision",
                                                         f"http://127.0.0.1:{free_port()}/"))
     with pytest.raises(VendorError, match=r"refused the Action URI from 127\.0\.0\.1 \(HTTP 403\).*"
                                           r"features\.action_uri_limit_ip"):
@@ -95,7 +75,7 @@ async def test_phone_that_never_fetches_its_file_times_out_naming_the_url(make_l
         await lab.up(Address("fallback"))
     text = str(e.value)
     assert "step 'provisioning'" in text and "did not fetch <mac>.cfg within 1 s" in text
-    assert f"set its provisioning server URL to {dut._prov.url}" in text
+    assert f"set its provisioning server URL to {dut.session.url}" in text
     assert f"127.0.0.1:{closed}/001565000001.cfg" in e.value.evidence  # the emulation's own complaint, from its output
     assert classify(e.value) is Outcome.LAB_PROBLEM
 
@@ -108,7 +88,7 @@ async def test_callback_from_another_address_ends_the_waits_at_once(make_lab):
     await dut.start()
     waiting = dut.wait_registered(account=1, timeout=3600)
     t0 = lab.now()
-    status, _ = await _get(dut._prov.url + "action/registered?mac=001565000001&user=1234", bind="127.0.0.2")
+    status, _, _ = await get(dut.session.url + "action/registered?mac=001565000001&user=1234", bind="127.0.0.2")
     assert status == 403
     with pytest.raises(VendorError) as e:
         await waiting

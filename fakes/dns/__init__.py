@@ -1,8 +1,9 @@
 """A fake authoritative DNS server for phone tests (UDP + TCP, scripted faults, query log).
 
-``FakeDNS`` (server.py) wires the sans-I/O parts to sockets: ``Zone`` (zone.py: master files
-and a mutation API), ``Authority`` (authority.py: answers like BIND for the records a SIP
-phone asks for), ``Faults`` (faults.py: drop, delay, SERVFAIL, ... per name/type).
+``FakeDNS`` (server.py) wires the sans-I/O parts to sockets: ``Zone`` (zone.py: the records and
+a mutation API, read from master files by masterfile.py), ``decode`` (query.py: a query off the
+wire, or why not), ``Authority`` (authority.py: answers like BIND for the records a SIP phone
+asks for), ``Faults`` (faults.py: drop, delay, SERVFAIL, ... per name/type).
 """
 
 from sipharness.fakes.dns.server import FakeDNS

@@ -22,23 +22,11 @@ without bound): its recorder streams each record to stdout and the tally, and fo
 from __future__ import annotations
 
 import argparse
-import json
-import signal
 import sys
 
-from sipharness.fakes.record import Record, Recorder
-from sipharness.fakes.tally import Tally
+from sipharness.fakes.jsonlines import StreamingRecorder, run_until_signalled, write_listening
 
 __all__ = ["main"]
-
-
-class _StreamingRecorder(Recorder):
-    """A Recorder that passes records to its listeners and keeps none."""
-
-    def append(self, entry: Record) -> Record:
-        for listener in list(self._listeners):
-            listener(entry)
-        return entry
 
 
 def _parse_listen(text: str) -> tuple[str, int]:
@@ -89,7 +77,7 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         print(f"sipharness dns: {e}", file=sys.stderr)
         return 2
-    recorder = _StreamingRecorder(clock)
+    recorder = StreamingRecorder(clock)
     fake = FakeDNS(zones, clock=clock, recorder=recorder, host=host, port=port, reactor=reactor)
     try:
         for path in args.script:
@@ -102,35 +90,9 @@ def main(argv: list[str]) -> int:
     except CannotListenError as e:
         print(f"sipharness dns: cannot listen on {args.listen}: {e}", file=sys.stderr)
         return 1
-    out = sys.stdout
     host, bound = fake.address
-    out.write(json.dumps({"t": round(clock.seconds(), 6), "kind": "listening", "transport": "udp+tcp",
-                          "address": f"{host}:{bound}", "host": host, "port": bound,
-                          "unix_time": round(started, 6)}) + "\n")
-    out.flush()
-    tally = Tally()
-    recorder.subscribe(tally.add)
-    if not args.quiet:
-        def emit(record: Record) -> None:
-            line = record.to_json()
-            out.write(json.dumps(line) + "\n")
-            out.flush()
-        recorder.subscribe(emit)
-    stopping = []
-
-    def stop_once(signum, _frame) -> None:  # a second signal while stopping is harmless
-        if not stopping:
-            stopping.append(signum)
-            reactor.callFromThread(reactor.stop)
-
-    signal.signal(signal.SIGINT, stop_once)
-    signal.signal(signal.SIGTERM, stop_once)
-    reactor.run(installSignalHandlers=False)
-    out.write(json.dumps(tally.to_json(clock.seconds())) + "\n")
-    out.flush()
-    print("\n".join(tally.table(f"sipharness dns: {clock.seconds():.3f} s")), file=sys.stderr)
-    return 0
-
+    write_listening(sys.stdout, clock, "udp+tcp", host, bound, started)
+    return run_until_signalled(reactor, clock, recorder, sys.stdout, quiet=args.quiet, title="sipharness dns")
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

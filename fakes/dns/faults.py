@@ -13,7 +13,7 @@ What each verb means to the fake DNS::
     dns.faults.tcp_only()                       # truncate(transport="udp"): TCP is answered
     dns.faults.handle(decide, qtype="A")        # decide(query) → see below
 
-A ``handle`` function is called with the decoded query (:class:`fakes.dns.authority.Query`:
+A ``handle`` function is called with the decoded query (:class:`fakes.dns.query.Query`:
 ``qname``, ``type_name``, ``record`` ...) and returns ``None`` (answer normally), an rcode
 name (``"SERVFAIL"``, ``"REFUSED"``, ``"NXDOMAIN"``), a dnslib ``DNSRecord`` (sent with the
 query's id), bytes (sent as they are) or ``Action.DROP``. Anything else, or an exception,

@@ -8,7 +8,7 @@ answer is a ``clock.callLater``.
 
 Every query is recorded into the shared :class:`fakes.record.Recorder` as a
 :class:`~fakes.record.DnsRecord`: one ``"in"`` record (``summary="Q NAPTR yealink.pbx.com"``,
-``qtype``, ``name``, ``message`` the decoded :class:`~fakes.dns.authority.Query`) and one
+``qtype``, ``name``, ``message`` the decoded :class:`~fakes.dns.query.Query`) and one
 ``"out"`` record (``rcode``, ``summary`` like ``"NOERROR 2 NAPTR +4 add"``, ``message`` the
 dnslib answer, ``note`` the rule applied, e.g. ``"dropped: rule 1 drop A *"``; a dropped
 query's ``"out"`` record has ``rcode=None`` and says nothing was sent). Garbage is not
@@ -36,8 +36,9 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 
-from sipharness.fakes.dns.authority import Authority, Bad, Query, Reply, decode
+from sipharness.fakes.dns.authority import Authority, Reply
 from sipharness.fakes.dns.faults import Faults
+from sipharness.fakes.dns.query import Bad, Query, decode
 from sipharness.fakes.dns.tcp import TCPFactory
 from sipharness.fakes.dns.zone import Zone
 from sipharness.fakes.record import DnsRecord, Recorder

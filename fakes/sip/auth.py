@@ -32,8 +32,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sipharness.sipcore.digest import (ALGORITHMS, BAD_PASSWORD, OK, STALE, UNKNOWN_USER, Credentials,
-                                       DigestServer)
+from sipharness.sipcore.digest import ALGORITHMS, Credentials
+from sipharness.sipcore.digestserver import BAD_PASSWORD, OK, STALE, UNKNOWN_USER, DigestServer
 from sipharness.sipcore.message import SipParseError, make_response, new_tag
 
 __all__ = ["DigestGate", "printable"]

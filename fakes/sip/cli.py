@@ -26,9 +26,7 @@ a user given by two sources is an error, and errors name the file and line, neve
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import signal
 import sys
 
 __all__ = ["main", "parse_users", "users_from", "USERS_ENV"]
@@ -44,20 +42,6 @@ def _listen_spec(text: str) -> tuple[str, str, int]:
         return transport, host.strip("[]"), int(port)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--listen {text!r}: expected udp|tcp|tls:HOST:PORT, e.g. udp:127.0.0.1:5060")
-
-
-def _streaming_recorder(clock):
-    from sipharness.fakes.record import Recorder
-
-    class StreamingRecorder(Recorder):
-        """Hands each record to the subscribers and forgets it (no wait_for, no ladder)."""
-
-        def append(self, entry):
-            for listener in self._listeners:
-                listener(entry)
-            return entry
-
-    return StreamingRecorder(clock)
 
 
 USERS_ENV = "SIPHARNESS_USERS"
@@ -108,7 +92,7 @@ def _users_file(path: str) -> dict[str, str]:
 
 
 def _algorithms(text: str) -> tuple[str, ...]:
-    from sipharness.sipcore.digest import DigestServer
+    from sipharness.sipcore.digestserver import DigestServer
 
     names = tuple(n.strip().upper() for n in text.split(",") if n.strip())
     try:
@@ -161,9 +145,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from twisted.internet import reactor
 
+    from sipharness.fakes.jsonlines import StreamingRecorder, run_until_signalled, write_listening
     from sipharness.fakes.rulefiles import load_rules_into
     from sipharness.fakes.sip.server import FakeSipServer
-    from sipharness.fakes.tally import Tally
     from sipharness.sipcore.clock import make_clock
 
     try:
@@ -178,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     clock = make_clock("real", reactor)  # t = 0 now (bindings expire on it too)
     started = reactor.seconds()
-    recorder = _streaming_recorder(clock)
-    tally = Tally()
-    recorder.subscribe(tally.add)
+    recorder = StreamingRecorder(clock)
     server = FakeSipServer(args.name, clock=clock, recorder=recorder, reactor=reactor, host=listens[0][1],
                            domain=args.domain,
                            users=users or None, min_expires=args.min_expires,
@@ -206,22 +188,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sipharness registrar: cannot listen on {transport}:{host}:{port}: {e}", file=sys.stderr)
             return 1
         h, p = server.addresses[transport]
-        print(json.dumps({"t": round(clock.seconds(), 6), "kind": "listening", "transport": transport,
-                          "address": f"{h}:{p}", "host": h, "port": p, "unix_time": round(started, 6)}), flush=True)
-    if not args.quiet:
-        out = sys.stdout
-        recorder.subscribe(lambda r: (out.write(json.dumps(r.to_json()) + "\n"), out.flush()))
-
-    def shutdown(signum, frame):
-        reactor.callFromThread(reactor.stop)
-
-    signal.signal(signal.SIGINT, shutdown)
-    signal.signal(signal.SIGTERM, shutdown)
-    reactor.run(installSignalHandlers=False)
-    print(json.dumps(tally.to_json(clock.seconds())), flush=True)
-    print("\n".join(tally.table(f"sipharness registrar {args.name}: {clock.seconds():.3f} s")), file=sys.stderr)
-    return 0
-
+        write_listening(sys.stdout, clock, transport, h, p, started)
+    return run_until_signalled(reactor, clock, recorder, sys.stdout, quiet=args.quiet,
+                               title=f"sipharness registrar {args.name}")
 
 if __name__ == "__main__":
     sys.exit(main())
