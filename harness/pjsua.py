@@ -35,7 +35,7 @@ from twisted.internet import defer
 from sipharness.sipcore.events import CallState, EventKind
 
 from .child import LineChild, deadline
-from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, Step
+from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, Step, module_env
 
 __all__ = ["PjsuaPhone", "PjsuaError", "translate"]
 
@@ -194,10 +194,7 @@ class PjsuaPhone(ProcessDut):
                                   "pip install 'sip-redundancy-harness[pjsua]' (the pjsua2-python wheel)")
         self.directory = tempfile.mkdtemp(prefix="sipharness-pjsua-")
         self.log_file = os.path.join(self.directory, "pjsip.log")
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-        env["PYTHONUNBUFFERED"] = "1"
+        env = module_env(PYTHONUNBUFFERED="1")
         proc = _Driver(self._event)
         argv = [self.python, "-m", "sipharness.harness.pjsua_driver"]
         self._started = False

@@ -4,12 +4,13 @@ Why one base: baresip, the PJSIP driver, linphone-daemon and the vendor phone's 
 child process the harness spawns, talks to, and must never leak. The handling is the same for each
 and lives here once:
 
-- ``_spawn``: ``reactor.spawnProcess`` (the reactor is never blocked), the pid registered with
-  :mod:`harness.child` (an ``atexit`` SIGKILL reaps what a crashed run left), a clear error
-  naming the command when it cannot start;
-- ``stop()``: idempotent; ``_reap`` walks the kind's ``_stop_steps`` (a polite command, then
-  signals) each with a wall-clock grace, raises if the process survived SIGKILL, then
-  ``_cleanup`` (temporary files);
+- :func:`spawn_child` (``ProcessDut._spawn``): ``reactor.spawnProcess`` (the reactor is never
+  blocked), the pid registered with :mod:`harness.child` (an ``atexit`` SIGKILL reaps what a
+  crashed run left), a clear error naming the command when it cannot start; :func:`module_env`
+  for a child that is a module of this checkout (the PJSIP driver, the emulated vendor phone);
+- :func:`reap_child` (``ProcessDut.stop()``, idempotent): walks the kind's stop steps (a polite
+  command, then signals) each with a wall-clock grace, raises if the process survived SIGKILL,
+  then ``_cleanup`` (temporary files);
 - a child that ends while nobody stopped it (the stack crashed) is a **harness error**: every
   pending and later wait of the test fails at once with the child's own output, and the error
   is a serving error the plugin reports (SPEC §10: never a finding, and never the test
@@ -19,6 +20,11 @@ and lives here once:
 - ``apply_config``: the ``.cfg`` read with :func:`harness.translation.read_cfg` and checked
   against the translation table for ``stack`` (a key the stack cannot express raises
   :class:`NotExpressible`: the test is skipped, not judged).
+
+The vendor phone's driver (harness/vendor.py) is no ``ProcessDut``: a lab phone is no child of the
+harness, and the emulated one belongs to the pytest session (harness/vendor_session.py: powered on
+once, kept across tests), not to one test's DUT. Its process (harness/emulated.py) is started and
+ended by the same :func:`spawn_child` and :func:`reap_child`.
 
 Deadlines of process steps are wall seconds on the reactor (a process starts in wall time,
 whatever the test clock says); event times are phone seconds of the test's clock.
@@ -33,7 +39,8 @@ import signal
 import socket
 from typing import Any, Iterable
 
-from twisted.internet import defer, error
+from twisted.internet import defer
+from twisted.internet.error import ProcessExitedAlready
 from twisted.python.failure import Failure
 
 from sipharness.sipcore.events import CallState, EventKind
@@ -43,7 +50,8 @@ from .child import ChildProcess, deadline, track
 from .dut import DeviceUnderTest, DutEvent
 from .report import HarnessError, LabProblem
 
-__all__ = ["ProcessDut", "ProcessDutError", "ProcessDutLabProblem", "free_port", "pause", "Step"]
+__all__ = ["ProcessDut", "ProcessDutError", "ProcessDutLabProblem", "free_port", "pause", "Step", "spawn_child",
+           "reap_child", "module_env"]
 
 #: one step of stopping a child: a signal, or a callable that asks it politely; and its grace (wall s)
 Step = tuple[Any, float]
@@ -62,6 +70,58 @@ def free_port(host: str = "127.0.0.1", kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def module_env(**extra: str) -> dict[str, str]:
+    """The environment of a child that runs a module of this checkout (``python -m sipharness...``):
+    this checkout first on its ``PYTHONPATH``, so the child runs the code the test runs."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
+    return env
+
+
+def spawn_child(reactor: Any, proc: ChildProcess, argv: list[str], *, kind: str,
+                error: type[Exception] = ProcessDutError, env: dict[str, str] | None = None,
+                path: str | None = None, child_fds: dict[int, Any] | None = None) -> Any:
+    """Start ``argv`` with ``proc`` as its protocol and track it until it ends; the process transport.
+
+    A command that cannot start raises ``error`` naming ``kind`` and the command."""
+    kw: dict[str, Any] = {"env": dict(os.environ) if env is None else env, "path": path}
+    if child_fds is not None:
+        kw["childFDs"] = child_fds
+    try:
+        ptransport = reactor.spawnProcess(proc, argv[0], argv, **kw)
+    except OSError as e:
+        raise error(f"{kind}: cannot run {shlex.join(argv)}: {e}") from None
+    if proc.pid is not None and not proc.ended:
+        track(proc.pid, ptransport, kind)
+    return ptransport
+
+
+async def reap_child(reactor: Any, proc: ChildProcess, ptransport: Any, steps: Iterable[Step], *, kind: str,
+                     error: type[Exception] = ProcessDutError, notes: list[str] | None = None) -> None:
+    """Walk ``steps`` (a polite request, a callable; or a signal; each with its grace in wall seconds)
+    until ``proc`` has ended; raise ``error`` if it survived them all. A polite request that fails is
+    noted in ``notes`` and the walk goes on to the signals."""
+    steps = list(steps)
+    for step, grace in steps:
+        if proc.ended:
+            return
+        try:
+            if callable(step):
+                step()
+            else:
+                ptransport.signalProcess(step)
+        except (ProcessExitedAlready, OSError):
+            pass
+        except Exception as e:  # noqa: BLE001 - a polite request that failed: go on to signals
+            if notes is not None:
+                notes.append(f"stop: {e}")
+        await deadline(reactor, proc.when_ended(), grace)
+    if not proc.ended:
+        raise error(f"{kind} pid {proc.pid} did not exit after {', '.join(_step_name(s) for s, _ in steps)}")
 
 
 class ProcessDut(DeviceUnderTest):
@@ -127,18 +187,11 @@ class ProcessDut(DeviceUnderTest):
         if self._proc is not None and not self._proc.ended:
             raise self.Error(f"{self.kind} DUT: already running (pid {self.pid}): stop() it first")
         proc.exit_callbacks.append(self._child_ended)
-        kw: dict[str, Any] = {"env": dict(os.environ) if env is None else env, "path": path}
-        if child_fds is not None:
-            kw["childFDs"] = child_fds
-        try:
-            self._ptransport = self._reactor.spawnProcess(proc, argv[0], argv, **kw)
-        except OSError as e:
-            raise self.Error(f"{self.kind} DUT: cannot run {shlex.join(argv)}: {e}") from None
+        self._ptransport = spawn_child(self._reactor, proc, argv, kind=self.kind, error=self.Error, env=env,
+                                       path=path, child_fds=child_fds)
         self._proc = proc
         self._argv = argv
         self._up = False
-        if proc.pid is not None and not proc.ended:
-            track(proc.pid, self._ptransport, self.kind)
 
     def _ready(self) -> None:
         """The child is up (started, its control channel answers): from now on an exit nobody asked for is a crash."""
@@ -177,22 +230,8 @@ class ProcessDut(DeviceUnderTest):
         proc, ptransport = self._proc, self._ptransport
         try:
             if proc is not None and not proc.ended:
-                for step, grace in self._stop_steps():
-                    if proc.ended:
-                        break
-                    try:
-                        if callable(step):
-                            step()
-                        else:
-                            ptransport.signalProcess(step)
-                    except (error.ProcessExitedAlready, OSError):
-                        pass
-                    except Exception as e:  # noqa: BLE001 - a polite request that failed: go on to signals
-                        self.notes.append(f"stop: {e}")
-                    await deadline(self._reactor, proc.when_ended(), grace)
-                if not proc.ended:
-                    raise self.Error(f"{self.kind} pid {proc.pid} did not exit after "
-                                     f"{', '.join(_step_name(s) for s, _ in self._stop_steps())}")
+                await reap_child(self._reactor, proc, ptransport, self._stop_steps(), kind=self.kind,
+                                 error=self.Error, notes=self.notes)
         finally:
             self._proc = self._ptransport = None
             self._cleanup()

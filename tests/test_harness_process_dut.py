@@ -1,6 +1,7 @@
 """The process-DUT base (harness/process_dut.py) with a trivial child: an exit nobody asked for is a
 harness error that ends every wait at once; stop() walks its steps to SIGKILL and reaps; a command that
-fails is a "failed" call event; apply_config refuses what the stack's column cannot express."""
+fails is a "failed" call event; apply_config refuses what the stack's column cannot express; the emulated
+vendor phone's process is started and ended by the same base."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest_twisted
 
 from sipharness.harness.child import LineChild, running
 from sipharness.harness.dut import NotExpressible
-from sipharness.harness.process_dut import ProcessDut, ProcessDutError
+from sipharness.harness.process_dut import ProcessDut, ProcessDutError, spawn_child
 from sipharness.harness.report import HarnessError
 from sipharness.sipcore.events import CallState, EventKind
 
@@ -83,6 +84,25 @@ async def test_apply_config_checks_the_stack_column(toy):
     with pytest.raises(ValueError, match=r"<toy dut \.cfg>:1: expected 'key = value'"):
         await toy.apply_config("nonsense\n")
     await toy.apply_config("account.1.enable = 1\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_emulated_vendor_phone_is_ended_by_the_same_steps():
+    from twisted.internet import reactor
+
+    from sipharness.harness.child import deadline
+    from sipharness.harness.emulated import KIND, EmulatedPhone
+    from sipharness.harness.vendor_errors import VendorError
+
+    with pytest.raises(VendorError, match=r"vendor emulation: cannot run /nonexistent/phone --x"):
+        spawn_child(reactor, EmulatedPhone(), ["/nonexistent/phone", "--x"], kind=KIND, error=VendorError)
+    proc = EmulatedPhone()
+    proc.QUIT_GRACE = proc.TERM_GRACE = 0.3
+    proc.ptransport = spawn_child(reactor, proc, [sys.executable, "-c", IGNORES_TERM], kind=KIND)
+    assert proc.pid in running(KIND)
+    assert await deadline(reactor, proc.next_line("up"), 10), "the child did not start"
+    await proc.reap(reactor)  # quit on stdin and TERM are ignored: KILL
+    assert proc.ended and proc.status == -signal.SIGKILL and proc.pid not in running(KIND)
 
 
 def _first_line(proc: LineChild):
