@@ -2,23 +2,19 @@
 
 Why this shape:
 
-- baresip reads no vendor ``.cfg``; :func:`translate` maps the few keys it has an equivalent
-  for (DNS server, account, server 1's address/port/transport, expires) into its own ``config``
-  and ``accounts`` files, and names every key it cannot honour (retry_counts, failback modes,
-  server 2, ...) in :attr:`BaresipPhone.notes`. The mapping is in ``docs/baresip.md``. The
-  reader is a tiny ``key = value`` parser written here on purpose: the harness must not import
-  the bundled phone's config module to drive another phone (it would lend it our reading).
+- baresip reads no vendor ``.cfg``; :func:`translate` maps the keys it has an equivalent for
+  (DNS server, account, server 1's address/port/transport, expires) into its own ``config`` and
+  ``accounts`` files. Which key goes where, and which baresip cannot express (retry_counts,
+  failback modes, server 2, ...: the test is skipped as not expressible) is the translation
+  table's baresip column (:mod:`harness.translation`, shown in docs/conformance-matrix.md).
 - Control goes through baresip's ``ctrl_tcp`` module (netstring-framed JSON, Twisted's
   ``NetstringReceiver``). baresip registers its accounts as soon as it starts, before anyone
   can be connected to ``ctrl_tcp``, so the first REGISTER_OK would be lost: the ``accounts``
   file is written for the record but the ``account`` module is not loaded, and each account is
   created with the ``uanew`` command once the control connection is up.
-- The process is spawned with ``reactor.spawnProcess`` (the reactor is never blocked) and
-  always reaped: ``quit``, then SIGTERM, SIGTERM, SIGKILL with deadlines (PEERS.md: SIGTERM
-  hangs while baresip un-REGISTERs from a dead registrar), and an ``atexit`` SIGKILL for any
-  child still alive if a test run is torn down abruptly.
-- Startup deadlines run on the reactor's wall clock (starting a process costs wall time
-  whatever the test clock says); event times are read from the test's clock.
+- The process's life is :class:`harness.process_dut.ProcessDut`'s; baresip's own way to stop is
+  ``quit``, then SIGTERM, SIGTERM, SIGKILL with deadlines (PEERS.md: SIGTERM hangs while
+  baresip un-REGISTERs from a dead registrar).
 """
 
 from __future__ import annotations
@@ -28,18 +24,17 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from twisted.internet import defer, error, protocol
 from twisted.protocols.basic import NetstringReceiver
 
 from sipharness.sipcore.events import CallState, EventKind
 
-from .child import ChildProcess, deadline, track
-from .dut import DeviceUnderTest, DutEvent
-from .report import HarnessError, LabProblem
+from .child import ChildProcess, deadline
+from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, Step, free_port, pause
+from .translation import read_cfg
 
 __all__ = ["BaresipPhone", "BaresipError", "BaresipLabProblem", "translate", "read_cfg"]
 
@@ -47,28 +42,15 @@ DEFAULT_MODULE_PATH = "/usr/lib/baresip/modules"
 _TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}  # 3 DNS-NAPTR: no transport parameter
 
 
-class BaresipError(HarnessError):
+class BaresipError(ProcessDutError):
     """A step of driving baresip failed (start, control connection, command); the message names it."""
 
 
-class BaresipLabProblem(BaresipError, LabProblem):
+class BaresipLabProblem(BaresipError, ProcessDutLabProblem):
     """baresip cannot run on this machine (not installed, no ctrl_tcp module): ``fix`` says what to install."""
 
 
 # --------------------------------------------------------------------------- .cfg → baresip files
-
-def read_cfg(text: str, filename: str = "<cfg>") -> dict[str, str]:
-    """``key = value`` lines of a vendor ``.cfg`` (SPEC §1: ``#`` comments, later lines override)."""
-    out: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"{filename}:{lineno}: expected 'key = value', got {raw!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def _quote(value: str) -> str:
@@ -82,11 +64,10 @@ def _host_port(address: str, port: str | None) -> str:
 
 def translate(cfg: dict[str, str], *, ctrl_port: int, module_path: str = DEFAULT_MODULE_PATH,
               ca_file: str | None = None) -> tuple[str, list[tuple[int, str]], list[str]]:
-    """The baresip ``config`` text, the ``accounts`` lines as (account X, line), and the notes.
+    """The baresip ``config`` text, the ``accounts`` lines as (account X, line), and notes.
 
-    Notes name every setting of the ``.cfg`` that baresip 1.0.0 cannot honour (they are
-    findings-to-be, not errors: a vendor phone may also ignore a key).
-    """
+    Only the keys the translation table's baresip column expresses are read; the keys it cannot
+    express were refused at ``apply_config`` (harness.translation.check)."""
     notes: list[str] = []
     dns = cfg.get("static.network.primary_dns")
     dns_port = cfg.get("static.network.primary_dns_port", "53")
@@ -99,6 +80,9 @@ def translate(cfg: dict[str, str], *, ctrl_port: int, module_path: str = DEFAULT
     lines = [
         "# written by sip-redundancy-harness (harness/baresip.py) from a vendor .cfg",
         "poll_method epoll",
+        # the address, not "lo" (that fails): in the lab-in-a-box there is no default route, and without
+        # it baresip finds no local address ("SIP register failed: Protocol not supported", measured)
+        "net_interface 127.0.0.1",
         f"sip_listen 127.0.0.1:{listen_port}",
         f"dns_server {_host_port(dns, dns_port)}",
         f"module_path {module_path}",
@@ -140,28 +124,7 @@ def translate(cfg: dict[str, str], *, ctrl_port: int, module_path: str = DEFAULT
                 f";outbound={_quote(f'sip:{server}{uri_params}')}"
                 ";answermode=manual;mwi=no;ptime=20;audio_codecs=PCMU/8000/1")
         accounts.append((x, line))
-        for key, why in _IGNORED.items():
-            if p + key in cfg:
-                notes.append(f"account.{x}.{key} = {cfg[p + key]}: {why}")
-        if cfg.get(p + "sip_server.2.address"):
-            notes.append(f"account.{x}.sip_server.2.address = {cfg[p + 'sip_server.2.address']}: ignored, baresip "
-                         "1.0.0 has no server fallback (outbound2 is RFC 5626 flow redundancy, not SPEC §6)")
     return "\n".join(lines) + "\n", accounts, notes
-
-
-#: .cfg keys (after ``account.X.``) baresip 1.0.0 has no equivalent for, and why.
-_IGNORED = {
-    "sip_server.1.retry_counts": "baresip gives a target up on the RFC 3261 timeout only",
-    "sip_server.1.failback_mode": "baresip re-resolves per request (RFC 3263), no failback modes",
-    "sip_server.1.failback_timeout": "no failback modes in baresip",
-    "sip_server.1.register_on_enable": "no equivalent in baresip",
-    "sip_server.1.invite_retry_counts": "no equivalent in baresip",
-    "sip_server.1.only_signal_with_registered": "no equivalent in baresip",
-    "fallback.redundancy_type": "no server fallback in baresip 1.0.0",
-    "fallback.timeout": "no server fallback in baresip 1.0.0",
-    "naptr_build": "baresip follows RFC 3263 when NAPTR is empty",
-    "reg_fail_retry_interval": "baresip's own retry interval is not configurable",
-}
 
 
 # --------------------------------------------------------------------------- process and control socket
@@ -240,12 +203,6 @@ class _Control(NetstringReceiver):
             self.lost.callback(None)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # --------------------------------------------------------------------------- the DUT
 
 _EVENT_KIND = {"REGISTER_OK": EventKind.REGISTERED, "REGISTER_FAIL": EventKind.REGISTER_FAILED,
@@ -254,20 +211,17 @@ _CALL_STATE = {"CALL_RINGING": CallState.RINGING, "CALL_PROGRESS": CallState.PRO
                "CALL_ESTABLISHED": CallState.ESTABLISHED}
 
 
-class BaresipPhone(DeviceUnderTest):
+class BaresipPhone(ProcessDut):
     """baresip (``baresip -f DIR``) in another process, on the real clock, driven through ctrl_tcp."""
 
     kind = "baresip"
-    exact_time = False
-    interp_binding = False
-    validates_config = False
-    default_clock = "real"
-    clocks = ("real",)
-    needs_preflight = True
+    stack = "baresip"
+    needs_netns = True
+    Error = BaresipError
+    LabProblem = BaresipLabProblem
 
-    #: wall seconds for baresip to say "ready" and open ctrl_tcp; for quit, each TERM, and KILL
+    #: wall seconds for baresip to say "ready" and open ctrl_tcp
     START_TIMEOUT = 10.0
-    QUIT_GRACE, TERM_GRACE, KILL_GRACE = 3.0, 2.0, 5.0
 
     @classmethod
     def add_options(cls, group: Any) -> None:
@@ -283,39 +237,17 @@ class BaresipPhone(DeviceUnderTest):
 
     def __init__(self, clock: Any, *, reactor: Any = None, program: str = "baresip",
                  module_path: str = DEFAULT_MODULE_PATH, ca_file: str | None = None):
-        super().__init__(clock)
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-            reactor = default_reactor
-        self._reactor = reactor
+        super().__init__(clock, reactor=reactor)
         self.program = program
         self.module_path = module_path
         self.ca_file = ca_file
-        self.notes: list[str] = []
         self.directory: str | None = None
-        self._cfg: dict[str, str] | None = None
-        self._proc: _Process | None = None
-        self._ptransport: Any = None
         self._ctrl: _Control | None = None
         self._aors: dict[str, int] = {}
         self._calls: dict[str, dict[str, bool]] = {}
         self._accounts: list[tuple[int, str]] = []
         self._accounts_made = False
         self._hangup_asked = False
-        self._stopping: defer.Deferred | None = None
-
-    # -- configuration
-
-    def apply_config(self, cfg_text: str) -> defer.Deferred:
-        try:
-            self._cfg = read_cfg(cfg_text, "<baresip dut .cfg>")
-        except ValueError as e:
-            return defer.fail(e)
-        self.cfg_text = cfg_text
-        return defer.succeed(None)
-
-    def effective_config(self) -> dict[str, str]:
-        raise NotImplementedError("baresip DUT cannot report its configuration in .cfg terms (see docs/baresip.md)")
 
     # -- life cycle
 
@@ -325,8 +257,8 @@ class BaresipPhone(DeviceUnderTest):
     def ping(self) -> defer.Deferred:
         """The control channel answers (lab preflight): baresip started (no account yet), ``reginfo`` answered."""
         async def ping() -> str:
-            if self._proc is None or self._proc.ended:
-                await self._spawn()
+            if not self.running:
+                await self._start_process()
             reply = await self._command("reginfo")
             if not reply.get("ok"):
                 raise BaresipError(f"baresip answered 'reginfo' with an error: {reply.get('data')!r}")
@@ -335,8 +267,8 @@ class BaresipPhone(DeviceUnderTest):
 
     async def _start(self) -> None:
         """Spawn baresip (unless ping() did) and create the accounts of the .cfg (``uanew``)."""
-        if self._proc is None or self._proc.ended:
-            await self._spawn()
+        if not self.running:
+            await self._start_process()
         elif self._accounts_made:
             raise BaresipError("BaresipPhone.start(): baresip is already running (stop() it first)")
         self._accounts_made = True
@@ -346,23 +278,21 @@ class BaresipPhone(DeviceUnderTest):
                 if not reply.get("ok"):
                     raise BaresipError(f"baresip refused account.{x} (uanew {line!r}): {reply.get('data')!r}")
         except BaseException:
-            await self._reap()
+            await self.stop()
             raise
 
-    async def _spawn(self) -> None:
+    async def _start_process(self) -> None:
         """baresip running with the .cfg's config, its control connection up, no account created yet."""
         if self._cfg is None:
             raise BaresipError("BaresipPhone.start(): apply_config() first")
-        program = shutil.which(self.program)
-        if program is None:
-            raise BaresipLabProblem(f"baresip DUT: program {self.program!r} not found",
-                                    "install it (Debian package 'baresip') or give --baresip PATH")
+        program = self._program(self.program, "baresip", "--baresip")
         if not os.path.isfile(os.path.join(self.module_path, "ctrl_tcp.so")):
             raise BaresipLabProblem(f"baresip DUT: no ctrl_tcp.so in module path {self.module_path!r}",
                                     "give --baresip-module-path DIR (Debian: /usr/lib/baresip/modules)")
-        ctrl_port = _free_port()
-        config, accounts, self.notes = translate(self._cfg, ctrl_port=ctrl_port, module_path=self.module_path,
-                                                 ca_file=self.ca_file)
+        ctrl_port = free_port()
+        config, accounts, notes = translate(self._cfg, ctrl_port=ctrl_port, module_path=self.module_path,
+                                            ca_file=self.ca_file)
+        self.notes += notes
         self.directory = tempfile.mkdtemp(prefix="sipharness-baresip-")
         with open(os.path.join(self.directory, "config"), "w", encoding="utf-8") as f:
             f.write(config)
@@ -374,18 +304,11 @@ class BaresipPhone(DeviceUnderTest):
         self._calls = {}
         proc = _Process()
         argv = [program, "-f", self.directory]
-        try:
-            self._ptransport = self._reactor.spawnProcess(proc, program, argv, env=dict(os.environ),
-                                                          path=self.directory)
-        except OSError as e:
-            raise BaresipError(f"baresip DUT: cannot run {shlex.join(argv)}: {e}") from None
-        self._proc = proc
-        if proc.pid is not None and not proc.ended:
-            track(proc.pid, self._ptransport, "baresip")
+        self._spawn(proc, argv, path=self.directory)
         try:
             await self._until_ready(proc, argv, ctrl_port)
         except BaseException:
-            await self._reap()
+            await self.stop()
             raise
 
     async def _until_ready(self, proc: _Process, argv: list[str], ctrl_port: int) -> None:
@@ -406,62 +329,30 @@ class BaresipPhone(DeviceUnderTest):
                 endpoint_error = e
                 if proc.ended:
                     break
-                d: defer.Deferred = defer.Deferred()
-                self._reactor.callLater(0.2, d.callback, None)
-                await d
+                await pause(self._reactor, 0.2)
         if self._ctrl is None:
             raise BaresipError(f"baresip did not open ctrl_tcp on {where} ({endpoint_error}); is ctrl_tcp.so in "
                                f"{self.module_path}? its output:\n{proc.output()}")
+        self._ready()
 
-    def stop(self) -> defer.Deferred:
-        if self._stopping is not None:
-            return self._stopping
-        if self._proc is None:
-            return defer.succeed(None)
-        d = defer.ensureDeferred(self._reap())
+    def _stop_steps(self) -> Iterable[Step]:
+        """quit over ctrl_tcp, TERM, TERM, KILL (PEERS.md: SIGTERM hangs while baresip un-REGISTERs)."""
+        ctrl = self._ctrl
+        steps: list[Step] = []
+        if ctrl is not None and ctrl.transport is not None and ctrl.transport.connected:
+            def quit_() -> None:
+                ctrl.command("quit").addErrback(lambda _: None)
+            steps.append((quit_, self.QUIT_GRACE))
+        return steps + [(signal.SIGTERM, self.TERM_GRACE), (signal.SIGTERM, self.TERM_GRACE),
+                        (signal.SIGKILL, self.KILL_GRACE)]
 
-        def done(result: Any) -> Any:
-            self._stopping = None
-            return result
-        self._stopping = d.addBoth(done)
-        return self._stopping
-
-    async def _reap(self) -> None:
-        """quit, TERM, TERM, KILL with deadlines (PEERS.md); the process is gone when this returns."""
-        proc, ptransport, ctrl = self._proc, self._ptransport, self._ctrl
-        self._ctrl = None
-        try:
-            if proc is not None and not proc.ended:
-                steps: list[tuple[Any, float]] = []
-                if ctrl is not None and ctrl.transport is not None and ctrl.transport.connected:
-                    steps.append(("quit", self.QUIT_GRACE))
-                steps += [(signal.SIGTERM, self.TERM_GRACE), (signal.SIGTERM, self.TERM_GRACE),
-                          (signal.SIGKILL, self.KILL_GRACE)]
-                for step, grace in steps:
-                    if proc.ended:
-                        break
-                    if step == "quit":
-                        ctrl.command("quit").addErrback(lambda _: None)
-                    else:
-                        try:
-                            ptransport.signalProcess(step)
-                        except error.ProcessExitedAlready:
-                            break
-                    await deadline(self._reactor, proc.when_ended(), grace)
-                if not proc.ended:
-                    raise BaresipError(f"baresip pid {ptransport.pid} did not exit after quit, TERM, TERM, KILL")
-        finally:
-            if ctrl is not None and ctrl.transport is not None:
-                ctrl.transport.loseConnection()
-            self._proc = self._ptransport = None
-            if self.directory:
-                shutil.rmtree(self.directory, ignore_errors=True)
-                self.directory = None
-
-    @property
-    def pid(self) -> int | None:
-        """The running baresip's process id (None when stopped)."""
-        return self._ptransport.pid if self._ptransport is not None and self._proc and not self._proc.ended else None
+    def _cleanup(self) -> None:
+        ctrl, self._ctrl = self._ctrl, None
+        if ctrl is not None and ctrl.transport is not None:
+            ctrl.transport.loseConnection()
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
     # -- calls
 
@@ -475,7 +366,7 @@ class BaresipPhone(DeviceUnderTest):
             reply = await self._command("dial", uri)
             state = CallState.CALLING if reply.get("ok") else CallState.FAILED
             self._emit(EventKind.CALL_STATE, account=account, state=state, detail=f"dial {uri}: {reply.get('data', '')}")
-        return self._safe(dial(), f"dial {uri}")
+        return self._safe(dial(), f"dial {uri}", account)
 
     def answer(self) -> defer.Deferred:
         return self._safe(self._command("accept"), "accept")
@@ -484,14 +375,6 @@ class BaresipPhone(DeviceUnderTest):
         self._hangup_asked = True
         return self._safe(self._command("hangup"), "hangup")
 
-    def _safe(self, work: Any, what: str) -> defer.Deferred:
-        """A command the suites fire and forget: a failure becomes a ``failed`` event, never an unhandled error."""
-        d = defer.ensureDeferred(work) if not isinstance(work, defer.Deferred) else work
-
-        def failed(f: Any) -> None:
-            self._emit(EventKind.CALL_STATE, account=1, state=CallState.FAILED, detail=f"{what}: {f.getErrorMessage()}")
-        return d.addErrback(failed)
-
     def _command(self, name: str, params: str = "") -> defer.Deferred:
         if self._ctrl is None:
             return defer.fail(BaresipError(f"baresip DUT: {name!r} while baresip is not running (start() it first)"))
@@ -499,15 +382,8 @@ class BaresipPhone(DeviceUnderTest):
 
     # -- events
 
-    @property
-    def log(self) -> list[str]:
-        lines = self.notes[:]
-        if self._proc is not None:
-            lines += self._proc.output(6000).splitlines()
-        return lines
-
-    def _emit(self, kind: EventKind, **fields: Any) -> None:
-        self.events.append(DutEvent(time=self.clock.seconds(), kind=kind, **fields))
+    def _output(self, proc: ChildProcess) -> str:
+        return proc.output(6000) if isinstance(proc, _Process) else super()._output(proc)
 
     def _event(self, msg: dict) -> None:
         etype = str(msg.get("type", ""))

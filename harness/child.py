@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet import defer, protocol
 
-__all__ = ["ChildProcess", "deadline", "track", "running"]
+__all__ = ["ChildProcess", "LineChild", "deadline", "track", "running"]
 
 _LIVE: dict[int, tuple[str, Any]] = {}  # pid → (kind, process transport) of every child not yet reaped
 
@@ -54,6 +54,8 @@ class ChildProcess(protocol.ProcessProtocol):
         self.ended = False
         self.pid: int | None = None
         self._end_waiters: list[defer.Deferred] = []
+        #: called with this protocol once it has ended (after :meth:`on_end`): its owner's bookkeeping
+        self.exit_callbacks: list[Any] = []
 
     def connectionMade(self) -> None:
         self.pid = self.transport.pid
@@ -68,6 +70,8 @@ class ChildProcess(protocol.ProcessProtocol):
             self.status = -(getattr(reason.value, "signal", 0) or 0)
         _LIVE.pop(self.pid or -1, None)
         self.on_end()
+        for callback in self.exit_callbacks:
+            callback(self)
         waiters, self._end_waiters = self._end_waiters, []
         for d in waiters:
             d.callback(True)
@@ -81,6 +85,45 @@ class ChildProcess(protocol.ProcessProtocol):
         d: defer.Deferred = defer.Deferred()
         self._end_waiters.append(d)
         return d
+
+
+class LineChild(ChildProcess):
+    """A child that speaks in lines on stdout (and, optionally, on other descriptors it is given):
+    each complete line goes to ``on_line(fd, text)``; the last ``KEEP`` lines are kept for reports.
+
+    A line longer than ``MAX_LINE`` is cut there (a misbehaving child cannot grow the harness)."""
+
+    KEEP = 400
+    MAX_LINE = 65536
+
+    def __init__(self, on_line: Any = None) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self._bufs: dict[int, bytes] = {}
+        self._on_line = on_line
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd == 2:
+            self.errReceived(data)
+            return
+        buf = self._bufs.get(fd, b"") + data
+        *lines, rest = buf.split(b"\n")
+        if len(rest) > self.MAX_LINE:
+            lines.append(rest[:self.MAX_LINE])
+            rest = b""
+        self._bufs[fd] = rest
+        for raw in lines:
+            text = raw.decode("utf-8", "replace").rstrip("\r")
+            if fd == 1:
+                self.lines.append(text)
+                if len(self.lines) > self.KEEP:
+                    del self.lines[:len(self.lines) - self.KEEP]
+            if self._on_line is not None:
+                self._on_line(fd, text)
+
+    def output(self, limit: int = 40) -> str:
+        err = self.err.decode("utf-8", "replace").strip()
+        return "\n".join(self.lines[-limit:] + ([f"[stderr] {err[-1500:]}"] if err else [])) or "(no output)"
 
 
 def deadline(reactor: Any, d: defer.Deferred, seconds: float) -> defer.Deferred:

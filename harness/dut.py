@@ -20,8 +20,8 @@ from twisted.internet.interfaces import IReactorTime
 from sipharness.sipcore.events import CallState, EventKind
 from sipharness.sipcore.journal import Journal
 
-__all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "BundledPhone", "DUT_KINDS", "register_dut_kind",
-           "dut_class"]
+__all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "NotExpressible", "BundledPhone", "DUT_KINDS",
+           "register_dut_kind", "dut_class"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,15 @@ class DutEvent:
 
 class ConfigRejected(ValueError):
     """The DUT refused a ``.cfg`` (SPEC §1): the message names file:line, the key and the valid range."""
+
+
+class NotExpressible(Exception):
+    """The DUT has no setting for a ``.cfg`` key the test needs (``apply_config``): the test is skipped
+    as "not expressible", never a finding, since the phone was never asked (harness.translation)."""
+
+    def __init__(self, message: str, keys: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.keys = keys
 
 
 class DeviceUnderTest:
@@ -64,6 +73,9 @@ class DeviceUnderTest:
     needs_preflight = False
     #: it fetches its configuration itself (a vendor phone's auto-provisioning): the preflight checks the fetch
     fetches_config = False
+    #: it runs in the lab-in-a-box (harness.netns): each test process enters a private network namespace
+    #: first, the fake DNS listens on port 53 there (kinds that need it skip, with the reason, where it cannot)
+    needs_netns = False
 
     @classmethod
     def add_options(cls, group: Any) -> None:
@@ -257,6 +269,8 @@ DUT_KINDS: dict[str, str] = {
     "bundled": "sipharness.harness.dut:BundledPhone",
     "baresip": "sipharness.harness.baresip:BaresipPhone",
     "yealink": "sipharness.harness.vendor:VendorPhone",
+    "pjsua": "sipharness.harness.pjsua:PjsuaPhone",
+    "linphone": "sipharness.harness.linphone:LinphonePhone",
 }
 
 

@@ -4,7 +4,9 @@ Why its own module: ``--phone-ip emulate`` must behave as a lab phone that stays
 whole session, yet it is a child of the harness that must never outlive it. This module spawns it
 with ``reactor.spawnProcess`` (the reactor is never blocked), reads its JSON lines (kept, bounded)
 for the address its web server listens on, and ends it (quit on stdin, TERM, KILL, each with a
-wall-time deadline). Everything the driver learns about the phone's state comes from the phone's
+wall-time deadline). Starting, tracking and ending the process are the process-DUT base's
+(:func:`harness.process_dut.spawn_child`, :func:`~harness.process_dut.reap_child`), as for baresip,
+PJSIP and liblinphone; what is this phone's own is its output and its polite ``quit``. Everything the driver learns about the phone's state comes from the phone's
 own means (provisioning fetches, Action URL callbacks), not from these lines: they are evidence
 for a failure report only.
 """
@@ -17,12 +19,16 @@ import signal
 import sys
 from typing import Any
 
-from twisted.internet import defer, error
+from twisted.internet import defer
 
-from .child import ChildProcess, deadline, track
+from .child import ChildProcess, deadline
+from .process_dut import module_env, reap_child, spawn_child
 from .vendor_errors import VendorError
 
 __all__ = ["EmulatedPhone", "spawn_emulated"]
+
+KIND = "vendor emulation"  # its name in harness.child's registry of live children
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class EmulatedPhone(ChildProcess):
@@ -76,22 +82,13 @@ class EmulatedPhone(ChildProcess):
         err = self.err.decode("utf-8", "replace").strip()
         return "\n".join(self.lines[-limit:] + ([f"[stderr] {err[-1500:]}"] if err else [])) or "(no output)"
 
+    def _quit(self) -> None:
+        self.ptransport.write(b"quit\n")
+
     async def reap(self, reactor: Any) -> None:
         """quit on stdin, then TERM, then KILL, with deadlines: the process is gone when this returns."""
-        for step, grace in (("quit", self.QUIT_GRACE), (signal.SIGTERM, self.TERM_GRACE),
-                            (signal.SIGKILL, self.KILL_GRACE)):
-            if self.ended:
-                return
-            try:
-                if step == "quit":
-                    self.ptransport.write(b"quit\n")
-                else:
-                    self.ptransport.signalProcess(step)
-            except (error.ProcessExitedAlready, OSError):
-                pass
-            await deadline(reactor, self.when_ended(), grace)
-        if not self.ended:
-            raise VendorError(f"the emulated phone (pid {self.pid}) did not exit after quit, TERM, KILL")
+        steps = [(self._quit, self.QUIT_GRACE), (signal.SIGTERM, self.TERM_GRACE), (signal.SIGKILL, self.KILL_GRACE)]
+        await reap_child(reactor, self, self.ptransport, steps, kind=KIND, error=VendorError)
 
 
 async def spawn_emulated(reactor: Any, args: list[str], on_end: Any = None) -> EmulatedPhone:
@@ -99,14 +96,10 @@ async def spawn_emulated(reactor: Any, args: list[str], on_end: Any = None) -> E
 
     Raises :class:`VendorError` naming the step when it exits or does not listen in time."""
     argv = [sys.executable, "-m", "sipharness.phone.daemon", *args]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     proc = EmulatedPhone(on_end)
     proc.argv = argv
-    proc.ptransport = reactor.spawnProcess(proc, sys.executable, argv, env=env, path=root)
-    if proc.pid is not None and not proc.ended:
-        track(proc.pid, proc.ptransport, "vendor emulation")
+    proc.ptransport = spawn_child(reactor, proc, argv, kind=KIND, error=VendorError, env=module_env(),
+                                  path=_ROOT)
     ok = await deadline(reactor, proc.listening, proc.SPAWN_TIMEOUT)
     address = proc.listening.result if proc.listening.called else None
     if not ok or proc.ended or not address:

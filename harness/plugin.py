@@ -130,7 +130,10 @@ def sip_tls_pki(tmp_path_factory, pytestconfig):
 
     from .lab import HOSTS
 
-    pki = TestPKI(hosts=tuple(dict.fromkeys(("127.0.0.1", "localhost", *HOSTS.values(),
+    # the suites' domains too: a phone that checks the certificate against the domain it resolved
+    # (PJSIP does, RFC 5922) must find it there, or every TLS test on a domain is a false finding
+    names = ("pbx.example.com", "*.pbx.example.com", "yealink.pbx.com", "*.yealink.pbx.com")
+    pki = TestPKI(hosts=tuple(dict.fromkeys(("127.0.0.1", "localhost", *HOSTS.values(), *names,
                                               *_lab_addresses(pytestconfig)))))
     pki.ca_file = str(tmp_path_factory.mktemp("pki") / "ca.pem")
     pki.export_ca(pki.ca_file)
@@ -138,7 +141,29 @@ def sip_tls_pki(tmp_path_factory, pytestconfig):
 
 
 @pytest.fixture(scope="session")
-def sipharness_preflight(request: pytest.FixtureRequest, sip_tls_pki):
+def sipharness_netns(request: pytest.FixtureRequest) -> bool:
+    """Lab-in-a-box (harness.netns): this test process (each xdist worker) enters a private network
+    namespace of its own before its first lab, when the DUT kind needs one (``needs_netns``); the
+    fake DNS then listens on port 53. Without root or namespaces those tests skip with the reason."""
+    from . import netns
+    from .dut import dut_class
+
+    cls = dut_class(request.config.getoption("sipharness_dut"))
+    if not cls.needs_netns:
+        return False
+    reason = netns.unavailable()
+    if reason is None:
+        try:
+            netns.enter()
+        except OSError as e:
+            reason = str(e)
+    if reason is not None:
+        pytest.skip(f"the {cls.kind} DUT runs in the lab-in-a-box (a private network namespace): {reason}")
+    return True
+
+
+@pytest.fixture(scope="session")
+def sipharness_preflight(request: pytest.FixtureRequest, sip_tls_pki, sipharness_netns):
     """The lab preflight (SPEC §10), once per session (per xdist worker), for a DUT in another process.
 
     Its lines when it passed (None when the DUT needs none); when it fails, the test that asked
@@ -239,8 +264,12 @@ def _make_lab(config: pytest.Config, clock: Any, recorder: Any, dut: Any, tls_pk
     # each xdist worker's DNS on its own address (workerinput exists only in an xdist worker: a pytest
     # run started from inside a worker inherits PYTEST_XDIST_WORKER but is not one)
     worker = getattr(config, "workerinput", {}).get("workerid", "gw0")
+    from . import netns
+
+    # a real phone cannot be told another DNS port; nor can a stack in the lab-in-a-box (harness.netns)
     options: dict[str, Any] = dict(reactor=reactor, tls=tls_pki, addresses=addresses,
-                                   dns_port=53 if addresses else 0, dns_index=int(worker[2:] or 0))
+                                   dns_port=netns.DNS_PORT if addresses or netns.active() else 0,
+                                   dns_index=int(worker[2:] or 0))
     options.update(overrides)
     return Lab(clock, recorder, options.pop("dut", dut), **options)
 

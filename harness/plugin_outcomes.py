@@ -102,6 +102,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if isinstance(exc, LabTooSmall):  # a lab with too few addresses: the scenario cannot run here
             report.outcome, report.longrepr = "skipped", (str(item.path), 0, f"Skipped: {exc}")
             return report
+        from .dut import NotExpressible
+
+        if isinstance(exc, NotExpressible):  # the phone was never asked: not expressible, never a finding
+            report.outcome, report.longrepr = "skipped", (str(item.path), 0, f"Skipped: {exc}")
+            item.user_properties.append((rep.NOT_EXPRESSIBLE_PROPERTY, str(exc)))
+            report.user_properties.append((rep.NOT_EXPRESSIBLE_PROPERTY, str(exc)))
+            return report
     if report.skipped or hasattr(report, "wasxfail"):
         if st is not None and report.skipped:
             st.skipped = True

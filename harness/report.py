@@ -31,7 +31,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
-__all__ = ["Outcome", "LabProblem", "HarnessError", "classify", "worst", "serving_failure", "TestResult", "Tally",
+__all__ = ["Outcome", "LabProblem", "HarnessError", "classify", "worst", "serving_failure", "TestResult", "Tally", "verdict",
            "exit_status", "ladder_file_name", "pcap_file_name", "with_banner", "index_html", "annotate_junit", "first_line",
            "outcome_properties", "result_of", "rule_table",
            "EXIT_OK", "EXIT_FINDINGS", "EXIT_HARNESS_ERROR", "EXIT_LAB_PROBLEM"]
@@ -140,11 +140,12 @@ class TestResult:
     scenario: str | None = None
     duration: float = 0.0  # wall seconds, all phases
     phone_time: float | None = None  # phone seconds the test covered
+    not_expressible: bool = False  # skipped: the DUT cannot express a .cfg key the test needs
 
     @property
     def label(self) -> str:
         if self.skipped:
-            return "skipped"
+            return "not expressible" if self.not_expressible else "skipped"
         if self.outcome is None:
             return "failed" if self.failed else "passed"
         if self.outcome is Outcome.FINDING and not self.counted:
@@ -210,7 +211,8 @@ def exit_status(tally: Tally, pytest_status: int, *, stopped_by_preflight: bool 
 # ---------------------------------------------------------------------------------------------- HTML
 
 _COLOUR = {"pass": "#070", "passed": "#070", "finding": "#b60", "finding (not counted)": "#b60",
-           "lab problem": "#05a", "harness error": "#c00", "failed": "#c00", "skipped": "#777"}
+           "lab problem": "#05a", "harness error": "#c00", "failed": "#c00", "skipped": "#777",
+           "not expressible": "#777"}
 
 
 def ladder_file_name(nodeid: str) -> str:
@@ -273,6 +275,8 @@ def index_html(results: Sequence[TestResult], *, title: str, pages: set[str] | N
 OUTCOME_PROPERTY, RULE_PROPERTY, DETAIL_PROPERTY, COUNTED_PROPERTY = (
     "sipharness.outcome", "sipharness.rule", "sipharness.detail", "sipharness.counted")
 SCENARIO_PROPERTY, PREFLIGHT_PROPERTY, PHONE_TIME_PROPERTY = "sipharness.scenario", "sipharness.preflight", "phone_time_s"
+#: a test skipped because the DUT has no setting for a ``.cfg`` key it needs (harness.dut.NotExpressible): the reason
+NOT_EXPRESSIBLE_PROPERTY = "sipharness.not_expressible"
 VERDICT_PROPERTIES = (OUTCOME_PROPERTY, RULE_PROPERTY, DETAIL_PROPERTY, COUNTED_PROPERTY)
 
 
@@ -294,23 +298,33 @@ def result_of(nodeid: str, properties: Iterable[tuple[str, object]], **fields) -
     p = {k: v for k, v in properties or ()}
     outcome = Outcome(p[OUTCOME_PROPERTY]) if OUTCOME_PROPERTY in p else None
     fields.setdefault("detail", str(p.get(DETAIL_PROPERTY, "")))
+    if NOT_EXPRESSIBLE_PROPERTY in p:
+        fields["not_expressible"] = True
     return TestResult(nodeid, outcome, counted=bool(p.get(COUNTED_PROPERTY, True)), rule=str(p.get(RULE_PROPERTY, "")),
                       scenario=p.get(SCENARIO_PROPERTY), phone_time=p.get(PHONE_TIME_PROPERTY), **fields)
 
 
+def verdict(r: TestResult) -> str:
+    """One word per test for the rule tables: met, finding, not expressible, skipped, lab, error."""
+    if r.skipped:
+        return "not expressible" if r.not_expressible else "skipped"
+    if r.outcome in (Outcome.PASS, None) and not r.failed:
+        return "met"
+    return {Outcome.FINDING: "finding", Outcome.LAB_PROBLEM: "lab"}.get(r.outcome, "error")
+
+
 def rule_table(results: Iterable[TestResult], scenarios: dict[str, str]) -> list[str]:
-    """Per SPEC §8 scenario: how many of its tests the phone met, the findings, and what did not run."""
+    """Per SPEC §8 scenario: how many of its tests the phone met, the findings, what the phone cannot
+    express (``n/e``: a .cfg key it has no setting for) and what did not run."""
     seen: dict[str, list[str]] = {}
     for r in results:
         if r.scenario is not None:
-            seen.setdefault(r.scenario, []).append(
-                "skipped" if r.skipped else "met" if r.outcome in (Outcome.PASS, None) and not r.failed else
-                "finding" if r.outcome is Outcome.FINDING else "lab" if r.outcome is Outcome.LAB_PROBLEM else "error")
-    lines = [f"{'id':<8} {'met':>4} {'findings':>8} {'skipped':>7} {'lab':>4} {'errors':>6}  scenario"]
+            seen.setdefault(r.scenario, []).append(verdict(r))
+    lines = [f"{'id':<8} {'met':>4} {'findings':>8} {'n/e':>4} {'skipped':>7} {'lab':>4} {'errors':>6}  scenario"]
     for sid, title in scenarios.items():
         v = seen.get(sid, [])
-        lines.append(f"{sid:<8} {v.count('met'):>4} {v.count('finding'):>8} {v.count('skipped'):>7} "
-                     f"{v.count('lab'):>4} {v.count('error'):>6}  {title}")
+        lines.append(f"{sid:<8} {v.count('met'):>4} {v.count('finding'):>8} {v.count('not expressible'):>4} "
+                     f"{v.count('skipped'):>7} {v.count('lab'):>4} {v.count('error'):>6}  {title}")
     return lines
 
 

@@ -35,7 +35,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sipharness.phone.vendor_keys import ACTION_URL_EVENTS, Firmware, keys_for, parse_lines
+from sipharness.phone.vendor_keys import ACTION_URL_EVENTS, Firmware, keys_for
+
+from .translation import read_cfg
 
 __all__ = ["Template", "vendor_cfg", "driver_rows", "Row", "CALLBACK_QUERY", "EMULATION_DNS_PORT", "CA_PATH",
            "scenario_dns"]
@@ -75,17 +77,13 @@ class Row:
 
 def scenario_dns(cfg_text: str) -> tuple[str | None, int]:
     """The fake DNS the scenario's file names (``static.network.primary_dns`` and its port; 53 if none)."""
-    host, port = None, 53
-    for _, key, value in parse_lines(cfg_text):
-        if key == "static.network.primary_dns":
-            host = value
-        elif key == "static.network.primary_dns_port" and value.isdigit():
-            port = int(value)
-    return host, port
+    cfg = read_cfg(cfg_text, "<scenario .cfg>")
+    port = cfg.get("static.network.primary_dns_port", "")
+    return cfg.get("static.network.primary_dns"), int(port) if port.isdigit() else 53
 
 
 def _accounts(cfg_text: str) -> list[int]:
-    return sorted({int(m.group(1)) for _, key, _ in parse_lines(cfg_text) if (m := _ACCOUNT.match(key))})
+    return sorted({int(m.group(1)) for key in read_cfg(cfg_text, "<scenario .cfg>") if (m := _ACCOUNT.match(key))})
 
 
 def driver_rows(t: Template, accounts: list[int] | tuple[int, ...] = (1,)) -> list[Row]:

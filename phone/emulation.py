@@ -48,6 +48,7 @@ the silence after a reboot.
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
@@ -314,8 +315,13 @@ class VendorEmulation:
         if self._stopped or self.rebooting or self._bundled_text is None:
             return
         config = self.config
+        # SPEC §2: equal SRV records in an order drawn per resolution; each start of the emulated phone
+        # draws from its own seeded generator, as the in-process bundled phone does (harness/dut.py), so a
+        # CI run is reproducible and DNS-8's ten starts never all land on one host by chance (1 run in 256)
+        self._starts = getattr(self, "_starts", 0) + 1
         phone = Phone(config, clock=self.clock, reactor=self.reactor, dns_server=self._dns_server(),
-                      local_host=self.local_host, tls_context=self._trusted or self.factory_tls, name=self.name)
+                      local_host=self.local_host, tls_context=self._trusted or self.factory_tls, name=self.name,
+                      rng=random.Random(f"{self.name}/{self._starts}"))
         self.phone = phone
         first = self.events.next_call_id if self.events is not None else FIRST_CALL_ID  # numbers go on
         self.events = EventMap(mac=self.mac, ip=self.local_host, account_host=self._account_host,

