@@ -424,8 +424,11 @@ async def test_naptr_fault_goes_on_to_srv(lab, fault):
         assert tcp, "a truncated UDP answer must be retried over TCP before the step is given up"
     if fault == "drop":
         naptrs = [r for r in lab.recorder.dns(name=domain, qtype="NAPTR", direction="in")]
-        expect_times(naptrs, [0.0, 2.0], origin=t0, tolerance=lab.tolerance, what="NAPTR tries (2 s, 2 tries)")
-        expect_times([first], [4.0], origin=t0, tolerance=lab.tolerance, what="first REGISTER after the timeout")
+        # timed from the first NAPTR query: how soon a phone starts asking after it was told to start is
+        # no rule of SPEC §2 (a vendor phone is started over HTTP, a softphone as a process)
+        origin = naptrs[0].time if naptrs else t0
+        expect_times(naptrs, [0.0, 2.0], origin=origin, tolerance=lab.tolerance, what="NAPTR tries (2 s, 2 tries)")
+        expect_times([first], [4.0], origin=origin, tolerance=lab.tolerance, what="first REGISTER after the timeout")
     await lab.dut.wait_registered(account=1, timeout=WAIT)
 
 
