@@ -27,6 +27,15 @@ with each server address; all by the phone's failback mode (phone ``first + i`` 
 
 from __future__ import annotations
 
+#: phones per source address: each phone's one UDP socket takes a kernel-chosen port of its address,
+#: and one address has only the ephemeral range (32768-60999 here: 28 232 ports) for the whole box
+PHONES_PER_ADDRESS = 20000
+
+
+def _source_address(k: int) -> str:
+    """The loopback address phone ``k`` sends from (127.1.0.1 for the first 20 000, then .2, ...)."""
+    return f"127.1.{k // PHONES_PER_ADDRESS // 250}.{1 + k // PHONES_PER_ADDRESS % 250}"
+
 
 def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, report
     import collections
@@ -119,7 +128,8 @@ def run(channel) -> None:  # noqa: C901 - one linear story: set up, count, repor
         mode = modes[(first + i) % len(modes)]
         cfg = loads_config("#!version:1.0.0.1\n" + cfg_lines + f"account.1.user_name = s{first + i}\n"
                            f"account.1.sip_server.1.failback_mode = {mode}\n", filename=f"storm{first + i}.cfg")
-        p = Phone(cfg, clock=reactor, reactor=reactor, dns_server=tuple(job["dns"]), name=f"s{first + i}")
+        p = Phone(cfg, clock=reactor, reactor=reactor, dns_server=tuple(job["dns"]), name=f"s{first + i}",
+                  local_host=_source_address(first + i))
         p.wire.storm_mode = mode  # (the counters above read it)
         p.events.subscribe(subscriber(i, mode))
         phones.append(p)
