@@ -1,6 +1,6 @@
 """Thin Twisted adapters that move SIP messages over UDP, TCP and TLS, for fakes and phone alike.
 
-The protocol logic lives elsewhere (sans-I/O: :mod:`sipcore.message`, :mod:`sipcore.framing`,
+The protocol logic lives elsewhere (sans-I/O: :mod:`sipcore.parser`, :mod:`sipcore.framing`,
 :mod:`sipcore.transaction`); this module only turns sockets into calls on a duck-typed
 *handler* and back. It decides no policy: a malformed packet is reported, never answered.
 
@@ -66,7 +66,8 @@ from zope.interface import implementer
 
 from sipharness.sipcore.clock import note_activity
 from sipharness.sipcore.framing import StreamFramer
-from sipharness.sipcore.message import MAX_SIZE, SipParseError, is_keepalive, parse
+from sipharness.sipcore.parser import MAX_SIZE, is_keepalive, parse
+from sipharness.sipcore.uri import SipParseError
 
 __all__ = ["no_delay", 
     "Source",

@@ -35,8 +35,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Callable
 
-from sipharness.sipcore.message import Response, SipParseError, make_response, new_tag, parse
+from sipharness.sipcore.build import make_response
+from sipharness.sipcore.ids import new_tag
+from sipharness.sipcore.message import Response
+from sipharness.sipcore.parser import parse
 from sipharness.sipcore.transaction import Send, ServerTransaction, Terminated, TransactionTable, TwoXXRetransmitter, server_key
+from sipharness.sipcore.uri import SipParseError
 
 from sipharness.fakes.record import SipRecord
 from sipharness.fakes.rules import Action
