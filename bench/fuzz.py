@@ -129,7 +129,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-_PARSERS = re.compile(r"sipcore/(message|headers|uri|digest)\.py$")
+_PARSERS = re.compile(r"sipcore/(message|parser|fields|via|nameaddr|headers|uri|digest)\.py$")
 
 
 def _where(exc: BaseException) -> str:
