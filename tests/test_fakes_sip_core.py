@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sipharness.fakes.sip.actions import ChangeSockets, Origin, ServingError, SocketOp, Transmit
-from sipharness.fakes.sip.core import TRANSITIONS, ServerCore, ServerState
+from sipharness.fakes.sip.core import ServerCore
+from sipharness.fakes.sip.state import TRANSITIONS, ServerState
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.script import Script
 from sipharness.sipcore.build import make_request
