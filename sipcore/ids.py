@@ -1,10 +1,10 @@
 """Fresh identifiers for requests and dialogs: Via branches (with RFC 3261's magic cookie),
 tags and Call-IDs, from a pool of ``os.urandom`` digits.
 
-Why a module of its own: the magic cookie is the one fact both the builders and the
-transaction layer's key matching read (RFC 3261 §17.2.3: a branch that starts with it is
-unique), and the random pool is shared by everything that needs unguessable digits (the
-digest server's nonces too); none of them needs the message classes.
+Why a module of its own: the magic cookie has one home here, read by :func:`new_branch`,
+the transaction layer's key matching (RFC 3261 §17.2.3: a branch that starts with it is
+unique) and the fake proxy's branches; the random pool serves everything that needs
+unguessable digits (the digest server's nonces too); none of them needs the message classes.
 """
 
 from __future__ import annotations
