@@ -18,7 +18,7 @@ and after, and the rate. Target: 0 / 0 / 0 and flat memory.
 
 How the targets are driven, and why: in process, through the same entry points their sockets
 use (the fake DNS's query path ``FakeDNS._handle``; the fake SIP server's transport handler
-``sip_received`` / ``sip_bad_input`` after ``sipcore.message.parse``, exactly what
+``sip_received`` / ``sip_bad_input`` after ``sipcore.parser.parse``, exactly what
 ``sipcore.transport`` does with a datagram; the phone's ``UserAgent.sip_received`` behind an
 in-memory wire), on a ``task.Clock`` advanced a little after every input so timers
 (retransmissions, refreshes, expiries) fire too. A loopback socket adds only the kernel and
@@ -129,7 +129,7 @@ def rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-_PARSERS = re.compile(r"sipcore/(message|headers|uri|digest)\.py$")
+_PARSERS = re.compile(r"sipcore/(message|parser|fields|via|nameaddr|headers|uri|digest)\.py$")
 
 
 def _where(exc: BaseException) -> str:

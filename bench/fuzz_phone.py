@@ -18,7 +18,8 @@ from typing import Any
 from twisted.internet import task
 
 from fuzz_core import Target, torture  # bench/ is on sys.path (bench/fuzz.py puts it there)
-from sipharness.sipcore.message import SipParseError, is_keepalive, parse
+from sipharness.sipcore.parser import is_keepalive, parse
+from sipharness.sipcore.uri import SipParseError
 
 _REALM = "pbx.test"
 
@@ -86,8 +87,8 @@ class PhoneTarget(Target):
         return None
 
     def _refresh_seeds(self) -> None:
+        from sipharness.sipcore.build import make_response
         from sipharness.sipcore.digest import make_challenge
-        from sipharness.sipcore.message import make_response
 
         seeds = list(self.static)
         reg = self._last("REGISTER")

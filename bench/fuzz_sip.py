@@ -21,7 +21,8 @@ from typing import Any
 from twisted.internet import task
 
 from fuzz_core import Target, streaming_recorder, torture  # bench/ is on sys.path (bench/fuzz.py puts it there)
-from sipharness.sipcore.message import SipParseError, is_keepalive, parse
+from sipharness.sipcore.parser import is_keepalive, parse
+from sipharness.sipcore.uri import SipParseError
 
 USERS = {"alice": "alice-pw", "bob": "bob-pw", "carol": "carol-pw"}
 _REALM = "pbx.test"
@@ -173,7 +174,7 @@ class RegistrarTarget(Target):
             fwd = [d for d in out if d.startswith(b"INVITE ")]
             if fwd:  # the callee's answers to the forwarded INVITE: the proxy's response path
                 req = parse(fwd[0])
-                from sipharness.sipcore.message import make_response
+                from sipharness.sipcore.build import make_response
                 for status in (180, 200, 486):
                     seeds.append(make_response(req, status, to_tag="callee").to_bytes())
         for method in ("OPTIONS", "BYE", "CANCEL", "MESSAGE", "ACK", "SUBSCRIBE"):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipharness.sipcore.message import Via, new_branch
+from sipharness.sipcore.ids import new_branch
 from sipharness.sipcore.uri import SipUri, default_port
+from sipharness.sipcore.via import Via
 
 from sipharness.phone.dnsrecords import is_ip_literal
 

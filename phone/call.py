@@ -14,7 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from sipharness.sipcore.events import CallState
-from sipharness.sipcore.message import NameAddr, SipUri
+from sipharness.sipcore.nameaddr import NameAddr
+from sipharness.sipcore.uri import SipUri
 
 __all__ = ["Call", "sdp"]
 

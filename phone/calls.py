@@ -23,10 +23,12 @@ from typing import Any, Callable, Protocol
 
 from twisted.internet import defer
 
+from sipharness.sipcore.build import make_request, make_response
 from sipharness.sipcore.events import CallState, EventKind
-from sipharness.sipcore.message import NameAddr, SipUri, make_request, make_response, new_call_id, new_tag
+from sipharness.sipcore.ids import new_call_id, new_tag
+from sipharness.sipcore.nameaddr import NameAddr
 from sipharness.sipcore.transaction import TxState
-from sipharness.sipcore.uri import default_port
+from sipharness.sipcore.uri import SipUri, default_port
 
 from sipharness.phone import addressing
 from sipharness.phone.accountserver import AccountServer

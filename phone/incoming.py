@@ -20,8 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sipharness.sipcore.build import make_response
 from sipharness.sipcore.events import CallState, EventKind
-from sipharness.sipcore.message import NameAddr, make_response, new_tag
+from sipharness.sipcore.ids import new_tag
+from sipharness.sipcore.nameaddr import NameAddr
 from sipharness.sipcore.transaction import Send, TimedOut, TwoXXRetransmitter
 
 from sipharness.phone import addressing

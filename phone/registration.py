@@ -25,8 +25,10 @@ from __future__ import annotations
 import enum
 from typing import Any, Callable, Protocol
 
+from sipharness.sipcore.build import make_request
 from sipharness.sipcore.events import EventKind
-from sipharness.sipcore.message import NameAddr, make_request, new_call_id, new_tag
+from sipharness.sipcore.ids import new_call_id, new_tag
+from sipharness.sipcore.nameaddr import NameAddr
 
 from sipharness.phone import addressing
 from sipharness.phone.accountserver import AccountServer

@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Callable
 
-from sipharness.sipcore.message import make_response, new_tag
+from sipharness.sipcore.build import make_response
+from sipharness.sipcore.ids import new_tag
 from sipharness.sipcore.transaction import (ClientTransaction, Send, ServerTransaction, TimerDriver, TransactionTable,
                                             TxState)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from sipharness.sipcore.digest import ALGORITHMS, Challenge, Credentials, compute_response, hash_for
-from sipharness.sipcore.message import _random_hex
+from sipharness.sipcore.ids import _random_hex
 from sipharness.sipcore.uri import SipParseError, SipUri
 
 __all__ = ["DigestServer", "DigestResult", "OK", "STALE", "BAD_PASSWORD", "UNKNOWN_USER", "MALFORMED"]
@@ -108,7 +108,7 @@ class DigestServer:
         return 0.0 if self.clock is None else float(self.clock.seconds())
 
     def _new_nonce(self, nonce: str | None) -> str:
-        nonce = nonce or _random_hex(32)  # 128 bits from os.urandom, pooled (sipcore.message)
+        nonce = nonce or _random_hex(32)  # 128 bits from os.urandom, pooled (sipcore.ids)
         if len(self._nonces) >= self.max_nonces:
             # forget the oldest half (dicts keep insertion order)
             for key in list(self._nonces)[: self.max_nonces // 2]:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 
-from sipharness.sipcore.message import MAX_SIZE, Request, Response, SipParseError, parse
+from sipharness.sipcore.message import Request, Response
+from sipharness.sipcore.parser import MAX_SIZE, parse
+from sipharness.sipcore.uri import SipParseError
 
 __all__ = ["StreamFramer"]
 

@@ -36,8 +36,9 @@ from typing import Any
 from twisted.internet import defer, udp
 
 from sipharness.sipcore.clock import note_activity
-from sipharness.sipcore.message import MAX_SIZE
-from sipharness.sipcore.transport import _call, _reactor, _UdpProtocol
+from sipharness.sipcore.parser import MAX_SIZE
+from sipharness.sipcore.transport.handler import _call, _reactor
+from sipharness.sipcore.transport.udp import _UdpProtocol
 
 __all__ = ["UdpEndpoint", "open_udp", "RECVERR"]
 

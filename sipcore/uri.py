@@ -6,10 +6,10 @@ From/To/Contact, Route), and the parser must be strict where RFC 4475 says so (n
 sloppy, fast (a registrar parses several per message) and raise :class:`SipParseError`
 (never ``IndexError`` or ``UnicodeError``) on any input. ``urllib.parse`` knows none of the
 SIP rules (``;params`` before ``?headers``, user parts with ``;`` and ``?``), and the PyPI
-SIP libraries either lack error positions or are regex monsters; see ``sipcore/message.py``.
+SIP libraries either lack error positions or are regex monsters; see ``sipcore/parser.py``.
 
-:class:`SipParseError` lives here, the lowest layer of the message stack, and is re-exported
-by ``sipcore.message`` (where the rest of the project imports it from).
+:class:`SipParseError` lives here, the lowest layer of the message stack (fields, via,
+nameaddr, message, parser above it): the rest of the project imports it from here.
 
 Values are kept as they appeared on the wire (``%``-escapes are not decoded in ``user``,
 ``password`` or parameter values) so a URI serializes back byte for byte; comparison

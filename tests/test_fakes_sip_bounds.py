@@ -10,7 +10,8 @@ from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
 from sipharness.fakes.sip.actions import Origin
 from sipharness.fakes.sip.uas import KEEP, Uas
-from sipharness.sipcore.message import make_request, new_branch, new_tag
+from sipharness.sipcore.build import make_request
+from sipharness.sipcore.ids import new_branch, new_tag
 from tests.test_fakes_sip_server import Peer, invite
 
 ORIGIN = Origin("udp", ("127.0.0.1", 5062), ("127.0.0.1", 5060))

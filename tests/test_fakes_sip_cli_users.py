@@ -45,8 +45,10 @@ def test_cli_refuses_a_bad_users_file_with_file_line_before_listening(tmp_path):
 
 
 def _register(sock, addr, user, password=None, challenge=None, cseq=1):
+    from sipharness.sipcore.build import make_request
     from sipharness.sipcore.digest import authorize
-    from sipharness.sipcore.message import make_request, new_branch, parse
+    from sipharness.sipcore.ids import new_branch
+    from sipharness.sipcore.parser import parse
 
     uri = f"sip:{addr[0]}:{addr[1]}"
     headers = {"Expires": "60"}

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from sipharness.sipcore.message import make_request, new_branch, new_tag, parse
+from sipharness.sipcore.build import make_request
+from sipharness.sipcore.ids import new_branch, new_tag
+from sipharness.sipcore.parser import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from sipharness.fakes.sip.actions import ChangeSockets, Origin, ServingError, SocketOp, Transmit
-from sipharness.fakes.sip.core import TRANSITIONS, ServerCore, ServerState
+from sipharness.fakes.sip.core import ServerCore
+from sipharness.fakes.sip.state import TRANSITIONS, ServerState
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.script import Script
-from sipharness.sipcore.message import make_request, new_branch, new_tag, parse
+from sipharness.sipcore.build import make_request
+from sipharness.sipcore.ids import new_branch, new_tag
+from sipharness.sipcore.parser import parse
 
 PHONE = Origin("udp", ("127.0.0.1", 5062), ("127.0.0.10", 5060))
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from sipharness.sipcore.build import make_request
 from sipharness.sipcore.digest import Challenge, authorize
-from sipharness.sipcore.message import make_request, new_branch, new_tag
+from sipharness.sipcore.ids import new_branch, new_tag
 
 from sipharness.fakes.sip.actions import Origin
 from sipharness.fakes.sip.registrar import Registrar

@@ -18,9 +18,9 @@ import pytest_twisted
 from sipharness.fakes.ladder import render_ladder
 from sipharness.fakes.record import ErrorRecord
 from sipharness.fakes.rules import Action
-from sipharness.sipcore.message import make_response
-from sipharness.sipcore.transport import listen_udp
+from sipharness.sipcore.build import make_response
 from sipharness.sipcore.journal import Journal
+from sipharness.sipcore.transport import listen_udp
 from tests.test_fakes_sip_server import Peer, clock, invite, lab, register  # noqa: F401 (fixtures)
 
 RFC4475 = os.path.join(os.path.dirname(__file__), "data", "rfc4475", "invalid")

@@ -20,8 +20,11 @@ from twisted.internet import protocol, reactor
 
 from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
+from sipharness.sipcore.build import make_request
+from sipharness.sipcore.ids import new_branch, new_tag
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.message import SipParseError, is_keepalive, make_request, new_branch, new_tag, parse
+from sipharness.sipcore.parser import is_keepalive, parse
+from sipharness.sipcore.uri import SipParseError
 from tests.conftest import free_port
 
 SIPP_CANNOT_BIND = 254  # SIPp's exit status when its -p port is taken ("Unable to bind main socket")

@@ -11,8 +11,10 @@ import pytest_twisted
 from sipharness.fakes.sip.actions import Origin, Relay, Respond
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.registrar import Registrar
+from sipharness.sipcore.build import make_request
 from sipharness.sipcore.digest import Challenge, authorize
-from sipharness.sipcore.message import make_request, new_branch, new_tag, parse
+from sipharness.sipcore.ids import new_branch, new_tag
+from sipharness.sipcore.parser import parse
 
 ORIGIN = Origin("udp", ("127.0.0.1", 5062), ("127.0.0.1", 5060))
 USERS = {"alice": "secret", "bob": "hunter2"}
@@ -267,7 +269,7 @@ def test_a_response_with_only_our_via_is_not_relayed_without_any():
     inv = request("INVITE", "alice", ruri="sip:bob@example.com", to="bob", call_id="v1")
     [relay] = [a for a in p.handle_request(inv, ORIGIN, 1.0) if isinstance(a, Relay)]
     fwd = relay.message
-    from sipharness.sipcore.message import make_response
+    from sipharness.sipcore.build import make_response
     ok = make_response(fwd, 200, to_tag="callee")
     ok.headers.remove("Via")
     ok.headers.add("Via", str(fwd.top_via))  # only ours

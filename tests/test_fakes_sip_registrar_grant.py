@@ -11,7 +11,9 @@ import pytest
 
 from sipharness.fakes.sip.actions import Origin
 from sipharness.fakes.sip.registrar import Registrar
-from sipharness.sipcore.message import make_request, new_branch, new_tag, parse
+from sipharness.sipcore.build import make_request
+from sipharness.sipcore.ids import new_branch, new_tag
+from sipharness.sipcore.parser import parse
 
 ORIGIN = Origin("udp", ("127.0.0.1", 5062), ("127.0.0.1", 5060), flow=object())
 

@@ -15,10 +15,12 @@ from twisted.internet import protocol, reactor
 from sipharness.fakes.ladder import render_ladder
 from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
+from sipharness.sipcore.build import make_request
 from sipharness.sipcore.clock import VirtualClock, note_activity
 from sipharness.sipcore.framing import StreamFramer
+from sipharness.sipcore.ids import new_branch, new_tag
 from sipharness.sipcore.journal import Journal, WaitTimeout
-from sipharness.sipcore.message import make_request, new_branch, new_tag, parse
+from sipharness.sipcore.parser import parse
 from sipharness.sipcore.transport import connect_udp
 
 
@@ -374,7 +376,7 @@ def test_pbx_proxies_to_registered_user_with_record_route(lab, clock):
     assert got.headers.get_all("Record-Route") == [f"<sip:{addr[0]}:{addr[1]};transport=udp;lr>"]
     assert got.max_forwards == 69
     yield caller.wait(100)
-    from sipharness.sipcore.message import make_response
+    from sipharness.sipcore.build import make_response
     ok = make_response(got, 200, "OK", to_tag="callee", headers={"Contact": f"<sip:bob@{callee.address[0]}:{callee.address[1]}>"})
     callee.send(ok, addr)
     r = yield caller.wait(200)

@@ -22,9 +22,10 @@ from twisted.internet.utils import getProcessOutputAndValue
 
 from sipharness.fakes.ladder import render_ladder
 from sipharness.fakes.record import Recorder, SipRecord
+from sipharness.sipcore.build import make_request
 from sipharness.sipcore.clock import ScaledClock
+from sipharness.sipcore.ids import new_branch, new_tag
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.message import make_request, new_branch, new_tag
 from sipharness.sipcore.transaction import (ClientTransaction, Deliver, Send, Terminated, TimedOut, TimerDriver,
                                  send_offsets)
 from sipharness.sipcore.transport import connect_udp

@@ -13,8 +13,9 @@ import pytest_twisted
 from sipharness.fakes.ladder import render_ladder
 from sipharness.fakes.sip import UacState
 from sipharness.fakes.sip.uac import UacError
+from sipharness.sipcore.build import make_response
+from sipharness.sipcore.ids import new_tag
 from sipharness.sipcore.journal import WaitTimeout
-from sipharness.sipcore.message import make_response, new_tag
 from tests.test_fakes_sip_server import clock, lab, register  # noqa: F401 (fixtures)
 
 

@@ -1,6 +1,7 @@
 """SPEC §5/§6/§7 through the user agent on a task.Clock: fallback, INVITE failover, calls."""
 
-from sipharness.sipcore.message import make_request, NameAddr
+from sipharness.sipcore.build import make_request
+from sipharness.sipcore.nameaddr import NameAddr
 from tests.test_phone_fakewire import make_ua, ok, registrar, run_until, silent, tgt
 
 P, S, F = tgt("127.0.0.10"), tgt("127.0.0.20"), tgt("127.0.0.15")
@@ -104,7 +105,7 @@ def test_invite_retry_counts_replaces_retry_counts():
 def test_100_trying_stops_invite_failover_486_is_an_answer():
     def trying_then_busy(req):
         if req.method == "INVITE":
-            from sipharness.sipcore.message import make_response
+            from sipharness.sipcore.build import make_response
             return [(0.0, make_response(req, 100))] + ok(req, 486, delay=40.0)
         return []
 

@@ -10,7 +10,7 @@ from twisted.internet import task
 from sipharness.phone.agent import UserAgent
 from sipharness.phone.config import loads_config
 from sipharness.phone.dnsrecords import Target
-from sipharness.sipcore.message import make_response
+from sipharness.sipcore.build import make_response
 
 
 class Flow:

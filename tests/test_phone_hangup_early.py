@@ -7,7 +7,7 @@ at once, lets the INVITE transaction run on, CANCELs when a 1xx arrives, or ACKs
 
 from __future__ import annotations
 
-from sipharness.sipcore.message import make_response
+from sipharness.sipcore.build import make_response
 from tests.test_phone_fakewire import make_ua, ok, run_until, silent, tgt
 
 P, S = tgt("127.0.0.10"), tgt("127.0.0.20")

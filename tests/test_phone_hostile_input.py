@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import random
 
-from sipharness.sipcore.message import NameAddr, make_request, make_response, parse
+from sipharness.sipcore.build import make_request, make_response
+from sipharness.sipcore.nameaddr import NameAddr
+from sipharness.sipcore.parser import parse
 from sipharness.sipcore.uri import SipParseError
 from tests.test_phone_fakewire import make_ua, registrar, run_until, tgt
 

@@ -18,8 +18,9 @@ import pytest_twisted
 
 from sipharness.phone.calls import KEEP_ENDED
 from sipharness.phone.transactions import MAX_SERVER_TRANSACTIONS
+from sipharness.sipcore.build import make_request
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.message import NameAddr, make_request
+from sipharness.sipcore.nameaddr import NameAddr
 from tests.test_phone_fakewire import make_ua, registrar, run_until, silent, tgt
 from tests.test_phone_loopback import Responder
 

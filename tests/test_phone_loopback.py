@@ -16,8 +16,8 @@ from sipharness.phone.config import loads_config
 from sipharness.phone.phone import Phone
 from sipharness.sipcore import transport
 
+from sipharness.sipcore.build import make_response
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.message import make_response
 from tests.conftest import failover_zone
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from sipharness.sipcore.message import make_response
+from sipharness.sipcore.build import make_response
 from tests.test_phone_fakewire import make_ua, ok, registrar, run_until, silent, tgt
 
 P, S = tgt("127.0.0.10"), tgt("127.0.0.20")

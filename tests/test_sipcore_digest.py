@@ -7,7 +7,7 @@ from sipharness.sipcore import digest
 from sipharness.sipcore import digestserver
 from sipharness.sipcore.digest import Challenge, Credentials, authorize, compute_response, make_challenge
 from sipharness.sipcore.digestserver import DigestServer
-from sipharness.sipcore.message import SipParseError
+from sipharness.sipcore.uri import SipParseError
 
 RFC2617_CHALLENGE = ('Digest realm="testrealm@host.com", qop="auth,auth-int", '
                      'nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", '

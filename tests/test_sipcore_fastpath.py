@@ -1,4 +1,4 @@
-"""The parser's fast paths answer exactly as the general parser (sipcore.message, sipcore.headers).
+"""The parser's fast paths answer exactly as the general parser (sipcore.nameaddr, sipcore.headers).
 
 The fast paths (one compiled pattern for the common name-addr and ``;param`` shapes) exist for
 speed only (bench/registrar_rps.py): whatever they accept, the general parser must accept with
@@ -17,8 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sipharness.sipcore import headers as H
-from sipharness.sipcore import message as M
-from sipharness.sipcore.message import NameAddr, SipParseError, parse
+from sipharness.sipcore import nameaddr as N
+from sipharness.sipcore.nameaddr import NameAddr
+from sipharness.sipcore.parser import parse
+from sipharness.sipcore.uri import SipParseError
 
 # pieces close to the edges of the classes: legal ones and their neighbours
 _USERS = ["alice", "user1234", "a.b-c_d!~*'()&=+$,", "a;b", "a?b", "a/b", "a%20b", "a%2", "", "a b", "é", "a@b"]
@@ -93,8 +95,8 @@ def test_params_fast_path_equals_the_general_loop(text):
 
 
 def test_the_fast_paths_are_taken_for_the_common_shapes():
-    assert M._FAST_NAME_ADDR.match("<sip:user12@127.0.0.1:5060;transport=UDP>;tag=1234SIPpTag0012")
-    assert M._FAST_NAME_ADDR.match('"Alice" <sip:alice@example.com>;tag=88sja8x')
+    assert N._FAST_NAME_ADDR.match("<sip:user12@127.0.0.1:5060;transport=UDP>;tag=1234SIPpTag0012")
+    assert N._FAST_NAME_ADDR.match('"Alice" <sip:alice@example.com>;tag=88sja8x')
     assert H._FAST_PARAMS.match(";branch=z9hG4bK776asdhds;rport")
 
 
@@ -109,7 +111,7 @@ _RFC4475 = sorted((Path(__file__).parent / "data" / "rfc4475" / "valid").glob("*
 @pytest.mark.parametrize("path", _RFC4475, ids=lambda p: p.stem)
 def test_rfc4475_messages_parse_to_the_same_values_through_both_paths(path, monkeypatch):
     fast = parse(path.read_bytes())
-    monkeypatch.setattr(M, "_FAST_NAME_ADDR", _NEVER)
+    monkeypatch.setattr(N, "_FAST_NAME_ADDR", _NEVER)
     monkeypatch.setattr(H, "_FAST_PARAMS", _NEVER)
     general = parse(path.read_bytes())
     assert fast == general

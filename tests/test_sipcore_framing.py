@@ -2,8 +2,10 @@
 
 import pytest
 
+from sipharness.sipcore.build import make_response
 from sipharness.sipcore.framing import StreamFramer
-from sipharness.sipcore.message import SipParseError, make_response, parse
+from sipharness.sipcore.parser import parse
+from sipharness.sipcore.uri import SipParseError
 
 from tests.test_sipcore_message import REGISTER
 

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 
 from sipharness.sipcore.digest import Challenge, Credentials, authorize
 from sipharness.sipcore.digestserver import DigestServer
-from sipharness.sipcore.message import NameAddr, SipParseError, parse
+from sipharness.sipcore.nameaddr import NameAddr
+from sipharness.sipcore.parser import parse
+from sipharness.sipcore.uri import SipParseError
 
 BASE = ("REGISTER sip:example.com SIP/2.0\r\n"
         "Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKabc\r\n"
@@ -68,7 +70,7 @@ _DIGEST = ('Digest username="{u}", realm="r", nonce="{n}", uri="sip:r", response
 @pytest.mark.parametrize("param", ["u", "n", "c", "resp"])
 def test_non_utf8_bytes_in_any_digest_field_is_a_parse_error_naming_it(param):
     fields = dict(u="alice", n="abc", c="xyz", resp="0" * 64)
-    fields[param] = b"al\xffice".decode("utf-8", "surrogateescape")  # as sipcore.message keeps it
+    fields[param] = b"al\xffice".decode("utf-8", "surrogateescape")  # as sipcore.parser keeps it
     value = _DIGEST.format(**fields).replace("nc=", "algorithm=SHA-256, nc=")
     with pytest.raises(SipParseError) as ei:
         Credentials.parse(value)

@@ -1,23 +1,15 @@
-"""sipcore.message / sipcore.uri / sipcore.headers: parsing, typed views, builders."""
+"""sipcore.parser / message / via / nameaddr / build / ids / uri / headers: parsing, typed views, builders."""
 
 import pytest
 
+from sipharness.sipcore.build import make_request, make_response
 from sipharness.sipcore.headers import Headers, split_list
-from sipharness.sipcore.message import (
-    NameAddr,
-    Request,
-    Response,
-    SipParseError,
-    Via,
-    is_keepalive,
-    make_request,
-    make_response,
-    new_branch,
-    new_call_id,
-    new_tag,
-    parse,
-)
-from sipharness.sipcore.uri import SipUri
+from sipharness.sipcore.ids import new_branch, new_call_id, new_tag
+from sipharness.sipcore.message import Request, Response
+from sipharness.sipcore.nameaddr import NameAddr
+from sipharness.sipcore.parser import is_keepalive, parse
+from sipharness.sipcore.uri import SipParseError, SipUri
+from sipharness.sipcore.via import Via
 
 REGISTER = (
     b"REGISTER sip:example.com SIP/2.0\r\n"

@@ -7,7 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sipharness.sipcore.framing import StreamFramer
-from sipharness.sipcore.message import Request, Response, SipParseError, parse
+from sipharness.sipcore.message import Request, Response
+from sipharness.sipcore.parser import parse
+from sipharness.sipcore.uri import SipParseError
 
 DATA = Path(__file__).parent / "data" / "rfc4475"
 VALID = sorted((DATA / "valid").glob("*.dat"))

@@ -13,8 +13,10 @@ from twisted.internet import defer, reactor
 from sipharness.fakes.record import Recorder
 from sipharness.fakes.sip import FakeSipServer
 from sipharness.sipcore import transport as T
+from sipharness.sipcore.build import make_request
 from sipharness.sipcore.clock import VirtualClock
-from sipharness.sipcore.message import Via, make_request, new_branch
+from sipharness.sipcore.ids import new_branch
+from sipharness.sipcore.via import Via
 
 
 class _Handler:

@@ -20,7 +20,9 @@ from sipharness.sipcore.transaction import (
     send_offsets,
 )
 
-from sipharness.sipcore.message import make_request, make_response, new_branch, parse
+from sipharness.sipcore.build import make_request, make_response
+from sipharness.sipcore.ids import new_branch
+from sipharness.sipcore.parser import parse
 
 
 def request(method="INVITE", branch=None, cseq=1, route=None, host="127.0.0.1", port=5062):

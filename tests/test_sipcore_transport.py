@@ -6,9 +6,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
 
+from sipharness.sipcore.build import make_request, make_response
 from sipharness.sipcore.clock import ScaledClock
+from sipharness.sipcore.ids import new_branch
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.message import make_request, make_response, new_branch
 from sipharness.sipcore.tls import TestPKI
 from sipharness.sipcore.transport import (
     SipTransportError,

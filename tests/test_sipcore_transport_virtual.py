@@ -12,9 +12,10 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from sipharness.sipcore.build import make_request, make_response
 from sipharness.sipcore.clock import VirtualClock
+from sipharness.sipcore.ids import new_branch
 from sipharness.sipcore.journal import Journal
-from sipharness.sipcore.message import make_request, make_response, new_branch
 from sipharness.sipcore.transaction import (
     ClientTransaction,
     Deliver,

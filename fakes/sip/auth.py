@@ -32,9 +32,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sipharness.sipcore.build import make_response
 from sipharness.sipcore.digest import ALGORITHMS, Credentials
 from sipharness.sipcore.digestserver import BAD_PASSWORD, OK, STALE, UNKNOWN_USER, DigestServer
-from sipharness.sipcore.message import SipParseError, make_response, new_tag
+from sipharness.sipcore.ids import new_tag
+from sipharness.sipcore.uri import SipParseError
 
 __all__ = ["DigestGate", "printable"]
 

@@ -14,8 +14,8 @@ fake *decides* is here, fed ``(message, raw bytes, origin, now)``:
   statelessly for 64·T1;
 - the answer to bytes that do not parse (:mod:`fakes.sip.malformed`: 400, or 505);
 - the client side of calls the fake originates (:mod:`fakes.sip.originator`, :mod:`fakes.sip.uac`);
-- up / blackhole / refused / stopped: :class:`ServerState`, with the socket operation each
-  transition needs in a table (:data:`TRANSITIONS`); an illegal one raises.
+- up / blackhole / refused / stopped: :class:`~fakes.sip.state.ServerState`, with the socket
+  operation each transition needs in a table (:mod:`fakes.sip.state`); an illegal one raises.
 
 An exception while deciding is a *serving error* (SPEC §10: a harness error, never a finding
 against the phone): it gets a PEP 678 note naming the fake and the input ("primary: while
@@ -25,60 +25,41 @@ has no final response yet), so the client is not left retransmitting into silenc
 
 Timers: the core keeps its own (:mod:`fakes.sip.timers`: transactions, 2xx retransmissions,
 delayed answers in one heap); ``deadline`` says when ``timer(now)`` must next be called (the
-adapter keeps one ``callLater``). Records of what came in go to the ``record`` callable at
-once; what goes out is recorded by the adapter once the bytes are sent (:class:`Transmit`
-carries its record). The actions are :mod:`fakes.sip.actions`.
+adapter keeps one ``callLater``). Records (:mod:`fakes.sip.recording`) of what came in go to
+the ``record`` callable at once; what goes out is recorded by the adapter once the bytes are
+sent (:class:`Transmit` carries its record). The actions are :mod:`fakes.sip.actions`.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, Callable
 
-from sipharness.sipcore.message import Response, SipParseError, make_response, new_tag, parse
+from sipharness.sipcore.build import make_response
+from sipharness.sipcore.ids import new_tag
+from sipharness.sipcore.message import Response
+from sipharness.sipcore.parser import parse
 from sipharness.sipcore.transaction import Send, ServerTransaction, Terminated, TransactionTable, TwoXXRetransmitter, server_key
+from sipharness.sipcore.uri import SipParseError
 
 from sipharness.fakes.record import SipRecord
 from sipharness.fakes.rules import Action
 from sipharness.fakes.ruleset import Installed
-from sipharness.fakes.sip.actions import (ChangeSockets, Origin, Rejected, Relay, Respond, ServingError, SocketOp,
-                                          Transmit)
+from sipharness.fakes.sip.actions import ChangeSockets, Origin, Rejected, Relay, Respond, ServingError, Transmit
 from sipharness.fakes.sip.malformed import reply_to_malformed
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.recent import RecentMap
+from sipharness.fakes.sip.recording import sip_record
 from sipharness.fakes.sip.script import REFUSE_STATUS, Script
+from sipharness.fakes.sip.state import TRANSITIONS, ServerState
 from sipharness.fakes.sip.originator import Originator
 from sipharness.fakes.sip.timers import Timers
 from sipharness.fakes.sip.uac import UacCall, UacOp
 
-__all__ = ["ServerState", "TRANSITIONS", "ServerCore", "WINDOW"]
+__all__ = ["ServerCore", "WINDOW"]
 
 Address = tuple[str, int]
 WINDOW = 64 * 0.5  # 64·T1: how long a client may retransmit (Timer B/F) and Timer J lasts
 MAX_RECENT = 200_000  # bound of the retransmission memories (requests seen, responses given)
-
-
-class ServerState(StrEnum):
-    UP = "up"
-    BLACKHOLE = "blackhole"  # sockets open, everything dropped
-    REFUSED = "refused"  # sockets closed: ICMP port unreachable (UDP), RST (TCP/TLS)
-    STOPPED = "stopped"  # for good
-
-
-_S, _O = ServerState, SocketOp
-#: (from, to) → the socket operation that transition needs (None: nothing to do on sockets).
-TRANSITIONS: dict[tuple[ServerState, ServerState], SocketOp | None] = {
-    (_S.UP, _S.BLACKHOLE): None,
-    (_S.UP, _S.REFUSED): _O.CLOSE_REFUSING,
-    (_S.UP, _S.STOPPED): _O.CLOSE_REFUSING,
-    (_S.BLACKHOLE, _S.UP): None,
-    (_S.BLACKHOLE, _S.REFUSED): _O.CLOSE_REFUSING,
-    (_S.BLACKHOLE, _S.STOPPED): _O.CLOSE_REFUSING,
-    (_S.REFUSED, _S.UP): _O.REOPEN,
-    (_S.REFUSED, _S.BLACKHOLE): _O.REOPEN,
-    (_S.REFUSED, _S.STOPPED): None,
-}
-del _S, _O
 
 
 def _open(tx: ServerTransaction) -> bool:
@@ -512,40 +493,6 @@ class ServerCore:
     # ------------------------------------------------------------------ records
     def _make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
                      retransmission: bool = False, summary: str | None = None, ids: tuple | None = None) -> SipRecord:
-        """A record of what was seen. ``ids``: (method, Call-ID, CSeq number, branch) when the
-        caller has them already (a request's, for its own response): a response we built has no
-        parsed headers yet, and parsing them back only to record them was a third of a
-        REGISTER's cost."""
-        method = status = call_id = cseq = branch = None
-        if message is not None:
-            try:
-                if message.is_request:
-                    summary = summary or _request_summary(message, raw)
-                else:
-                    status = message.status
-                    summary = summary or f"{status} {message.reason}"
-                if ids is None:
-                    c = message.cseq
-                    via = message.top_via
-                    ids = (c[1], message.call_id, c[0], via.branch if via is not None else None)
-                method, call_id, cseq, branch = ids
-            except (SipParseError, ValueError, IndexError):
-                pass
-        return SipRecord(time=self.now, direction=direction, server=self.name, transport=origin.transport,
-                         local=origin.local, peer=origin.peer, summary=summary or "", method=method, status=status,
-                         retransmission=retransmission, call_id=call_id, cseq=cseq, branch=branch, message=message,
-                         raw=bytes(raw), note=note)
-
-
-def _request_summary(request: Any, raw: bytes) -> str:
-    """"METHOD Request-URI" as the request line had it (the parser accepted it as exactly
-    METHOD SP URI SP SIP/2.0), without turning the parsed URI back into text."""
-    start = 0
-    while raw.startswith(b"\r\n", start):
-        start += 2
-    end = raw.find(b"\r\n", start)
-    line = raw[start:end].decode("utf-8", "surrogateescape") if end > 0 else ""
-    head = line.rsplit(" ", 1)[0]
-    if not head.startswith(request.method + " "):  # raw is not this request's (a copy we changed)
-        return f"{request.method} {request.uri}"
-    return head
+        """A record of what was seen, at this core's time (:func:`fakes.sip.recording.sip_record`)."""
+        return sip_record(self.now, self.name, direction, message, raw, origin, note=note,
+                          retransmission=retransmission, summary=summary, ids=ids)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from sipharness.sipcore.message import new_tag
+from sipharness.sipcore.ids import new_tag
 
 __all__ = ["reply_to_malformed"]
 

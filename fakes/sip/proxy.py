@@ -27,8 +27,10 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from sipharness.sipcore.message import MAGIC_COOKIE, NameAddr, SipParseError, make_request, make_response, new_tag
-from sipharness.sipcore.uri import default_port
+from sipharness.sipcore.build import make_request, make_response
+from sipharness.sipcore.ids import MAGIC_COOKIE, new_tag
+from sipharness.sipcore.nameaddr import NameAddr
+from sipharness.sipcore.uri import SipParseError, default_port
 
 from sipharness.fakes.sip.actions import Origin, Relay, Respond
 from sipharness.fakes.sip.auth import printable

@@ -28,9 +28,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sipharness.sipcore.build import make_response
 from sipharness.sipcore.digest import ALGORITHMS
-from sipharness.sipcore.message import SipParseError, make_response, new_tag
-from sipharness.sipcore.uri import SipUri
+from sipharness.sipcore.ids import new_tag
+from sipharness.sipcore.uri import SipParseError, SipUri
 
 from sipharness.fakes.sip.actions import Origin, Respond
 from sipharness.fakes.sip.auth import DigestGate, printable

@@ -36,7 +36,8 @@ from sipharness.sipcore.uri import SipUri
 
 from sipharness.fakes.record import Recorder, SipRecord
 from sipharness.fakes.sip.actions import ChangeSockets, Origin, Rejected, ServingError, SocketOp, Transmit
-from sipharness.fakes.sip.core import ServerCore, ServerState
+from sipharness.fakes.sip.core import ServerCore
+from sipharness.fakes.sip.state import ServerState
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.script import Script
 from sipharness.fakes.sip.uac import OutgoingCall, UacCall, UacOp, target_for

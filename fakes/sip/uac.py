@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Callable
 
-from sipharness.sipcore.message import Request, Response, make_request, new_branch, new_tag
+from sipharness.sipcore.build import make_request
+from sipharness.sipcore.ids import new_branch, new_tag
+from sipharness.sipcore.message import Request, Response
 from sipharness.sipcore.uri import SipUri, default_port
 
 __all__ = ["UacState", "UacOp", "UacError", "Target", "UacCall", "OutgoingCall", "target_for", "sdp_offer"]

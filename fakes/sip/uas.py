@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipharness.sipcore.message import make_response, new_tag
+from sipharness.sipcore.build import make_response
+from sipharness.sipcore.ids import new_tag
 
 from sipharness.fakes.sip.actions import Origin, Respond
 

@@ -34,7 +34,7 @@ Import from the package (``from sipharness.sipcore.transaction import ClientTran
 the modules are its layout, not its interface.
 """
 
-from sipharness.sipcore.message import MAGIC_COOKIE  # re-exported; its one home is sipcore.message
+from sipharness.sipcore.ids import MAGIC_COOKIE  # re-exported; its one home is sipcore.ids
 from sipharness.sipcore.transaction.client import ClientTransaction, give_up_offset, send_offsets
 from sipharness.sipcore.transaction.driver import TimerDriver
 from sipharness.sipcore.transaction.keys import client_key, server_key

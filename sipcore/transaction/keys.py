@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipharness.sipcore.message import MAGIC_COOKIE
+from sipharness.sipcore.ids import MAGIC_COOKIE
 from sipharness.sipcore.uri import default_port
 
 __all__ = ["branch", "client_key", "server_key"]

@@ -1,0 +1,110 @@
+"""The Via header value (RFC 3261 §20.42): ``SIP/2.0/<transport> <host>[:<port>];params``.
+
+Why a module of its own: a Via is what a transaction is keyed on (its ``branch``, RFC 3261
+§17.2.3) and where a response is sent (``received``/``rport``, RFC 3581); the message
+classes, the parser, the builders and the phone's addressing all handle it, and none of
+them needs the rest of the others. Parsed by one compiled pattern, serialized back with
+its parameters as received.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sipharness.sipcore.headers import format_params, parse_params, split_list
+from sipharness.sipcore.uri import SipParseError
+
+__all__ = ["Via"]
+
+_VIA_RE = re.compile(
+    r"\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*([A-Za-z0-9\-.!%*_+`'~]+)\s*/\s*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)\s+(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_\-.]+)"
+    r"(?:\s*:\s*([0-9]{1,5}))?\s*(;.*)?\Z",
+    re.S,
+)
+
+
+class Via:
+    """One Via value: ``SIP/2.0/<transport> <host>[:<port>];params``."""
+
+    __slots__ = ("transport", "host", "port", "params")
+
+    def __init__(self, transport: str, host: str, port: int | None = None,
+                 params: dict[str, str | None] | None = None) -> None:
+        self.transport = transport.upper()
+        self.host = host
+        self.port = port
+        self.params: dict[str, str | None] = dict(params) if params else {}
+
+    @classmethod
+    def parse(cls, text: str) -> "Via":
+        m = _VIA_RE.match(text)
+        if m is None:
+            raise SipParseError(f"bad Via value {text.strip()[:80]!r}")
+        name, version, transport, host, port, ptext = m.groups()
+        if name.upper() != "SIP" or version != "2.0":
+            raise SipParseError(f"Via protocol {name}/{version} is not SIP/2.0")
+        if host.startswith("["):
+            host = host[1:-1]
+            if ":" not in host:
+                raise SipParseError(f"bad IPv6 address in Via {text.strip()[:80]!r}")
+        v = cls.__new__(cls)
+        v.transport = transport.upper()
+        v.host = host
+        v.port = None
+        if port is not None:
+            v.port = int(port)
+            if v.port > 65535:
+                raise SipParseError(f"Via port {port} > 65535")
+        v.params = parse_params(ptext, "Via") if ptext else {}
+        return v
+
+    @property
+    def branch(self) -> str | None:
+        return self.params.get("branch")
+
+    @property
+    def received(self) -> str | None:
+        if "received" not in self.params:
+            return None
+        return self.params["received"] or ""
+
+    @property
+    def rport(self) -> str | None:
+        """``None`` when absent, ``''`` when present without a value, else the value."""
+        if "rport" not in self.params:
+            return None
+        return self.params["rport"] or ""
+
+    @property
+    def sent_by(self) -> tuple[str, int | None]:
+        return self.host, self.port
+
+    def copy(self) -> "Via":
+        return Via(self.transport, self.host, self.port, self.params)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        port = "" if self.port is None else f":{self.port}"
+        return f"SIP/2.0/{self.transport} {host}{port}{format_params(self.params)}"
+
+    def __repr__(self) -> str:
+        return f"Via({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Via):
+            return NotImplemented
+        return (self.transport, self.host.lower(), self.port, self.params) == (
+            other.transport, other.host.lower(), other.port, other.params)
+
+
+def _parse_vias(lines: list[str]) -> list[Via]:
+    """The Via values of the Via header lines ``lines``, in order (a line may hold several)."""
+    vias = []
+    for line in lines:
+        if "," in line:
+            vias.extend(Via.parse(e) for e in split_list(line))
+        else:
+            vias.append(Via.parse(line))
+    return vias
+
