@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import signal
 import tempfile
 from typing import Any, Callable, Iterable
@@ -241,7 +240,6 @@ class BaresipPhone(ProcessDut):
         self.program = program
         self.module_path = module_path
         self.ca_file = ca_file
-        self.directory: str | None = None
         self._ctrl: _Control | None = None
         self._aors: dict[str, int] = {}
         self._calls: dict[str, dict[str, bool]] = {}
@@ -350,9 +348,7 @@ class BaresipPhone(ProcessDut):
         ctrl, self._ctrl = self._ctrl, None
         if ctrl is not None and ctrl.transport is not None:
             ctrl.transport.loseConnection()
-        if self.directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+        super()._cleanup()
 
     # -- calls
 

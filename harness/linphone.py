@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
 import socket
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Callable
 
 from twisted.internet import defer
 
@@ -47,7 +45,7 @@ from sipharness.sipcore.events import CallState, EventKind
 
 from . import netns
 from .child import LineChild, deadline
-from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, Step, free_port
+from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, free_port
 
 __all__ = ["LinphonePhone", "LinphoneError", "translate"]
 
@@ -230,7 +228,6 @@ class LinphonePhone(ProcessDut):
         super().__init__(clock, reactor=reactor)
         self.program = program
         self.ca_file = ca_file
-        self.directory: str | None = None
         self._aors: dict[str, int] = {}
         self._calls: dict[str, set[CallState]] = {}
         self._order: list[str] = []  # call ids, latest last
@@ -301,19 +298,15 @@ class LinphonePhone(ProcessDut):
             raise LinphoneError(f"linphone-daemon refused {text!r}: {reply.get('Reason', reply)}")
         return reply
 
-    def _stop_steps(self) -> Iterable[Step]:
+    def _quit(self) -> Callable[[], None] | None:
         proc = self._proc
-
-        def quit_() -> None:
-            if isinstance(proc, _Daemon) and not proc.ended:
-                proc.command("quit").addErrback(lambda _: None)
-        return [(quit_, self.QUIT_GRACE), (signal.SIGTERM, self.TERM_GRACE), (signal.SIGKILL, self.KILL_GRACE)]
+        if not isinstance(proc, _Daemon) or proc.ended:
+            return None
+        return lambda: proc.command("quit").addErrback(lambda _: None)
 
     def _cleanup(self) -> None:
         self._started = False
-        if self.directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+        super()._cleanup()
 
     # -- calls
     def call(self, uri: str, account: int = 1) -> defer.Deferred:

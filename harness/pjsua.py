@@ -24,18 +24,16 @@ import collections
 import importlib.util
 import json
 import os
-import shutil
-import signal
 import sys
 import tempfile
-from typing import Any, Iterable
+from typing import Any, Callable
 
 from twisted.internet import defer
 
 from sipharness.sipcore.events import CallState, EventKind
 
 from .child import LineChild, deadline
-from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, Step, module_env
+from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, module_env
 
 __all__ = ["PjsuaPhone", "PjsuaError", "translate"]
 
@@ -152,7 +150,6 @@ class PjsuaPhone(ProcessDut):
         super().__init__(clock, reactor=reactor)
         self.ca_file = ca_file
         self.python = python
-        self.directory: str | None = None
         self.log_file: str | None = None
         self._started = False
         self._calls: dict[str, set[str]] = {}
@@ -216,19 +213,15 @@ class PjsuaPhone(ProcessDut):
             raise PjsuaError(f"PJSIP refused {op!r}: {reply.get('data')}")
         return reply.get("data")
 
-    def _stop_steps(self) -> Iterable[Step]:
+    def _quit(self) -> Callable[[], None] | None:
         proc = self._proc
-
-        def quit_() -> None:
-            if isinstance(proc, _Driver) and not proc.ended:
-                proc.request("quit").addErrback(lambda _: None)
-        return [(quit_, self.QUIT_GRACE), (signal.SIGTERM, self.TERM_GRACE), (signal.SIGKILL, self.KILL_GRACE)]
+        if not isinstance(proc, _Driver) or proc.ended:
+            return None
+        return lambda: proc.request("quit").addErrback(lambda _: None)
 
     def _cleanup(self) -> None:
         self._started = False
-        if self.directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+        super()._cleanup()
 
     # -- calls
     def call(self, uri: str, account: int = 1) -> defer.Deferred:

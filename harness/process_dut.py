@@ -37,7 +37,7 @@ import shlex
 import shutil
 import signal
 import socket
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.internet import defer
 from twisted.internet.error import ProcessExitedAlready
@@ -155,6 +155,7 @@ class ProcessDut(DeviceUnderTest):
         self._stopping: defer.Deferred | None = None
         self._waits: dict[defer.Deferred, defer.Deferred] = {}  # a pending wait → the journal's wait it forwards
         self._up = False
+        self.directory: str | None = None  # the kind's files for this start (configuration, logs), removed at stop
 
     # ------------------------------------------------------------------ configuration
     def apply_config(self, cfg_text: str) -> defer.Deferred:
@@ -207,8 +208,14 @@ class ProcessDut(DeviceUnderTest):
         return out() if callable(out) else proc.err.decode("utf-8", "replace")[-1500:] or "(no output)"
 
     def _stop_steps(self) -> Iterable[Step]:
-        """How to stop this kind: a polite request first where it has one (a callable), then signals."""
-        return [(signal.SIGTERM, self.TERM_GRACE), (signal.SIGKILL, self.KILL_GRACE)]
+        """How to stop this kind: its polite request first where it has one (:meth:`_quit`), then signals."""
+        quit_ = self._quit()
+        return ([(quit_, self.QUIT_GRACE)] if quit_ is not None else []) + [
+            (signal.SIGTERM, self.TERM_GRACE), (signal.SIGKILL, self.KILL_GRACE)]
+
+    def _quit(self) -> Callable[[], None] | None:
+        """Hook: a callable that asks the running child to quit by its own means (None: it has none now)."""
+        return None
 
     def stop(self) -> defer.Deferred:
         if self._stopping is not None:
@@ -237,7 +244,10 @@ class ProcessDut(DeviceUnderTest):
             self._cleanup()
 
     def _cleanup(self) -> None:
-        """Hook: remove what the start left (temporary directories); called once the process is gone."""
+        """Remove what the start left (its directory); called once the process is gone. Kinds extend it."""
+        if self.directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
 
     @property
     def pid(self) -> int | None:
