@@ -33,12 +33,11 @@ from sipharness.sipcore.events import CallState, EventKind
 
 from .child import ChildProcess, deadline
 from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, Step, free_port, pause
-from .translation import read_cfg
+from .translation import host_port, read_cfg, stack_accounts
 
 __all__ = ["BaresipPhone", "BaresipError", "BaresipLabProblem", "translate", "read_cfg"]
 
 DEFAULT_MODULE_PATH = "/usr/lib/baresip/modules"
-_TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}  # 3 DNS-NAPTR: no transport parameter
 
 
 class BaresipError(ProcessDutError):
@@ -54,11 +53,6 @@ class BaresipLabProblem(BaresipError, ProcessDutLabProblem):
 
 def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _host_port(address: str, port: str | None) -> str:
-    host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-    return f"{host}:{port}" if port and port != "0" else host
 
 
 def translate(cfg: dict[str, str], *, ctrl_port: int, module_path: str = DEFAULT_MODULE_PATH,
@@ -83,7 +77,7 @@ def translate(cfg: dict[str, str], *, ctrl_port: int, module_path: str = DEFAULT
         # it baresip finds no local address ("SIP register failed: Protocol not supported", measured)
         "net_interface 127.0.0.1",
         f"sip_listen 127.0.0.1:{listen_port}",
-        f"dns_server {_host_port(dns, dns_port)}",
+        f"dns_server {host_port(dns, dns_port)}",
         f"module_path {module_path}",
         "call_local_timeout 120",
         "call_max_calls 4",
@@ -101,18 +95,8 @@ def translate(cfg: dict[str, str], *, ctrl_port: int, module_path: str = DEFAULT
     if ca_file:
         lines.append(f"sip_cafile {ca_file}")
     accounts: list[tuple[int, str]] = []
-    for x in range(1, 7):
-        p = f"account.{x}."
-        if cfg.get(p + "enable", "0") != "1":
-            continue
-        address = cfg.get(p + "sip_server.1.address", "")
-        if not address:
-            notes.append(f"account.{x}: enabled without sip_server.1.address: not created")
-            continue
-        user = cfg.get(p + "user_name", "") or "anonymous"
-        transport = _TRANSPORT.get(cfg.get(p + "transport", "0"), "udp")
-        server = _host_port(address, cfg.get(p + "sip_server.1.port", "5060"))
-        uri_params = f";transport={transport}" if transport else ""
+    for a in stack_accounts(cfg, notes):
+        x, p, user, server, uri_params = a.x, a.prefix, a.user, a.server, a.params
         display = cfg.get(p + "display_name", "")
         line = (f"{_quote(display) + ' ' if display else ''}<sip:{user}@{server}{uri_params}>"
                 f";auth_user={cfg.get(p + 'auth_name', '') or user}"

@@ -46,6 +46,7 @@ from sipharness.sipcore.events import CallState, EventKind
 from . import netns
 from .child import LineChild, deadline
 from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, free_port
+from .translation import stack_accounts
 
 __all__ = ["LinphonePhone", "LinphoneError", "translate"]
 
@@ -53,7 +54,6 @@ PROGRAM = "linphone-daemon"
 #: liblinphone's "is the network up" probe (bctoolbox), and the namespace's own address that answers it
 REACHABILITY_PROBE, BOX_ADDRESS = "87.98.157.38", "198.51.100.53"
 PROMPT = "daemon-linphone>"
-_TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}
 _REG = re.compile(r"Account \[[^\]]*\] for identity \[(?P<identity>.*?)\] moving from state \[(?P<old>\w+)\] to "
                   r"\[(?P<new>\w+)\]")
 _REG_KIND = {"LinphoneRegistrationOk": EventKind.REGISTERED, "LinphoneRegistrationFailed": EventKind.REGISTER_FAILED,
@@ -68,10 +68,6 @@ class LinphoneError(ProcessDutError):
 
 class LinphoneLabProblem(LinphoneError, ProcessDutLabProblem):
     """liblinphone cannot run here (linphone-cli or util-linux's unshare missing): ``fix`` says what to do."""
-
-
-def _uri_host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
 def translate(cfg: dict[str, str], *, ports: tuple[int, int, int], ca_file: str | None = None,
@@ -96,20 +92,8 @@ def translate(cfg: dict[str, str], *, ports: tuple[int, int, int], ca_file: str 
               "automatically_initiate=0", "automatically_accept=0", "", "[misc]", "max_calls=4", ""]
     aors: dict[str, int] = {}
     n = 0
-    for x in range(1, 7):
-        p = f"account.{x}."
-        if cfg.get(p + "enable", "0") != "1":
-            continue
-        address = cfg.get(p + "sip_server.1.address", "")
-        if not address:
-            notes.append(f"account.{x}: enabled without sip_server.1.address: not created")
-            continue
-        host = _uri_host(address)
-        port = cfg.get(p + "sip_server.1.port", "5060")
-        server = f"{host}:{port}" if port and port != "0" else host
-        transport = _TRANSPORT.get(cfg.get(p + "transport", "0"), "udp")
-        params = f";transport={transport}" if transport else ""
-        user = cfg.get(p + "user_name", "") or "anonymous"
+    for a in stack_accounts(cfg, notes):
+        x, p, address, host, server, params, user = a.x, a.prefix, a.address, a.host, a.server, a.params, a.user
         display = cfg.get(p + "display_name", "").replace('"', "")
         aors[f"{user}@{address}"] = x
         lines += [f"[proxy_{n}]", f"reg_proxy=<sip:{server}{params}>", f"reg_route=<sip:{server}{params};lr>",

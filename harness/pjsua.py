@@ -34,10 +34,10 @@ from sipharness.sipcore.events import CallState, EventKind
 
 from .child import LineChild, deadline
 from .process_dut import ProcessDut, ProcessDutError, ProcessDutLabProblem, module_env
+from .translation import stack_accounts
 
 __all__ = ["PjsuaPhone", "PjsuaError", "translate"]
 
-_TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}
 
 
 class PjsuaError(ProcessDutError):
@@ -57,20 +57,8 @@ def translate(cfg: dict[str, str], *, log_file: str = "", ca_file: str | None = 
         notes.append("no static.network.primary_dns: PJSIP's nameserver is 127.0.0.1 (nothing leaves loopback)")
     out: dict[str, Any] = {"nameserver": [dns], "listen_port": int(cfg.get("sip.listen_port", "0") or 0),
                            "log_file": log_file, "ca_file": ca_file or "", "accounts": []}
-    for x in range(1, 7):
-        p = f"account.{x}."
-        if cfg.get(p + "enable", "0") != "1":
-            continue
-        address = cfg.get(p + "sip_server.1.address", "")
-        if not address:
-            notes.append(f"account.{x}: enabled without sip_server.1.address: not created")
-            continue
-        host = f"[{address}]" if ":" in address and not address.startswith("[") else address
-        port = cfg.get(p + "sip_server.1.port", "5060")
-        server = f"{host}:{port}" if port and port != "0" else host
-        transport = _TRANSPORT.get(cfg.get(p + "transport", "0"), "udp")
-        params = f";transport={transport}" if transport else ""
-        user = cfg.get(p + "user_name", "") or "anonymous"
+    for a in stack_accounts(cfg, notes):
+        x, p, host, server, params, user = a.x, a.prefix, a.host, a.server, a.params, a.user
         display = cfg.get(p + "display_name", "").replace('"', "")
         out["accounts"].append({
             "x": x,

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from .dut import NotExpressible
 
-__all__ = ["read_cfg", "Cell", "TABLE", "STACKS", "check", "markdown", "account_keys"]
+__all__ = ["read_cfg", "Cell", "TABLE", "STACKS", "check", "markdown", "account_keys", "StackAccount",
+           "stack_accounts", "uri_host", "host_port"]
 
 #: the stacks the table covers, by DUT kind; their names in the docs
 STACKS = {"baresip": "baresip 1.0.0", "pjsua": "PJSIP 2.15.1 (pjsua2)", "linphone": "liblinphone 5.1.65"}
@@ -176,6 +177,52 @@ def account_keys(cfg: dict[str, str]) -> dict[int, dict[str, str]]:
         m = _ACCOUNT.fullmatch(key)
         if m:
             out.setdefault(int(m.group(1)), {})[m.group(2)] = value
+    return out
+
+
+#: account.X.transport → the transport parameter of server 1's URI (3, DNS-NAPTR: none, the stack resolves)
+_TRANSPORT = {"0": "udp", "1": "tcp", "2": "tls", "3": None}
+
+
+@dataclass(frozen=True)
+class StackAccount:
+    """An enabled account with a server 1, in the pieces every stack's own settings are written from."""
+
+    x: int
+    prefix: str  # "account.X.": the account's other keys
+    address: str  # sip_server.1.address as written
+    host: str  # as the host of a SIP URI (an IPv6 literal in brackets)
+    server: str  # host[:port] (no port when the port is 0)
+    params: str  # ";transport=udp" or "" (transport 3: the stack's own resolution decides)
+    user: str  # user_name, "anonymous" when empty
+
+
+def uri_host(address: str) -> str:
+    """An address as the host of a SIP URI: an IPv6 literal in brackets."""
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address
+
+
+def host_port(address: str, port: str | int | None) -> str:
+    """``host:port`` for a URI or a stack's setting (no port when it is absent or 0)."""
+    host = uri_host(address)
+    return f"{host}:{port}" if port and str(port) != "0" else host
+
+
+def stack_accounts(cfg: dict[str, str], notes: list[str]) -> list[StackAccount]:
+    """The accounts a stack creates: enabled, with a server 1 address (the others are said in ``notes``)."""
+    out = []
+    for x in range(1, 7):
+        p = f"account.{x}."
+        if cfg.get(p + "enable", "0") != "1":
+            continue
+        address = cfg.get(p + "sip_server.1.address", "")
+        if not address:
+            notes.append(f"account.{x}: enabled without sip_server.1.address: not created")
+            continue
+        transport = _TRANSPORT.get(cfg.get(p + "transport", "0"), "udp")
+        out.append(StackAccount(x, p, address, uri_host(address), host_port(address, cfg.get(p + "sip_server.1.port", "5060")),
+                                f";transport={transport}" if transport else "",
+                                cfg.get(p + "user_name", "") or "anonymous"))
     return out
 
 
