@@ -125,16 +125,20 @@ class Message:
             raise SipParseError("missing Via header")
         return vias[0]
 
-    @property
-    def from_(self) -> NameAddr:
-        hit = self._cache.get("from")
+    def _name_addr(self, key: str, name: str) -> NameAddr:
+        """From or To: the object built on first use from the text the parse validated (or parsed now)."""
+        hit = self._cache.get(key)
         if hit is not None and hit[0] == self.headers.version:
             value = hit[1]
             if type(value) is _Checked:  # validated at parse time, built now (once)
                 value = NameAddr.parse(value.text)
-                self._cache["from"] = (hit[0], value)
+                self._cache[key] = (hit[0], value)
             return value
-        return self._typed("from", lambda: _parse_name_addr(self._single("From"), "From"))
+        return self._typed(key, lambda: _parse_name_addr(self._single(name), name))
+
+    @property
+    def from_(self) -> NameAddr:
+        return self._name_addr("from", "From")
 
     @from_.setter
     def from_(self, value: NameAddr | str) -> None:
@@ -142,14 +146,7 @@ class Message:
 
     @property
     def to(self) -> NameAddr:
-        hit = self._cache.get("to")
-        if hit is not None and hit[0] == self.headers.version:
-            value = hit[1]
-            if type(value) is _Checked:  # validated at parse time, built now (once)
-                value = NameAddr.parse(value.text)
-                self._cache["to"] = (hit[0], value)
-            return value
-        return self._typed("to", lambda: _parse_name_addr(self._single("To"), "To"))
+        return self._name_addr("to", "To")
 
     @to.setter
     def to(self, value: NameAddr | str) -> None:
