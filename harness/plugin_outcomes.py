@@ -135,9 +135,14 @@ def _judge(item: pytest.Item, report: pytest.TestReport, st: TestState, exc: Bas
         return  # a plain failure of a test that drove no DUT: pytest's own verdict
     if outcome is Outcome.FINDING and isinstance(exc, TimingMismatch):
         stalled = _stalled(st, exc)
-        if stalled is not None:
-            outcome, exc = Outcome.LAB_PROBLEM, stalled
-            _section(report, "lab problem (not a finding)", str(stalled))
+        if stalled is not None:  # the report says the lab problem; the check's own failure stays beside it
+            outcome, exc, check = Outcome.LAB_PROBLEM, stalled, report.longreprtext
+            try:
+                raise stalled  # (a traceback for pytest's report of it)
+            except LabProblem:
+                pass
+            report.longrepr = item.repr_failure(pytest.ExceptionInfo.from_exception(stalled))
+            _section(report, "the timing check the harness could not judge (not a finding)", check)
     if new:
         st.reported.update(id(e) for e in new)
         exc = _attach_serving_errors(item, report, new)
@@ -371,8 +376,7 @@ class RunReport:
             tr.section("LAB PROBLEMS (fix the lab, not the phone)", sep="=", blue=True)
             for r in lab:
                 for report in self.tests[r.nodeid].evidence:
-                    text = _message(report)  # (a check the harness could not judge: the verdict's own words)
-                    tr.line(f"{r.nodeid}: {text if text.startswith(r.detail[:40]) else r.detail}", blue=True)
+                    tr.line(f"{r.nodeid}: {_message(report)}", blue=True)
         if any(r.outcome is not None for r in results):
             tr.write_line(f"sipharness outcomes: {rep.Tally.of(results).line()} "
                           f"(only a finding counts against the phone)")
