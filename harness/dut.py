@@ -16,11 +16,12 @@ from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 
 from sipharness.sipcore.events import CallState, EventKind
 from sipharness.sipcore.journal import Journal
 
-__all__ = ["DutEvent", "DeviceUnderTest", "ConfigRejected", "NotExpressible", "BundledPhone", "DUT_KINDS",
+__all__ = ["DutEvent", "DeviceUnderTest", "HarnessErrorsEndWaits", "ConfigRejected", "NotExpressible", "BundledPhone", "DUT_KINDS",
            "register_dut_kind", "dut_class"]
 
 
@@ -166,6 +167,45 @@ class DeviceUnderTest:
         if server is not None:
             fields["server"] = server
         return self.wait_for(EventKind.REGISTERED, timeout, **fields, **kw)
+
+
+class HarnessErrorsEndWaits(DeviceUnderTest):
+    """A DUT driven from outside this process: a harness error ends every wait at once (SPEC §10).
+
+    When the child process dies or the driver's own server breaks, a test waiting for the phone's
+    event must not run its timeout out and end as a finding: :meth:`_fail_waits` fails every
+    pending wait with the error, and a wait asked after it fails at once. Subclasses record the
+    error in ``errors`` and call :meth:`_fail_waits`."""
+
+    def __init__(self, clock: IReactorTime):
+        super().__init__(clock)
+        self.errors: list[BaseException] = []
+        self._waits: dict[defer.Deferred, defer.Deferred] = {}  # a pending wait → the journal's wait it forwards
+
+    def wait_for(self, kind: EventKind | str, timeout: float, *, count: int = 1, since: int | None = 0,
+                 **fields: Any) -> defer.Deferred:
+        if self.errors:
+            return defer.fail(self.errors[0])
+        inner = super().wait_for(kind, timeout, count=count, since=since, **fields)
+        out: defer.Deferred = defer.Deferred()
+        self._waits[out] = inner
+
+        def forward(result: Any) -> None:
+            self._waits.pop(out, None)
+            if not out.called:
+                out.errback(result) if isinstance(result, Failure) else out.callback(result)
+            elif isinstance(result, Failure):
+                result.trap(defer.CancelledError)
+        inner.addBoth(forward)
+        return out
+
+    def _fail_waits(self, err: BaseException) -> None:
+        """Fail every pending wait with ``err`` (and stop the journal's waits behind them)."""
+        waits, self._waits = self._waits, {}
+        for out, inner in waits.items():
+            if not out.called:
+                out.errback(err)
+            inner.cancel()
 
 
 class BundledPhone(DeviceUnderTest):

@@ -47,7 +47,7 @@ from sipharness.sipcore.events import CallState, EventKind
 
 from . import translation
 from .child import ChildProcess, deadline, track
-from .dut import DeviceUnderTest, DutEvent
+from .dut import DutEvent, HarnessErrorsEndWaits
 from .report import HarnessError, LabProblem
 
 __all__ = ["ProcessDut", "ProcessDutError", "ProcessDutLabProblem", "free_port", "pause", "Step", "spawn_child",
@@ -124,7 +124,7 @@ async def reap_child(reactor: Any, proc: ChildProcess, ptransport: Any, steps: I
         raise error(f"{kind} pid {proc.pid} did not exit after {', '.join(_step_name(s) for s, _ in steps)}")
 
 
-class ProcessDut(DeviceUnderTest):
+class ProcessDut(HarnessErrorsEndWaits):
     """A phone in a child process, on the real clock; subclasses say how to start, command and stop it."""
 
     exact_time = False
@@ -148,12 +148,10 @@ class ProcessDut(DeviceUnderTest):
             reactor = default_reactor
         self._reactor = reactor
         self.notes: list[str] = []
-        self.errors: list[BaseException] = []
         self._cfg: dict[str, str] | None = None
         self._proc: ChildProcess | None = None
         self._ptransport: Any = None
         self._stopping: defer.Deferred | None = None
-        self._waits: dict[defer.Deferred, defer.Deferred] = {}  # a pending wait → the journal's wait it forwards
         self._up = False
         self.directory: str | None = None  # the kind's files for this start (configuration, logs), removed at stop
 
@@ -264,28 +262,7 @@ class ProcessDut(DeviceUnderTest):
         self.errors.append(err)
         self.serving_errors.append(err)
         self.notes.append(str(err).splitlines()[0])
-        waits, self._waits = self._waits, {}
-        for out, inner in waits.items():
-            if not out.called:
-                out.errback(err)
-            inner.cancel()
-
-    def wait_for(self, kind: Any, timeout: float, *, count: int = 1, since: int | None = 0,
-                 **fields: Any) -> defer.Deferred:
-        if self.errors:
-            return defer.fail(self.errors[0])
-        inner = super().wait_for(kind, timeout, count=count, since=since, **fields)
-        out: defer.Deferred = defer.Deferred()
-        self._waits[out] = inner
-
-        def forward(result: Any) -> None:
-            self._waits.pop(out, None)
-            if not out.called:
-                out.errback(result) if isinstance(result, Failure) else out.callback(result)
-            elif isinstance(result, Failure):
-                result.trap(defer.CancelledError)
-        inner.addBoth(forward)
-        return out
+        self._fail_waits(err)
 
     def _within(self, d: defer.Deferred, seconds: float, what: str) -> defer.Deferred:
         """``d``'s result, or this kind's error "did not <what> within S s" after ``seconds`` of wall time."""

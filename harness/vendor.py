@@ -40,13 +40,12 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.internet import defer
-from twisted.python.failure import Failure as _Failure
 
 from sipharness.phone.vendor_keys import Firmware, keys_for
 from sipharness.sipcore.events import EventKind
 
 from .action_url import CallbackMap
-from .dut import DeviceUnderTest, DutEvent
+from .dut import DutEvent, HarnessErrorsEndWaits
 from .farm import EMULATE
 from .translation import read_cfg
 from .vendor_cfg import Template, scenario_dns, vendor_cfg
@@ -57,7 +56,7 @@ from .vendor_session import PhoneSession, session_for
 __all__ = ["VendorPhone", "VendorError", "VendorLabProblem", "EMULATE"]
 
 
-class VendorPhone(DeviceUnderTest):
+class VendorPhone(HarnessErrorsEndWaits):
     """A Yealink-style phone driven by provisioning, Action URI and Action URL (``--dut yealink``)."""
 
     kind = "yealink"
@@ -124,12 +123,10 @@ class VendorPhone(DeviceUnderTest):
         self.keep = keep
         self._speed = speed
         self._clock_epoch = self._reactor.seconds() - clock.seconds() / speed  # wall time of phone time 0
-        self.errors: list[VendorError] = []
         self.notes: list[str] = []
         self.started = False
         self.session: PhoneSession | None = None
         self._accounts: dict[int, dict[str, str]] = {}
-        self._waits: dict[defer.Deferred, defer.Deferred] = {}  # a pending wait → the journal's wait it forwards
         self._map = CallbackMap(self._account_of)
         self._incoming: str | None = None  # the phone's call-id of the latest incoming call
         self._stopping: defer.Deferred | None = None
@@ -413,30 +410,12 @@ class VendorPhone(DeviceUnderTest):
             raise ValueError("a vendor phone's callbacks name no server ($active_host is the account's host): "
                              "read the server an account registered with from the fakes' records "
                              "(harness.assertions.wait_registration)")
-        inner = super().wait_for(kind, timeout, count=count, since=since, **fields)
-        out: defer.Deferred = defer.Deferred()
-        self._waits[out] = inner
-
-        def forward(result: Any) -> None:
-            self._waits.pop(out, None)
-            if not out.called:
-                out.callback(result) if not isinstance(result, _Failure) else out.errback(result)
-            elif isinstance(result, _Failure):
-                result.trap(defer.CancelledError)
-        inner.addBoth(forward)
-        return out
+        return super().wait_for(kind, timeout, count=count, since=since, **fields)
 
     def _fail(self, err: VendorError) -> None:
         self.errors.append(err)
         self.notes.append(str(err))
         self._fail_waits(err)
-
-    def _fail_waits(self, err: VendorError) -> None:
-        waits, self._waits = self._waits, {}
-        for out, inner in waits.items():
-            if not out.called:
-                out.errback(err)
-            inner.cancel()
 
     def _raise_errors(self) -> None:
         if self.errors:
