@@ -69,39 +69,34 @@ def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str]]:
     if _PARAMS_WHOLE.match(rest) is not None:
         # the whole list is well-formed: one findall splits it as the loop below would
         # (the separators are forced: commas outside quotes); a digest server reads one per request
-        suspicious = _BAD_VALUE.search(rest) is not None
+        suspicious = _BAD_VALUE.search(rest) is not None  # (else no value can hold a bad character)
         for name, v in _PARAM_RE.findall(rest):
-            name = name.lower()
-            if v.startswith('"'):
-                v = v[1:-1]
-                if "\\" in v:
-                    v = _ESCAPED.sub(r"\1", v)
-            if name in params:
-                raise SipParseError(f"parameter {name[:40]!r} appears twice in {what}")
-            if suspicious and _BAD_VALUE.search(v):
-                raise SipParseError(f"parameter {name[:40]!r} of {what} is not UTF-8 text "
-                                    "(non-UTF-8 bytes or control characters)")
-            params[name] = v
+            _add_param(params, name, v, what, suspicious)
         return scheme, params
     pos = 0
     while pos < len(rest):
         m = _PARAM_RE.match(rest, pos)
         if m is None or m.end() == pos:
             raise SipParseError(f"bad auth parameter near {rest[pos:pos + 40]!r} in {what}")
-        name = m.group(1).lower()
-        v = m.group(2)
-        if v.startswith('"'):
-            v = v[1:-1]
-            if "\\" in v:
-                v = _ESCAPED.sub(r"\1", v)
-        if name in params:
-            raise SipParseError(f"parameter {name[:40]!r} appears twice in {what}")
-        if _BAD_VALUE.search(v):
-            raise SipParseError(f"parameter {name[:40]!r} of {what} is not UTF-8 text "
-                                "(non-UTF-8 bytes or control characters)")
-        params[name] = v
+        _add_param(params, m.group(1), m.group(2), what, True)
         pos = m.end()
     return scheme, params
+
+
+def _add_param(params: dict[str, str], name: str, v: str, what: str, check_text: bool) -> None:
+    """One auth parameter into ``params``: the name lower-cased, a quoted value unquoted; twice, or
+    (``check_text``) a value that is not UTF-8 text, is an error naming it."""
+    name = name.lower()
+    if v.startswith('"'):
+        v = v[1:-1]
+        if "\\" in v:
+            v = _ESCAPED.sub(r"\1", v)
+    if name in params:
+        raise SipParseError(f"parameter {name[:40]!r} appears twice in {what}")
+    if check_text and _BAD_VALUE.search(v):
+        raise SipParseError(f"parameter {name[:40]!r} of {what} is not UTF-8 text "
+                            "(non-UTF-8 bytes or control characters)")
+    params[name] = v
 
 
 def _q(v: str) -> str:
