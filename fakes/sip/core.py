@@ -6,12 +6,8 @@ fake *decides* is here, fed ``(message, raw bytes, origin, now)``:
 
 - which rule of the script applies (:mod:`fakes.sip.script`) and what it does;
 - what the role answers (:mod:`fakes.sip.pbx`: registrar, proxy, UAS);
-- the RFC 3261 §17.2 server side: a non-INVITE over UDP answered at once is answered
-  *statelessly* (its response kept 64·T1 in a bounded :class:`~fakes.sip.recent.RecentMap`
-  to absorb retransmissions: Timer J without a transaction), anything else through a
-  :class:`~sipcore.transaction.ServerTransaction`; a locally generated 2xx to INVITE is
-  retransmitted until the ACK (§13.3.1.4), a callee's 2xx retransmission relayed
-  statelessly for 64·T1;
+- the RFC 3261 §17.2 server side (stateless answers of a UDP non-INVITE, server
+  transactions, 2xx retransmission until the ACK) is :mod:`fakes.sip.answering`'s;
 - the answer to bytes that do not parse (:mod:`fakes.sip.malformed`: 400, or 505);
 - the client side of calls the fake originates (:mod:`fakes.sip.originator`, :mod:`fakes.sip.uac`);
 - up / blackhole / refused / stopped: :class:`~fakes.sip.state.ServerState`, with the socket
@@ -38,13 +34,14 @@ from sipharness.sipcore.build import make_response
 from sipharness.sipcore.ids import new_tag
 from sipharness.sipcore.message import Response
 from sipharness.sipcore.parser import parse
-from sipharness.sipcore.transaction import Send, ServerTransaction, Terminated, TransactionTable, TwoXXRetransmitter, server_key
+from sipharness.sipcore.transaction import server_key
 from sipharness.sipcore.uri import SipParseError
 
 from sipharness.fakes.record import SipRecord
 from sipharness.fakes.rules import Action
 from sipharness.fakes.ruleset import Installed
 from sipharness.fakes.sip.actions import ChangeSockets, Origin, Rejected, Relay, Respond, ServingError, Transmit
+from sipharness.fakes.sip.answering import MAX_RECENT, WINDOW, Answering
 from sipharness.fakes.sip.malformed import reply_to_malformed
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.recent import RecentMap
@@ -58,14 +55,6 @@ from sipharness.fakes.sip.uac import UacCall, UacOp
 __all__ = ["ServerCore", "WINDOW"]
 
 Address = tuple[str, int]
-WINDOW = 64 * 0.5  # 64·T1: how long a client may retransmit (Timer B/F) and Timer J lasts
-MAX_RECENT = 200_000  # bound of the retransmission memories (requests seen, responses given)
-
-
-def _open(tx: ServerTransaction) -> bool:
-    """No final response sent yet (RFC 3261 §17.2: states trying/proceeding)."""
-    last = tx.last_response
-    return last is None or last.status < 200
 
 
 def _hostport(a: Address) -> str:
@@ -97,18 +86,12 @@ class ServerCore:
         self.state = ServerState.UP
         self.now = 0.0
         self._out: list = []
-        self._table = TransactionTable()
-        self._origins: dict[tuple, Origin] = {}  # live server transaction key → where its request came from
-        # an INVITE answered 2xx here by a proxied callee: its origin, for the callee's 2xx
-        # retransmissions, for 64·T1 after the transaction ended (then forgotten; bounded)
-        self._answered_2xx = RecentMap(WINDOW, MAX_RECENT)
-        self._twoxx: list[tuple[TwoXXRetransmitter, Origin]] = []
-        # SPEC §3 counts attempts: a retransmission is marked, not hidden. Both memories last
-        # 64·T1 and are bounded (fakes.sip.recent), whatever a peer sends.
+        # SPEC §3 counts attempts: a retransmission is marked, not hidden. The memory lasts
+        # 64·T1 and is bounded (fakes.sip.recent), whatever a peer sends.
         self._seen = RecentMap(WINDOW, MAX_RECENT)  # (method, Call-ID, CSeq, branch) of requests seen
-        self._answered = RecentMap(WINDOW, MAX_RECENT)  # UDP non-INVITE server key → last response bytes
-        self._timers = Timers()
-        self._calls = Originator(self._timers, self._send_uac)  # the calls this fake places
+        self.timers = Timers()
+        self._answering = Answering(self)  # how answers travel (RFC 3261 §17.2)
+        self._calls = Originator(self.timers, self._send_uac)  # the calls this fake places
         self._rule: Installed | None = None  # the rule being applied (named in an error's note)
 
     # ------------------------------------------------------------------ feeding
@@ -158,13 +141,13 @@ class ServerCore:
     def timer(self, now: float) -> list:
         """Fire every timer due at ``now``."""
         out = self._begin(now)
-        self._timers.fire(now, self._timer_failed)
+        self.timers.fire(now, self._timer_failed)
         return out
 
     @property
     def deadline(self) -> float | None:
         """When :meth:`timer` must next be called (None: no timer)."""
-        return self._timers.deadline
+        return self.timers.deadline
 
     def transition(self, to: ServerState) -> list:
         """Go to state ``to``; the socket operation it needs comes out as :class:`ChangeSockets`."""
@@ -179,15 +162,14 @@ class ServerCore:
         if op is not None:
             out.append(ChangeSockets(op))
         if to is ServerState.STOPPED:
-            self._timers.clear()
-            self._twoxx = []
+            self.timers.clear()
+            self._answering.stop()
         return out
 
     def sizes(self) -> dict[str, int]:
         """How much this core holds (every one of these is bounded; tests check they drain)."""
-        return {"transactions": len(self._table), "origins": len(self._origins), "retransmitters": len(self._twoxx),
-                "timers": self._timers.watched, "delayed": self._timers.delayed, "seen": len(self._seen),
-                "answered": len(self._answered), "answered_2xx": len(self._answered_2xx), **self._calls.sizes()}
+        return {**self._answering.sizes(), "timers": self.timers.watched, "delayed": self.timers.delayed,
+                "seen": len(self._seen), **self._calls.sizes()}
 
     # ------------------------------------------------------------------ calls this fake places
     def originate(self, call: UacCall, now: float) -> list:
@@ -206,12 +188,23 @@ class ServerCore:
 
     # ------------------------------------------------------------------ internals: plumbing
     def _begin(self, now: float) -> list:
-        self.now = self._timers.now = now
+        self.now = self.timers.now = now
         self._out = []
         return self._out
 
+    # the AnswerHost of fakes.sip.answering (now, state and timers are attributes)
+    def emit(self, action: Any) -> None:
+        self._out.append(action)
+
+    def make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *,
+                    retransmission: bool = False, ids: tuple | None = None) -> SipRecord:
+        return self._make_record(direction, message, raw, origin, retransmission=retransmission, ids=ids)
+
+    def is_proxied(self, request: Any) -> bool:
+        return self.logic.proxy.knows(request)
+
     def _later(self, delay: float, origin: Origin | None, fn: Callable, *args: Any) -> None:
-        self._timers.later(self.now + delay, fn, *args, context=origin)
+        self.timers.later(self.now + delay, fn, *args, context=origin)
 
     def _timer_failed(self, error: BaseException, origin: Origin | None, first: Any) -> None:
         request = first if getattr(first, "is_request", False) else None
@@ -234,15 +227,8 @@ class ServerCore:
                 pass
 
     def _answer_500(self, request: Any, origin: Origin, error: BaseException) -> None:
-        if self.state is not ServerState.UP:
-            return
-        if origin.transport == "udp" and request.method != "INVITE":
-            if self._answered.get(server_key(request), self.now) is not None:
-                return  # answered before the error
-        else:
-            tx = self._table.match_request(request)
-            if tx is not None and not _open(tx):
-                return
+        if self.state is not ServerState.UP or self._answering.answered(request, origin):
+            return  # (answered before the error)
         reason = f"serving error: {type(error).__name__}".replace('"', "'")
         self._answer_scripted(request, make_response(request, 500, "Server Internal Error", to_tag=new_tag(),
                                                      headers=[("Warning", f'399 fake "{reason}"')]), origin)
@@ -276,7 +262,7 @@ class ServerCore:
         self._sink(self._make_record("in", request, raw, origin, note=rule.note if rule else "",
                                      retransmission=retx, ids=key))
         if rule is None:
-            self._process(request, origin)
+            self._process(request, origin, key)
         else:
             self._apply(rule, request, origin)
 
@@ -314,141 +300,41 @@ class ServerCore:
             raise TypeError(f"{rule.describe()}: the function returned {result!r}; expected None, a status "
                             f"code 100..699, a Response or Action.DROP")
 
-    def _process(self, request: Any, origin: Origin) -> None:
-        """Answer as the role would, through the transaction layer."""
+    def _process(self, request: Any, origin: Origin, ids: tuple | None = None) -> None:
+        """Answer as the role would; :mod:`fakes.sip.answering` carries the answer (``ids``: the
+        request's (method, Call-ID, CSeq, branch) when :meth:`_request` has them)."""
         if self.state is not ServerState.UP:
             return
-        now = self.now
+        answering = self._answering
         if request.method == "ACK":
-            tx = self._table.match_request(request)
-            if tx is not None:
-                self._tx_events(tx, tx.receive(request, now))
-                if tx.invite and tx.last_response is not None and tx.last_response.status >= 300:
-                    return  # ACK of a non-2xx: hop by hop, ends here
-            for r, o in list(self._twoxx):
-                if r.matches_ack(request):
-                    r.ack_received(now)
-                    self._timers.unwatch(r)
-                    self._twoxx.remove((r, o))
-            self._run(self.logic.handle_request(request, origin, now), request, origin)
+            if not answering.ack(request):  # (the ACK of a non-2xx ends at its transaction)
+                self._run(self.logic.handle_request(request, origin, self.now), request, origin)
             return
         lean = origin.transport == "udp" and request.method != "INVITE"
         key = server_key(request)
-        if lean and self._absorb(key, origin):
+        if answering.retransmission(key, request, origin, lean):
             return
-        tx = self._table.match_key(key, request)
-        if tx is not None:  # a retransmission (terminated transactions leave the table)
-            self._tx_events(tx, tx.receive(request, now))
-            return
-        actions = self.logic.handle_request(request, origin, now)
+        actions = self.logic.handle_request(request, origin, self.now)
         if lean and all(type(a) is Respond and a.after <= 0 and a.request is None for a in actions):
             for a in actions:
-                self._answer_stateless(key, request, a.response, origin)
+                answering.stateless(key, request, a.response, origin, ids)
             return
-        self._new_tx(request, origin)
+        answering.new_tx(request, origin)
         self._run(actions, request, origin)
 
     def _answer_scripted(self, request: Any, response: Any, origin: Origin) -> None:
-        if self.state is not ServerState.UP:
-            return
-        if origin.transport == "udp" and request.method not in ("INVITE", "ACK"):
-            key = server_key(request)
-            if not self._absorb(key, origin):
-                self._answer_stateless(key, request, response, origin)
-            return
-        tx = self._table.match_request(request)
-        if tx is None:
-            tx = self._new_tx(request, origin)
-        if _open(tx):
-            self._tx_events(tx, tx.respond(response, self.now))
-        else:  # already answered: repeat the last response (a retransmission)
-            self._tx_events(tx, tx.receive(request, self.now))
-
-    def _new_tx(self, request: Any, origin: Origin) -> ServerTransaction:
-        tx = ServerTransaction(request, reliable=origin.transport != "udp")
-        self._table.add(tx)
-        self._origins[tx.key] = origin
-        self._timers.watch(tx, lambda events, tx=tx: self._tx_events(tx, events), origin)
-        return tx
-
-    # RFC 3261 §17.2.2 without a transaction object: a non-INVITE over UDP answered at once is
-    # "completed" from its first response on; for Timer J (64·T1) a retransmission gets the last
-    # response again from ``_answered``. A request the logic answers later (a delay, a relayed
-    # BYE) still gets a full ServerTransaction. Why: see fakes.sip.recent.
-    def _absorb(self, key: tuple, origin: Origin) -> bool:
-        data = self._answered.get(key, self.now)
-        if data is None:
-            return False
-        if self.state is ServerState.UP:
-            self._out.append(Transmit(data, origin.transport, origin.peer, origin.flow,
-                                      self._make_record("out", parse(data), data, origin, retransmission=True)))
-        return True
-
-    def _answer_stateless(self, key: tuple, request: Any, response: Any, origin: Origin) -> None:
-        data = response.to_bytes()
-        self._answered.put(key, data, self.now)
-        self._out.append(Transmit(data, origin.transport, origin.peer, origin.flow, self._make_record(
-            "out", response, data, origin,
-            ids=(request.method, request.call_id, request.cseq[0], request.top_via.branch))))
+        self._answering.scripted(request, response, origin)
 
     def _run(self, actions: list, request: Any, origin: Origin) -> None:
         for a in actions:
             if isinstance(a, Respond):
                 req = a.request if a.request is not None else request
                 if a.after > 0:
-                    self._later(a.after, origin, self._respond, req, a.response)
+                    self._later(a.after, origin, self._answering.respond, req, a.response)
                 else:
-                    self._respond(req, a.response)
+                    self._answering.respond(req, a.response)
             elif isinstance(a, Relay):
                 self._relay(a)
-
-    def _respond(self, request: Any, response: Any) -> None:
-        if self.state is not ServerState.UP:
-            return
-        now = self.now
-        tx = self._table.match_request(request)
-        if tx is None or not _open(tx):
-            if tx is None and request.method == "INVITE" and 200 <= response.status < 300:
-                origin = self._answered_2xx.get(server_key(request), now)
-                if origin is not None:  # a 2xx retransmission relayed by the proxy: stateless
-                    self._transmit(response, origin, retransmission=True)
-            return  # e.g. the 200 of a call cancelled meanwhile
-        local_2xx = tx.invite and 200 <= response.status < 300 and not self.logic.proxy.knows(request)
-        origin = self._origins.get(tx.key)  # (a 2xx ends the transaction: its origin moves on)
-        self._tx_events(tx, tx.respond(response, now))
-        if local_2xx and not tx.reliable and origin is not None:
-            r = TwoXXRetransmitter(response)
-            r.start(now)  # its first send is the one the transaction just made
-            self._twoxx.append((r, origin))
-            self._timers.watch(r, lambda events, r=r, o=origin: self._twoxx_events(r, o, events), origin)
-
-    def _twoxx_events(self, r: TwoXXRetransmitter, origin: Origin, events: list) -> None:
-        for ev in events:
-            if isinstance(ev, Send) and self.state is ServerState.UP:
-                self._transmit(ev.message, origin, retransmission=ev.retransmission)
-            elif isinstance(ev, Terminated):
-                self._timers.unwatch(r)
-                if (r, origin) in self._twoxx:
-                    self._twoxx.remove((r, origin))
-
-    def _tx_events(self, tx: ServerTransaction, events: list) -> None:
-        origin = self._origins.get(tx.key)
-        for ev in events:
-            if isinstance(ev, Send):
-                if origin is not None and self.state is ServerState.UP:
-                    self._transmit(ev.message, origin, retransmission=ev.retransmission)
-            elif isinstance(ev, Terminated):
-                self._table.remove(tx)
-                self._timers.unwatch(tx)
-                origin_ = self._origins.pop(tx.key, None)
-                if tx.invite and tx.last_response is not None and tx.last_response.status < 300 and origin_:
-                    self._answered_2xx.put(tx.key, origin_, self.now)
-        self._timers.poke(tx)
-
-    def _transmit(self, message: Any, origin: Origin, *, retransmission: bool = False) -> None:
-        data = message.to_bytes()
-        self._out.append(Transmit(data, origin.transport, origin.peer, origin.flow,
-                                  self._make_record("out", message, data, origin, retransmission=retransmission)))
 
     def _relay(self, a: Relay) -> None:
         if self.state is not ServerState.UP:
