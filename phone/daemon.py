@@ -3,7 +3,8 @@
 Why a daemon at all: a harness in another process (another machine's lab runner, a shell
 script, a language that is not Python) must be able to drive the bundled phone exactly as
 it drives a third-party softphone (SPEC §10): start it from a ``.cfg``, read its events,
-tell it to call, answer, hang up, quit. The protocol is the simplest thing a pipe carries:
+tell it to call, answer, hang up, quit. The protocol is the simplest thing a pipe carries
+(:mod:`phone.console`):
 
 - **stdout**: one JSON object per line, flushed as it happens. Each :class:`PhoneEvent`
   becomes ``{"t", "kind", "account", "server", "target", "state", "call_id", "detail"}``
@@ -47,87 +48,16 @@ timers), and the shutdown is a reactor "before shutdown" trigger, so SIGINT, SIG
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet import defer, stdio
-from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.protocols.basic import LineOnlyReceiver
-from zope.interface import implementer
+
+from sipharness.phone.console import COMMANDS, FIELDS, Console, event_json, parse_command
 
 __all__ = ["main", "event_json", "parse_command", "COMMANDS"]
-
-COMMANDS = "call URI [ACCOUNT], answer [CALL_ID], hangup [CALL_ID], quit"
-_FIELDS = ("account", "server", "target", "state", "call_id", "detail")
-
-
-def event_json(kind: str, t: float, **fields: Any) -> str:
-    """One output line (without the newline): every key present, ``null`` when not given."""
-    obj = {"t": round(float(t), 6), "kind": kind}
-    for name in _FIELDS:
-        obj[name] = fields.get(name)
-    if obj["detail"] is None:
-        obj["detail"] = ""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def parse_command(line: str) -> tuple[str, list[str]]:
-    """``(verb, args)`` of one stdin line; ValueError with the reason for a bad one."""
-    words = line.split()
-    if not words:
-        return "", []
-    verb, args = words[0].lower(), words[1:]
-    if verb == "call":
-        if len(args) not in (1, 2):
-            raise ValueError(f"{line.strip()!r}: expected 'call URI [ACCOUNT]'")
-        if len(args) == 2 and not (args[1].isdigit() and 1 <= int(args[1]) <= 6):
-            raise ValueError(f"{line.strip()!r}: ACCOUNT must be 1..6, got {args[1]!r}")
-        return verb, args
-    if verb in ("answer", "hangup"):
-        if len(args) > 1:
-            raise ValueError(f"{line.strip()!r}: expected '{verb} [CALL_ID]'")
-        return verb, args
-    if verb == "quit":
-        if args:
-            raise ValueError(f"{line.strip()!r}: 'quit' takes no argument")
-        return verb, args
-    raise ValueError(f"unknown command {line.strip()!r}: expected {COMMANDS}")
-
-
-@implementer(IHalfCloseableProtocol)
-class _Console(LineOnlyReceiver):
-    """stdin lines → ``on_line``; ``write_line`` → stdout. EOF on stdin → ``on_eof``."""
-
-    delimiter = b"\n"
-    MAX_LENGTH = 65536
-
-    def __init__(self, on_line: Callable[[str], None], on_eof: Callable[[], None]):
-        self.on_line, self.on_eof = on_line, on_eof
-        self.closed: defer.Deferred = defer.Deferred()
-
-    def lineReceived(self, line: bytes) -> None:
-        self.on_line(line.decode("utf-8", "replace").rstrip("\r"))
-
-    def lineLengthExceeded(self, line: bytes) -> None:
-        self.on_line("\x00too long")  # reported as an unknown command; the daemon keeps going
-
-    def write_line(self, text: str) -> None:
-        if self.transport is not None:
-            self.transport.write(text.encode("utf-8") + b"\n")
-
-    def readConnectionLost(self) -> None:
-        self.on_eof()
-
-    def writeConnectionLost(self) -> None:
-        pass
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if not self.closed.called:
-            self.closed.callback(None)
-
 
 class _Daemon:
     def __init__(self, args: argparse.Namespace, config: Any, reactor: Any, clock: Any, dns: tuple[str, int] | None,
@@ -155,7 +85,7 @@ class _Daemon:
                 faults=[Fault(f) for f in args.emulate_fault or ()], firmware=args.firmware,
                 auth=args.action_uri_auth, https=https, https_context=https_context,
                 reboot_seconds=args.reboot_seconds)
-        self.console = _Console(self._command, self._eof)
+        self.console = Console(self._command, self._eof)
         self.stopping = False
 
     # -- output
@@ -163,7 +93,7 @@ class _Daemon:
         self.console.write_line(event_json(kind, self.clock.seconds(), **fields))
 
     def _phone_event(self, ev: Any) -> None:
-        self.console.write_line(event_json(ev.kind, ev.time, **{f: getattr(ev, f) for f in _FIELDS}))
+        self.console.write_line(event_json(ev.kind, ev.time, **{f: getattr(ev, f) for f in FIELDS}))
 
     def _attach(self, phone: Any) -> None:
         self.phone = phone
