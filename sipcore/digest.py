@@ -13,6 +13,10 @@ the legacy RFC 2069 form without qop. A server may offer several algorithms at o
 :meth:`digestserver.DigestServer.make_challenges`; a client picks the first it supports
 (:func:`select_challenge`).
 
+Parameter lists are read by one general loop (a pattern per parameter, unescaping, checks); the
+list every digest client sends (``k="v",k=v``, nothing to unescape or refuse) is read by one split
+of a C pattern instead (``_fast_params``), which a test holds to the loop's reading.
+
 Hostile input: every parameter value must be UTF-8 text without control characters (bytes
 that are not UTF-8 reach us as surrogate escapes and cannot be hashed), a parameter may
 appear once, ``response`` must be the hex digest of the algorithm's length, ``nc`` eight hex

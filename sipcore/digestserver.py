@@ -6,6 +6,10 @@ re-authentication logic is tested against. Sans-I/O: header values in, a :class:
 out; time from an injected ``IReactorTime`` (never the wall clock). Parsing, writing and the
 response computation are ``digest.py``'s, shared with the client side.
 
+Per answer the work is the parse (``digest.py``'s fast path for the usual list), two hashes (H(A2) and
+the response: H(user:realm:password) is kept per user and password, bounded like the nonce table) and
+a few comparisons; a registrar under load (bench/registrar_rps.py) verifies one answer per REGISTER.
+
 Hostile input is refused as ``digest.py`` says: a malformed ``Authorization`` is a MALFORMED
 result naming the parameter (a server answers 400), never an exception from the hash or the
 comparison.

@@ -45,7 +45,8 @@ class Binding:
 
     Slots and text only (the Contact URI is parsed again when a call needs it): a registrar
     under load keeps tens of thousands of these, and every object they hold is one more for
-    the garbage collector to walk (bench/registrar_rps.py).
+    the garbage collector to walk (bench/registrar_rps.py). A refresh updates the binding in
+    place (most REGISTERs under load are refreshes).
     """
 
     aor: str  # "sip:alice@example.com" as the To header said
