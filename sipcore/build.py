@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sipharness.sipcore.headers import Headers
+from sipharness.sipcore.headers import Headers, canonical_name
 from sipharness.sipcore.message import Request, Response
 from sipharness.sipcore.nameaddr import NameAddr
 from sipharness.sipcore.uri import SipUri
@@ -68,10 +68,11 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
             rr.append(entry)
     if rr:
         items.extend(rr)
-    resp = Response(status, reason, Headers._from_parsed(items), body)
-    for name, value in _header_pairs(headers):
-        resp.headers.add(name, value)
-    return resp
+    if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
+        for name, value in (headers.items() if isinstance(headers, (Headers, dict)) else headers):
+            canon = canonical_name(name)
+            append((canon.lower(), canon, value if type(value) is str else str(value)))
+    return Response(status, reason, Headers._from_parsed(items), body)
 
 
 def make_request(method: str, uri: SipUri | str, *, from_: NameAddr | str, to: NameAddr | str,

@@ -13,6 +13,10 @@ the legacy RFC 2069 form without qop. A server may offer several algorithms at o
 :meth:`digestserver.DigestServer.make_challenges`; a client picks the first it supports
 (:func:`select_challenge`).
 
+Parameter lists are read by one general loop (a pattern per parameter, unescaping, checks); the
+list every digest client sends (``k="v",k=v``, nothing to unescape or refuse) is read by one split
+of a C pattern instead (``_fast_params``), which a test holds to the loop's reading.
+
 Hostile input: every parameter value must be UTF-8 text without control characters (bytes
 that are not UTF-8 reach us as surrogate escapes and cannot be hashed), a parameter may
 appear once, ``response`` must be the hex digest of the algorithm's length, ``nc`` eight hex
@@ -26,7 +30,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from sipharness.sipcore.uri import SipParseError
 
@@ -40,6 +44,12 @@ __all__ = [
 _QUOTED = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 _PARAM_RE = re.compile(
     r"\s*([A-Za-z0-9\-_.!%*+`'~]+)\s*=\s*(" + _QUOTED + r"|[^\s,\"]*)\s*(?:,|\Z)", re.S)
+# the fast path's parameter (_fast_params): no whitespace around "=", nothing to unescape, no character
+# a value may not hold (quoted: no backslash; neither: no control character nor surrogate escape,
+# as _BAD_VALUE), the separating comma with any whitespace around it taken with the parameter
+_NOT_TEXT = "\\x00-\\x08\\x0a-\\x1f\\x7f\\ud800-\\udfff"
+_FAST_PARAM = re.compile(
+    r"([A-Za-z0-9\-_.!%*+`'~]+)=(?:\"([^\"\\" + _NOT_TEXT + r"]*)\"|([^\s,\"" + _NOT_TEXT + r"]*))\s*(?:,\s*|\Z)")
 # the same parameter, uncaptured, repeated over the whole text
 _PARAMS_WHOLE = re.compile(
     r"(?:\s*[A-Za-z0-9\-_.!%*+`'~]+\s*=\s*(?:" + _QUOTED + r"|[^\s,\"]*)\s*(?:,|\Z))*\Z", re.S)
@@ -60,15 +70,21 @@ _NC = re.compile(r"[0-9A-Fa-f]{8}\Z")
 
 def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str]]:
     """``Scheme k=v, k="v"`` → (scheme, {lower-case name: unquoted value})."""
-    value = value.strip()
-    scheme, _, rest = value.partition(" ")
-    if not scheme or not _SCHEME.match(scheme):
-        raise SipParseError(f"{what} has no auth scheme")
+    if value.startswith("Digest "):  # what every digest peer sends: no strip, partition, scheme check
+        scheme, rest = "Digest", value[7:].strip()
+    else:
+        value = value.strip()
+        scheme, _, rest = value.partition(" ")
+        if not scheme or not _SCHEME.match(scheme):
+            raise SipParseError(f"{what} has no auth scheme")
+        rest = rest.strip()
+    fast = _fast_params(rest)
+    if fast is not None:
+        return scheme, fast
     params: dict[str, str] = {}
-    rest = rest.strip()
     if _PARAMS_WHOLE.match(rest) is not None:
-        # the whole list is well-formed: one findall splits it as the loop below would
-        # (the separators are forced: commas outside quotes); a digest server reads one per request
+        # the whole list is well-formed: one findall splits it as the loop below would (the
+        # separators are forced: commas outside quotes)
         suspicious = _BAD_VALUE.search(rest) is not None  # (else no value can hold a bad character)
         for name, v in _PARAM_RE.findall(rest):
             _add_param(params, name, v, what, suspicious)
@@ -81,6 +97,28 @@ def _parse_auth(value: str, what: str) -> tuple[str, dict[str, str]]:
         _add_param(params, m.group(1), m.group(2), what, True)
         pos = m.end()
     return scheme, params
+
+
+def _fast_params(rest: str) -> dict[str, str] | None:
+    """The parameters of the common list (``k="v",k=v``: nothing to unescape or refuse), as the
+    loop of :func:`_parse_auth` reads them; None for anything else (the loop reads it, and names
+    what is wrong). A digest server reads one list per request: this is one pass of the C
+    pattern engine and no Python call per parameter.
+
+    ``_FAST_PARAM.split`` gives [text before, name, quoted, token, text between, ...]: when every
+    text between is empty the parameters follow each other from the first character to the
+    last, as the loop's successive matches do; a value the pattern takes, the loop's pattern
+    takes alike (same name class, quoted tried first, the token's class and end).
+    """
+    pieces = _FAST_PARAM.split(rest)
+    if any(pieces[::4]):
+        return None
+    names = pieces[1::4]
+    params = {name.lower(): (token if quoted is None else quoted)
+              for name, quoted, token in zip(names, pieces[2::4], pieces[3::4])}
+    if len(params) != len(names):
+        return None  # a name twice: the loop names it
+    return params
 
 
 def _add_param(params: dict[str, str], name: str, v: str, what: str, check_text: bool) -> None:
@@ -103,12 +141,21 @@ def _q(v: str) -> str:
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _hexer(h: Callable[..., Any]) -> Callable[[str], str]:
+    return lambda s: h(s.encode("utf-8")).hexdigest()
+
+
+# the text → hex digest function of each base algorithm, built once (not a lambda per call)
+_HEXERS = {name: _hexer(h) for name, h in _HASHES.items()}
+
+
 def hash_for(algorithm: str) -> Callable[[str], str]:
-    base = algorithm.upper().removesuffix("-SESS")
-    h = _HASHES.get(base)
+    """The text → hex digest function of ``algorithm`` (``-sess`` variants: their base's);
+    ValueError for one we cannot compute."""
+    h = _HEXERS.get(algorithm) or _HEXERS.get(algorithm.upper().removesuffix("-SESS"))
     if h is None:
         raise ValueError(f"unsupported digest algorithm {algorithm!r}")
-    return lambda s: h(s.encode("utf-8")).hexdigest()
+    return h
 
 
 @dataclass
@@ -171,25 +218,27 @@ class Credentials:
     @classmethod
     def parse(cls, value: str) -> "Credentials":
         scheme, p = _parse_auth(value, "credentials")
-        if scheme.lower() != "digest":
+        if scheme != "Digest" and scheme.lower() != "digest":
             raise SipParseError(f"credentials scheme {scheme!r} is not Digest")
-        missing = [k for k in ("username", "realm", "nonce", "uri", "response") if k not in p]
-        if missing:
-            raise SipParseError(f"Digest credentials lack {', '.join(missing)}")
-        qop = p.get("qop")
-        if qop is not None and ("nc" not in p or "cnonce" not in p):
+        try:
+            username, realm, nonce, uri, response = p["username"], p["realm"], p["nonce"], p["uri"], p["response"]
+        except KeyError:
+            missing = [k for k in ("username", "realm", "nonce", "uri", "response") if k not in p]
+            raise SipParseError(f"Digest credentials lack {', '.join(missing)}") from None
+        get = p.get
+        qop, nc, cnonce = get("qop"), get("nc"), get("cnonce")
+        if qop is not None and (nc is None or cnonce is None):
             raise SipParseError("Digest credentials with qop lack nc or cnonce")
-        if "nc" in p and not _NC.match(p["nc"]):
-            raise SipParseError(f"bad nonce count {p['nc'][:20]!r}")
-        algorithm = p.get("algorithm", "MD5")
-        base = algorithm.upper().removesuffix("-SESS")
-        want = _HEX_LENGTH.get(base)
-        if not _HEX.match(p["response"]) or (want is not None and len(p["response"]) != want):
+        if nc is not None and not _NC.match(nc):
+            raise SipParseError(f"bad nonce count {nc[:20]!r}")
+        algorithm = get("algorithm", "MD5")
+        want = _HEX_LENGTH.get(algorithm)  # the usual spelling, else by the base name
+        if want is None:
+            want = _HEX_LENGTH.get(algorithm.upper().removesuffix("-SESS"))
+        if (want is not None and len(response) != want) or not _HEX.match(response):
             size = f"{want} " if want else ""
             raise SipParseError(f"parameter 'response' is not {size}hex digits (algorithm {algorithm[:20]!r})")
-        return cls(username=p["username"], realm=p["realm"], nonce=p["nonce"], uri=p["uri"],
-                   response=p["response"], algorithm=p.get("algorithm", "MD5"),
-                   cnonce=p.get("cnonce"), opaque=p.get("opaque"), qop=qop, nc=p.get("nc"))
+        return cls(username, realm, nonce, uri, response, algorithm, cnonce, get("opaque"), qop, nc)
 
     @property
     def nonce_count(self) -> int | None:
@@ -215,7 +264,13 @@ def compute_response(*, algorithm: str, username: str, realm: str, password: str
                      cnonce: str | None = None, body: bytes = b"") -> str:
     """The ``response`` value of RFC 2617 §3.2.2.1 / RFC 7616 §3.4.1."""
     H = hash_for(algorithm)
-    ha1 = H(f"{username}:{realm}:{password}")
+    return _response_from_ha1(H, algorithm, H(f"{username}:{realm}:{password}"), method=method, uri=uri,
+                              nonce=nonce, qop=qop, nc=nc, cnonce=cnonce, body=body)
+
+
+def _response_from_ha1(H: Callable[[str], str], algorithm: str, ha1: str, *, method: str, uri: str, nonce: str,
+                       qop: str | None, nc: str | None, cnonce: str | None, body: bytes) -> str:
+    """:func:`compute_response` from H(user:realm:password), which a server may keep per user."""
     if algorithm.upper().endswith("-SESS"):
         ha1 = H(f"{ha1}:{nonce}:{cnonce}")
     if qop == "auth-int":

@@ -6,6 +6,10 @@ re-authentication logic is tested against. Sans-I/O: header values in, a :class:
 out; time from an injected ``IReactorTime`` (never the wall clock). Parsing, writing and the
 response computation are ``digest.py``'s, shared with the client side.
 
+Per answer the work is the parse (``digest.py``'s fast path for the usual list), two hashes (H(A2) and
+the response: H(user:realm:password) is kept per user and password, bounded like the nonce table) and
+a few comparisons; a registrar under load (bench/registrar_rps.py) verifies one answer per REGISTER.
+
 Hostile input is refused as ``digest.py`` says: a malformed ``Authorization`` is a MALFORMED
 result naming the parameter (a server answers 400), never an exception from the hash or the
 comparison.
@@ -17,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sipharness.sipcore.digest import ALGORITHMS, Challenge, Credentials, compute_response, hash_for
+from sipharness.sipcore.digest import _HEXERS, ALGORITHMS, Challenge, Credentials, _response_from_ha1, hash_for
 from sipharness.sipcore.ids import _random_hex
 from sipharness.sipcore.uri import SipParseError, SipUri
 
@@ -84,6 +88,9 @@ class DigestServer:
         self.max_nonces = max_nonces
         self._nonces: dict[str, _NonceState] = {}
         self._templates: dict[tuple, list[list[str]]] = {}  # make_challenges' values, cut at the nonce
+        # H(user:realm:password) per (algorithm, user, realm, password): the same for every answer of a
+        # user until the password changes (it is in the key); bounded like the nonce table
+        self._ha1: dict[tuple[str, str, str, str], str] = {}
 
     @property
     def algorithms(self) -> tuple[str, ...]:
@@ -98,6 +105,8 @@ class DigestServer:
         for name in names:
             hash_for(name)  # ValueError for an algorithm we cannot compute
         self._algorithms = names
+        # what verify() accepts, as sent (the usual spelling) and upper-cased: built once, not per answer
+        self._offered = frozenset(names) | {name.upper() for name in names}
 
     @property
     def algorithm(self) -> str:
@@ -113,7 +122,7 @@ class DigestServer:
             # forget the oldest half (dicts keep insertion order)
             for key in list(self._nonces)[: self.max_nonces // 2]:
                 del self._nonces[key]
-        self._nonces[nonce] = _NonceState(self._now())
+        self._nonces[nonce] = _NonceState(0.0 if self.clock is None else float(self.clock.seconds()))
         return nonce
 
     def make_challenges(self, *, stale: bool = False, nonce: str | None = None) -> list[str]:
@@ -153,41 +162,46 @@ class DigestServer:
                 cr = Credentials.parse(authorization)
             except SipParseError as e:
                 return DigestResult(MALFORMED, reason=str(e))
+        username = cr.username
         if cr.realm != self.realm:
-            return DigestResult(MALFORMED, cr.username, f"realm {cr.realm[:40]!r} is not ours")
-        offered = {a.upper() for a in self.algorithms}
-        if cr.algorithm.upper() not in offered:
-            return DigestResult(MALFORMED, cr.username, f"algorithm {cr.algorithm[:40]!r} was not offered")
+            return DigestResult(MALFORMED, username, f"realm {cr.realm[:40]!r} is not ours")
+        algorithm = cr.algorithm
+        if algorithm not in self._offered and algorithm.upper() not in self._offered:
+            return DigestResult(MALFORMED, username, f"algorithm {algorithm[:40]!r} was not offered")
         if self.qop and cr.qop not in self.qop:
-            return DigestResult(MALFORMED, cr.username, f"qop {cr.qop!r} was not offered")
-        if uri is not None and not _same_uri(cr.uri, uri):
-            return DigestResult(MALFORMED, cr.username,
+            return DigestResult(MALFORMED, username, f"qop {cr.qop!r} was not offered")
+        if uri is not None and cr.uri != uri and not _same_uri(cr.uri, uri):
+            return DigestResult(MALFORMED, username,
                                 f"digest uri {cr.uri[:80]!r} is not the Request-URI {uri[:80]!r}")
-        password = password_for(cr.username)
+        password = password_for(username)
         if password is None:
-            return DigestResult(UNKNOWN_USER, cr.username, "no such user")
-        expected = compute_response(algorithm=cr.algorithm, username=cr.username,
-                                    realm=cr.realm, password=password, method=method,
-                                    uri=cr.uri, nonce=cr.nonce, qop=cr.qop, nc=cr.nc,
-                                    cnonce=cr.cnonce, body=body)
+            return DigestResult(UNKNOWN_USER, username, "no such user")
+        H = _HEXERS.get(algorithm) or hash_for(algorithm)  # (offered, so computable)
+        key = (algorithm, username, cr.realm, password)
+        ha1 = self._ha1.get(key)
+        if ha1 is None:
+            if len(self._ha1) >= self.max_nonces:
+                self._ha1.clear()
+            ha1 = self._ha1[key] = H(f"{username}:{cr.realm}:{password}")
+        expected = _response_from_ha1(H, algorithm, ha1, method=method, uri=cr.uri, nonce=cr.nonce, qop=cr.qop,
+                                      nc=cr.nc, cnonce=cr.cnonce, body=body)
         # both ASCII hex (Credentials.parse checked the response), as compare_digest needs
         if not secrets.compare_digest(expected, cr.response.lower()):
-            return DigestResult(BAD_PASSWORD, cr.username, "wrong response")
+            return DigestResult(BAD_PASSWORD, username, "wrong response")
         state = self._nonces.get(cr.nonce)
         if state is None:
-            return DigestResult(STALE, cr.username, "nonce not issued by this server")
-        if self.clock is not None and self._now() - state.issued > self.nonce_ttl:
+            return DigestResult(STALE, username, "nonce not issued by this server")
+        if self.clock is not None and float(self.clock.seconds()) - state.issued > self.nonce_ttl:
             del self._nonces[cr.nonce]
-            return DigestResult(STALE, cr.username, "nonce expired")
+            return DigestResult(STALE, username, "nonce expired")
         if cr.opaque is not None and cr.opaque != self.opaque:
-            return DigestResult(MALFORMED, cr.username, "opaque does not match")
-        nc = cr.nonce_count
-        if nc is not None:
+            return DigestResult(MALFORMED, username, "opaque does not match")
+        if cr.nc is not None:
+            nc = int(cr.nc, 16)  # eight hex digits (Credentials.parse checked)
             if nc <= state.last_nc:
-                return DigestResult(STALE, cr.username,
-                                    f"nonce count {nc} not above {state.last_nc}")
+                return DigestResult(STALE, username, f"nonce count {nc} not above {state.last_nc}")
             state.last_nc = nc
-        return DigestResult(OK, cr.username)
+        return DigestResult(OK, username)
 
 
 def _same_uri(digest_uri: str, request_uri: str) -> bool:

@@ -67,3 +67,19 @@ def test_a_udp_binding_keeps_the_address_not_the_socket():
     tcp = Origin("tcp", ("127.0.0.1", 5063), ("127.0.0.1", 5060), flow=object())
     reg.handle(register(port=5063), tcp, 0.0)
     assert [b.origin.flow for b in reg.lookup("alice", 0.0) if b.origin.transport == "tcp"] == [tcp.flow]
+
+
+def test_a_refresh_updates_the_binding_the_proxy_reads():
+    # a refresh updates the binding in place: the expiry, Call-ID, CSeq and origin the proxy and
+    # the server's originate() read are the refresh's
+    reg = Registrar()
+    ok(reg, register(expires="100"), 0.0)
+    first, = reg.lookup("alice", 0.0)
+    refresh = register(expires="300")
+    refresh.headers.set("Call-ID", "refresh@t")
+    refresh.headers.set("CSeq", "7 REGISTER")
+    elsewhere = Origin("udp", ("127.0.0.1", 6000), ("127.0.0.1", 5060))
+    assert reg.handle(refresh, elsewhere, 50.0)[0].response.status == 200
+    b, = reg.lookup("alice", 200.0)  # past the first expiry (100): the refresh's 300 holds
+    assert (b.expires_at, b.call_id, b.cseq, b.origin.peer) == (350.0, "refresh@t", 7, ("127.0.0.1", 6000))
+    assert reg.binding_count == 1

@@ -145,3 +145,24 @@ def test_digest_uri_is_compared_with_the_request_uri_by_sip_equivalence():
     v = authorize(ch, method="REGISTER", uri="sip:other.example.com", username="alice", password="secret", nc=2)
     bad = srv.verify(v, method="REGISTER", password_for=USERS.get, uri="sip:example.com")
     assert bad.status == digestserver.MALFORMED and "Request-URI" in bad.reason
+
+
+def test_a_changed_password_is_checked_against_the_new_one_not_a_kept_ha1():
+    # the server keeps H(user:realm:password) per user; a password changed (or a realm renamed)
+    # must not be answered from it
+    srv = DigestServer("sip.example", algorithms=("MD5", "SHA-256"))
+    users = {"alice": "old"}
+    ch = Challenge.parse(srv.make_challenges()[0])
+    value = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="old")
+    assert srv.verify(value, method="REGISTER", password_for=users.get).ok
+    users["alice"] = "new"
+    ch = Challenge.parse(srv.make_challenges()[0])
+    stale_password = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="old")
+    assert srv.verify(stale_password, method="REGISTER", password_for=users.get).status == digestserver.BAD_PASSWORD
+    ch = Challenge.parse(srv.make_challenges()[1])  # SHA-256 as well
+    fresh = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="new")
+    assert srv.verify(fresh, method="REGISTER", password_for=users.get).ok
+    srv.realm = "other.example"
+    ch = Challenge.parse(srv.make_challenges()[0])
+    renamed = authorize(ch, method="REGISTER", uri="sip:sip.example", username="alice", password="new")
+    assert srv.verify(renamed, method="REGISTER", password_for=users.get).ok

@@ -132,7 +132,7 @@ class _Never:
 _NEVER = _Never()
 
 
-# -- digest parameters (sipcore.digest._parse_auth): the whole-list pattern against the loop
+# -- digest parameters (sipcore.digest._parse_auth): the fast paths against the loop
 
 _AUTH_PARAMS = ['username="u0"', 'realm="fake"', 'nonce="a1b2"', 'uri="sip:127.0.0.1:5060"', "nc=00000001",
                 'response="0123456789abcdef0123456789abcdef"', "algorithm=MD5", "qop=auth", 'cnonce="x\\"y"',
@@ -147,12 +147,12 @@ def test_auth_params_fast_path_equals_the_loop(params, sep, tail):
 
     text = "Digest " + sep.join(params) + tail
     fast = _outcome(lambda t: D._parse_auth(t, "credentials"), text)
-    saved = D._PARAMS_WHOLE
-    D._PARAMS_WHOLE = _NEVER
+    saved = D._PARAMS_WHOLE, D._fast_params
+    D._PARAMS_WHOLE, D._fast_params = _NEVER, lambda rest: None
     try:
         general = _outcome(lambda t: D._parse_auth(t, "credentials"), text)
     finally:
-        D._PARAMS_WHOLE = saved
+        D._PARAMS_WHOLE, D._fast_params = saved
     if isinstance(general, SipParseError):
         assert isinstance(fast, SipParseError) and str(fast) == str(general), text
     else:

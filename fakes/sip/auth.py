@@ -41,6 +41,7 @@ from sipharness.sipcore.uri import SipParseError
 __all__ = ["DigestGate", "printable"]
 
 _HEADERS = {401: ("Authorization", "WWW-Authenticate"), 407: ("Proxy-Authorization", "Proxy-Authenticate")}
+_REASONS = {401: "Unauthorized", 407: "Proxy Authentication Required"}
 
 
 class _At:
@@ -87,8 +88,7 @@ class DigestGate:
         """The 401/407 with one challenge per algorithm, preferred first."""
         name = _HEADERS[code][1]
         headers = [(name, value) for value in self._digest.make_challenges(stale=stale)]
-        reason = "Unauthorized" if code == 401 else "Proxy Authentication Required"
-        return make_response(request, code, reason, to_tag=new_tag(), headers=headers)
+        return make_response(request, code, _REASONS[code], to_tag=new_tag(), headers=headers)
 
     def check(self, request: Any, identity: str | None, now: float, code: int = 401) -> Any | None:
         """None when ``request`` carries valid credentials of user ``identity``; else the
@@ -96,7 +96,10 @@ class DigestGate:
         a proxy)."""
         self._at.now = now
         header = _HEADERS[code][0]
-        credentials, unreadable = self._ours(request.headers.lines(header))
+        values = request.headers.lines(header)
+        if not values:  # the first request of every exchange
+            return self.challenge(request, code)
+        credentials, unreadable = self._ours(values)
         if credentials is None:
             if unreadable is not None:
                 return _refuse(request, 400, f"bad {header}: {unreadable}")
@@ -122,8 +125,8 @@ class DigestGate:
         Digest value could not be read, or None). Other schemes and other realms are not ours."""
         unreadable = None
         for value in values:
-            scheme = value.strip().split(" ", 1)[0].lower()
-            if scheme != "digest":
+            # "Digest " is how every digest client writes it; anything else is looked at closer
+            if not value.startswith("Digest ") and value.strip().split(" ", 1)[0].lower() != "digest":
                 continue
             try:
                 cr = Credentials.parse(value)
