@@ -205,6 +205,19 @@ class SipUri:
     def is_sip(self) -> bool:
         return self.scheme in ("sip", "sips")
 
+    def _clone(self) -> "SipUri":
+        """A copy without the checks of ``__init__`` (the parts are already as parsed)."""
+        uri = SipUri.__new__(SipUri)
+        uri.scheme = self.scheme
+        uri.user = self.user
+        uri.password = self.password
+        uri.host = self.host
+        uri.port = self.port
+        uri.params = self.params.copy()
+        uri.headers = self.headers.copy() if self.headers else {}
+        uri.opaque = self.opaque
+        return uri
+
     def copy(self) -> "SipUri":
         return SipUri(self.scheme, self.user, self.host, self.port, self.params, self.headers,
                       self.password, self.opaque)
