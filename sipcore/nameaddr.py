@@ -262,10 +262,22 @@ class _Checked:
         self.text = text
 
 
+# From / To values the fast pattern accepted, by text: a client sends the same ones in every
+# request of a registration or dialog. A _Checked is never changed (the message caches the
+# NameAddr built from it in its place), so one can be shared; the table is bounded.
+_CHECKED: dict[str, _Checked] = {}
+
+
 def _checked_name_addr(value: str) -> Any:
     """A From or To value checked: a :class:`_Checked` when the fast pattern accepts it, else
     the NameAddr of the general parser, which raises on anything malformed."""
+    checked = _CHECKED.get(value)
+    if checked is not None:
+        return checked
     m = _FAST_NAME_ADDR.match(value)
     if m is not None and (m.group(5) is None or int(m.group(5)) <= 65535):
-        return _Checked(value)
+        if len(_CHECKED) >= 4096:
+            _CHECKED.clear()
+        checked = _CHECKED[value] = _Checked(value)
+        return checked
     return NameAddr._parse_general(value)

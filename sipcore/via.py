@@ -60,7 +60,11 @@ class Via:
                 v.port = int(port)
                 if v.port > 65535:
                     return cls._parse_general(text)  # which says why
-            v.params = {name.lower(): value or None for name, value in _FAST_PARAM.findall(ptext)} if ptext else {}
+            params: dict[str, str | None] = {}
+            if ptext:
+                for name, value in _FAST_PARAM.findall(ptext):  # (a loop: faster than a comprehension on 3.11)
+                    params[name.lower()] = value or None
+            v.params = params
             return v
         return cls._parse_general(text)
 
