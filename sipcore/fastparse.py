@@ -33,7 +33,7 @@ from sipharness.sipcore.fields import (
 )
 from sipharness.sipcore.headers import _CANON, Headers, canonical_name, split_list
 from sipharness.sipcore.message import Request, Response
-from sipharness.sipcore.nameaddr import _FAST_NAME_ADDR, _checked_name_addr, _fast_name_addr, _parse_contacts
+from sipharness.sipcore.nameaddr import _checked_name_addr, _fast_match, _fast_name_addr, _parse_contacts
 from sipharness.sipcore.uri import SipParseError
 from sipharness.sipcore.via import Via
 
@@ -50,8 +50,7 @@ for _lower, _canon in _CANON.items():
         _NAMES[_spelling] = (_canon.lower(), _canon)
 assert all(canonical_name(raw) == known[1] for raw, known in _NAMES.items())
 
-_KEY = itemgetter(0)
-_VALUE = itemgetter(2)
+_KEY_VALUE = itemgetter(0, 2)
 _COLON = ":"
 
 
@@ -67,7 +66,7 @@ def _fast_headers(msg: Request | Response, lines: list[str]) -> Any:
         return SLOW
     if len(items) != len(lines):  # a line without ':'
         return SLOW
-    values = dict(zip(map(_KEY, items), map(_VALUE, items)))
+    values = dict(map(_KEY_VALUE, items))
     if len(values) != len(items):  # some header given twice (Via, Route, Contact...): the general loop
         return SLOW
     get = values.get
@@ -102,8 +101,8 @@ def _fast_headers(msg: Request | Response, lines: list[str]) -> Any:
         if text is None:
             contacts = []
         else:
-            m = _FAST_NAME_ADDR.match(text) if "," not in text else None  # (a list: the general way)
-            na = _fast_name_addr(m) if m is not None else None
+            matched = _fast_match(text) if "," not in text else None  # (a list: the general way)
+            na = _fast_name_addr(matched) if matched is not None else None
             if na is not None:
                 contacts = [na]
             else:

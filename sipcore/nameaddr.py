@@ -68,9 +68,9 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> "NameAddr":
-        m = _FAST_NAME_ADDR.match(text)
-        if m is not None:
-            na = _fast_name_addr(m)
+        matched = _fast_match(text)
+        if matched is not None:
+            na = _fast_name_addr(matched)
             if na is not None:
                 return na
         return cls._parse_general(text)
@@ -176,10 +176,29 @@ _FAST_NAME_ADDR = re.compile(
 
 
 _HOSTS: dict[str, str] = {}
+# what the fast pattern found in a value, by the value's text: a client sends the same Contact,
+# To and From in every request of a registration or dialog. Entries are tuples of strings
+# (immutable); each parse builds new objects from them. Bounded: cleared when full.
+_MATCHED: dict[str, tuple[tuple[Any, ...], str]] = {}
 
 
-def _fast_name_addr(m: "re.Match[str]") -> "NameAddr | None":
-    display, scheme, user, host, port, uparams, params = m.groups()
+def _fast_match(text: str) -> "tuple[tuple[Any, ...], str] | None":
+    """The groups of the fast pattern over ``text`` and the URI's text, None when it does not match."""
+    hit = _MATCHED.get(text)
+    if hit is None:
+        m = _FAST_NAME_ADDR.match(text)
+        if m is None:
+            return None
+        if len(_MATCHED) >= 4096:
+            _MATCHED.clear()
+        hit = _MATCHED[text] = (m.groups(), text[m.start(2):m.end(6)])
+    return hit
+
+
+def _fast_name_addr(matched: "tuple[tuple[Any, ...], str]") -> "NameAddr | None":
+    """The NameAddr of what :func:`_fast_match` found; None for a port past 65535 (the general parser says why)."""
+    groups, text = matched
+    display, scheme, user, host, port, uparams, params = groups
     uri = SipUri.__new__(SipUri)
     uri.scheme = "sip" if scheme == "sip" else "sips"  # the constants, not a new string each time
     uri.user = user
@@ -191,7 +210,7 @@ def _fast_name_addr(m: "re.Match[str]") -> "NameAddr | None":
             _HOSTS.clear()
         known = _HOSTS[host] = host
     uri.host = known
-    text: str | None = m.string[m.start(2):m.end(6)]  # "sip:user@host:port;params" as received
+    # text: "sip:user@host:port;params" as received, kept as uri_text when str(uri) gives it back
     if port is None:
         uri.port = None
     else:
@@ -217,7 +236,7 @@ def _fast_name_addr(m: "re.Match[str]") -> "NameAddr | None":
     na.display = display
     na.uri = uri
     na.params = parse_params(params, "name-addr") if params else {}
-    na._uri_text = text
+    na._uri_text = text  # type: ignore[assignment]
     return na
 
 

@@ -37,11 +37,12 @@ class _Never:
 def _general_only():
     """parse() with every fast path and memo of the message stack off (the general code alone)."""
     saved = [(F, "_fast_headers"), (P, "_fast_headers"), (V, "_FAST_VIA"), (N, "_FAST_NAME_ADDR"),
-             (H, "_FAST_PARAMS"), (N, "_CHECKED"), (P, "_REQUEST_LINES"), (P, "_STATUS_LINES")]
+             (H, "_FAST_PARAMS"), (N, "_CHECKED"), (N, "_MATCHED"), (P, "_REQUEST_LINES"),
+             (P, "_STATUS_LINES")]
     old = [getattr(mod, name) for mod, name in saved]
     P._fast_headers = F._fast_headers = lambda msg, lines: F.SLOW
     V._FAST_VIA = N._FAST_NAME_ADDR = H._FAST_PARAMS = _Never()
-    N._CHECKED, P._REQUEST_LINES, P._STATUS_LINES = {}, {}, {}
+    N._CHECKED, N._MATCHED, P._REQUEST_LINES, P._STATUS_LINES = {}, {}, {}, {}
     try:
         yield
     finally:
