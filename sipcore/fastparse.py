@@ -101,10 +101,9 @@ def _fast_headers(msg: Request | Response, lines: list[str]) -> Any:
         if text is None:
             contacts = []
         else:
-            matched = _fast_match(text) if "," not in text else None  # (a list: the general way)
-            na = _fast_name_addr(matched) if matched is not None else None
-            if na is not None:
-                contacts = [na]
+            recipe = _fast_match(text) if "," not in text else None  # (a list: the general way)
+            if recipe is not None:
+                contacts = [_fast_name_addr(recipe)]
             else:
                 contacts, star = _parse_contacts([text])
     except (KeyError, SipParseError):  # a required header missing, or something malformed

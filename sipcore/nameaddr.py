@@ -68,11 +68,9 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> "NameAddr":
-        matched = _fast_match(text)
-        if matched is not None:
-            na = _fast_name_addr(matched)
-            if na is not None:
-                return na
+        recipe = _fast_match(text)
+        if recipe is not None:
+            return _fast_name_addr(recipe)
         return cls._parse_general(text)
 
     @classmethod
@@ -176,46 +174,44 @@ _FAST_NAME_ADDR = re.compile(
 
 
 _HOSTS: dict[str, str] = {}
-# what the fast pattern found in a value, by the value's text: a client sends the same Contact,
-# To and From in every request of a registration or dialog. Entries are tuples of strings
-# (immutable); each parse builds new objects from them. Bounded: cleared when full.
-_MATCHED: dict[str, tuple[tuple[Any, ...], str]] = {}
+# What the fast pattern found in a value, by the value's text, read into the parts of a NameAddr
+# (a recipe): a client sends the same Contact, To and From in every request of a registration or
+# dialog. Recipes are tuples of strings, ints and pairs (immutable); each parse builds new
+# objects from one. Bounded: cleared when full.
+_Recipe = tuple  # (display, scheme, user, host, port, URI params, header params, URI text)
+_MATCHED: dict[str, _Recipe] = {}
 
 
-def _fast_match(text: str) -> "tuple[tuple[Any, ...], str] | None":
-    """The groups of the fast pattern over ``text`` and the URI's text, None when it does not match."""
-    hit = _MATCHED.get(text)
-    if hit is None:
+def _fast_match(text: str) -> "_Recipe | None":
+    """The recipe of the NameAddr ``text`` when the fast pattern accepts it, else None (the general parser's turn)."""
+    recipe = _MATCHED.get(text)
+    if recipe is None:
         m = _FAST_NAME_ADDR.match(text)
         if m is None:
             return None
+        recipe = _recipe(m)
+        if recipe is None:
+            return None
         if len(_MATCHED) >= 4096:
             _MATCHED.clear()
-        hit = _MATCHED[text] = (m.groups(), text[m.start(2):m.end(6)])
-    return hit
+        _MATCHED[text] = recipe
+    return recipe
 
 
-def _fast_name_addr(matched: "tuple[tuple[Any, ...], str]") -> "NameAddr | None":
-    """The NameAddr of what :func:`_fast_match` found; None for a port past 65535 (the general parser says why)."""
-    groups, text = matched
-    display, scheme, user, host, port, uparams, params = groups
-    uri = SipUri.__new__(SipUri)
-    uri.scheme = "sip" if scheme == "sip" else "sips"  # the constants, not a new string each time
-    uri.user = user
-    uri.password = None
+def _recipe(m: "re.Match[str]") -> "_Recipe | None":
+    display, scheme, user, host, port, uparams, params = m.groups()
     # a few hosts come back in every message: one string each (memory a phone keeps per request)
     known = _HOSTS.get(host)
     if known is None:
         if len(_HOSTS) >= 4096:
             _HOSTS.clear()
         known = _HOSTS[host] = host
-    uri.host = known
     # text: "sip:user@host:port;params" as received, kept as uri_text when str(uri) gives it back
-    if port is None:
-        uri.port = None
-    else:
-        uri.port = int(port)
-        if uri.port > 65535:
+    text: str | None = m.string[m.start(2):m.end(6)]
+    number = None
+    if port is not None:
+        number = int(port)
+        if number > 65535:
             return None  # the general parser says why
         if port[0] == "0" and len(port) > 1:
             text = None  # str(uri) writes the number without its leading zeros
@@ -229,14 +225,28 @@ def _fast_name_addr(matched: "tuple[tuple[Any, ...], str]") -> "NameAddr | None"
             up[lower] = value if eq else None
         if len(up) != uparams.count(";"):
             text = None  # a parameter given twice: str(uri) writes it once
-    uri.params = up
+    hp = parse_params(params, "name-addr") if params else None
+    return (display, "sip" if scheme == "sip" else "sips", user, known, number,  # (the constants, not new strings)
+            tuple(up.items()) if up else None, tuple(hp.items()) if hp else None, text)
+
+
+def _fast_name_addr(recipe: "_Recipe") -> "NameAddr":
+    """A new NameAddr of the recipe :func:`_fast_match` made."""
+    display, scheme, user, host, port, up, hp, text = recipe
+    uri = SipUri.__new__(SipUri)
+    uri.scheme = scheme
+    uri.user = user
+    uri.password = None
+    uri.host = host
+    uri.port = port
+    uri.params = dict(up) if up else {}
     uri.headers = {}
     uri.opaque = None
     na = NameAddr.__new__(NameAddr)
     na.display = display
     na.uri = uri
-    na.params = parse_params(params, "name-addr") if params else {}
-    na._uri_text = text  # type: ignore[assignment]
+    na.params = dict(hp) if hp else {}
+    na._uri_text = text
     return na
 
 

@@ -30,6 +30,7 @@ _VIA_RE = re.compile(
 # compares both); anything else, and a port above 65535, takes the general way.
 _FAST_VIA = re.compile(
     r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_][A-Za-z0-9_\-.]*)(?::([0-9]{1,5}))?"
+    r"(?:;branch=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?"  # the first parameter, nearly always: read without a loop
     r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)*)\Z")
 _TRANSPORTS = {t: t.upper() for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls")}
 
@@ -50,7 +51,7 @@ class Via:
     def parse(cls, text: str) -> "Via":
         m = _FAST_VIA.match(text)
         if m is not None:
-            transport, host, port, ptext = m.groups()
+            transport, host, port, branch, ptext = m.groups()
             v = cls.__new__(cls)
             v.transport = _TRANSPORTS.get(transport) or transport.upper()
             v.host = host
@@ -60,7 +61,7 @@ class Via:
                 v.port = int(port)
                 if v.port > 65535:
                     return cls._parse_general(text)  # which says why
-            params: dict[str, str | None] = {}
+            params: dict[str, str | None] = {} if branch is None else {"branch": branch}
             if ptext:
                 for name, value in _FAST_PARAM.findall(ptext):  # (a loop: faster than a comprehension on 3.11)
                     params[name.lower()] = value or None
