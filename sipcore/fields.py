@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, TypeVar
 
-from sipharness.sipcore.uri import SipParseError
+from sipharness.sipcore.uri import _MEMO_TEXT_MAX, SipParseError
 
 __all__ = ["delta_seconds"]
 
@@ -36,10 +36,11 @@ _CSEQS: dict[str, tuple[int, str]] = {}  # CSeq text → (number, method): immut
 
 
 def _known(table: dict, value: str, parsed: Any) -> Any:
-    """Remember ``parsed`` for ``value`` (a bounded table: cleared when full) and return it."""
-    if len(table) >= 1024:
-        table.clear()
-    table[value] = parsed
+    """Remember ``parsed`` for ``value`` (a bounded table: cleared when full; long texts not kept) and return it."""
+    if len(value) <= _MEMO_TEXT_MAX:
+        if len(table) >= 1024:
+            table.clear()
+        table[value] = parsed
     return parsed
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from sipharness.sipcore.fields import delta_seconds
 from sipharness.sipcore.headers import format_params, parse_params, quoted_string_end, split_list
-from sipharness.sipcore.uri import SipParseError, SipUri
+from sipharness.sipcore.uri import _MEMO_TEXT_MAX, SipParseError, SipUri
 
 __all__ = ["NameAddr"]
 
@@ -192,9 +192,10 @@ def _fast_match(text: str) -> "_Recipe | None":
         recipe = _recipe(m)
         if recipe is None:
             return None
-        if len(_MATCHED) >= 4096:
-            _MATCHED.clear()
-        _MATCHED[text] = recipe
+        if len(text) <= _MEMO_TEXT_MAX:
+            if len(_MATCHED) >= 4096:
+                _MATCHED.clear()
+            _MATCHED[text] = recipe
     return recipe
 
 
@@ -202,7 +203,9 @@ def _recipe(m: "re.Match[str]") -> "_Recipe | None":
     display, scheme, user, host, port, uparams, params = m.groups()
     # a few hosts come back in every message: one string each (memory a phone keeps per request)
     known = _HOSTS.get(host)
-    if known is None:
+    if known is None and len(host) > _MEMO_TEXT_MAX:
+        known = host
+    elif known is None:
         if len(_HOSTS) >= 4096:
             _HOSTS.clear()
         known = _HOSTS[host] = host
@@ -305,8 +308,10 @@ def _checked_name_addr(value: str) -> Any:
         return checked
     m = _FAST_NAME_ADDR.match(value)
     if m is not None and (m.group(5) is None or int(m.group(5)) <= 65535):
-        if len(_CHECKED) >= 4096:
-            _CHECKED.clear()
-        checked = _CHECKED[value] = _Checked(value)
+        checked = _Checked(value)
+        if len(value) <= _MEMO_TEXT_MAX:
+            if len(_CHECKED) >= 4096:
+                _CHECKED.clear()
+            _CHECKED[value] = checked
         return checked
     return NameAddr._parse_general(value)

@@ -44,7 +44,7 @@ from sipharness.sipcore.fields import (
 from sipharness.sipcore.headers import Headers, canonical_name, split_list
 from sipharness.sipcore.message import Request, Response
 from sipharness.sipcore.nameaddr import NameAddr, _checked_name_addr, _parse_contacts
-from sipharness.sipcore.uri import SipParseError, SipUri
+from sipharness.sipcore.uri import _MEMO_TEXT_MAX, SipParseError, SipUri
 from sipharness.sipcore.via import Via
 
 __all__ = ["parse", "is_keepalive", "MAX_SIZE"]
@@ -174,7 +174,7 @@ def _header_name(raw: str, lineno: int) -> tuple[str, str]:
         raise SipParseError(f"bad header name {name[:40]!r}", f"line {lineno}")
     canon = canonical_name(name)
     known = (canon.lower(), canon)
-    if len(_NAMES) < _NAMES_MAX:
+    if len(_NAMES) < _NAMES_MAX and len(raw) <= _MEMO_TEXT_MAX:
         _NAMES[raw] = known
     return known
 

@@ -204,3 +204,23 @@ def test_via_fast_path_equals_the_general_pattern(text):
         except SipParseError as e:
             return str(e)
     assert outcome(V.Via.parse) == outcome(V.Via._parse_general)
+
+
+def test_the_memos_keep_no_long_text_whatever_a_peer_sends():
+    # a peer sending a new 60 KB From, Contact, CSeq method or Request-URI in every message must
+    # not make the memos hold thousands of them (the tables are bounded in entries, and long
+    # texts are not kept at all)
+    from sipharness.sipcore import fields as FL
+    from sipharness.sipcore import uri as U
+
+    for i in range(3):
+        long = "x" * 12000 + str(i)
+        data = (f"REGISTER sip:{long}@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK{i}\r\n"
+                f"From: <sip:{long}@h>;tag=1\r\nTo: <sip:u@h>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n"
+                f"Contact: <sip:{long}@h>\r\n{long}: 1\r\n\r\n").encode()
+        m = parse(data)
+        assert m.from_.uri.user == long and m.contacts[0].uri.user == long and m.uri.user == long
+        assert m.headers.get(long) == "1"
+    for table in (N._CHECKED, N._MATCHED, N._HOSTS, P._REQUEST_LINES, P._STATUS_LINES, F._NAMES, FL._CSEQS,
+                  U._CACHE):
+        assert all(len(key) <= 256 for key in table), table
