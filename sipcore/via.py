@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from sipharness.sipcore.headers import _FAST_PARAM, format_params, parse_params, split_list
-from sipharness.sipcore.uri import SipParseError
+from sipharness.sipcore.uri import _MEMO_TEXT_MAX, SipParseError
 
 __all__ = ["Via"]
 
@@ -33,6 +33,21 @@ _FAST_VIA = re.compile(
     r"(?:;branch=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?"  # the first parameter, nearly always: read without a loop
     r"((?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)*)\Z")
 _TRANSPORTS = {t: t.upper() for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS", "udp", "tcp", "tls")}
+# the parameters after the branch (";rport", ";received=...;rport=...") by text: one peer sends
+# the same ones every time; each entry an immutable tuple of (lower-case name, value) pairs
+_TAILS: dict[str, tuple[tuple[str, str | None], ...]] = {}
+
+
+def _tail(ptext: str) -> tuple[tuple[str, str | None], ...]:
+    params: dict[str, str | None] = {}
+    for name, value in _FAST_PARAM.findall(ptext):  # (a loop: faster than a comprehension on 3.11)
+        params[name.lower()] = value or None
+    tail = tuple(params.items())
+    if len(ptext) <= _MEMO_TEXT_MAX:
+        if len(_TAILS) >= 1024:
+            _TAILS.clear()
+        _TAILS[ptext] = tail
+    return tail
 
 
 class Via:
@@ -63,8 +78,10 @@ class Via:
                     return cls._parse_general(text)  # which says why
             params: dict[str, str | None] = {} if branch is None else {"branch": branch}
             if ptext:
-                for name, value in _FAST_PARAM.findall(ptext):  # (a loop: faster than a comprehension on 3.11)
-                    params[name.lower()] = value or None
+                tail = _TAILS.get(ptext)
+                if tail is None:
+                    tail = _tail(ptext)
+                params.update(tail)
             v.params = params
             return v
         return cls._parse_general(text)
