@@ -7,7 +7,9 @@ parsing is the hottest code of the message stack: a fast path (one compiled patt
 common shape, checked against the general parser by tests/test_sipcore_fastpath.py) and
 the general parser of every other form, which also produces every error. The parser of the
 message (:mod:`sipcore.parser`) checks From and To with the fast pattern and leaves them as
-:class:`_Checked` text, built into a :class:`NameAddr` when first asked for.
+:class:`_Checked` text, built into a :class:`NameAddr` when first asked for. What the fast
+pattern found is memoized by the value's text (bounded; texts past 256 characters not kept):
+a client repeats its From, To and Contact, and each parse still hands out new objects.
 """
 
 from __future__ import annotations

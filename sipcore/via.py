@@ -25,9 +25,10 @@ _VIA_RE = re.compile(
 # The fast path of Via.parse: ``SIP/2.0/<transport> <host>[:<port>];params`` written plainly (no
 # LWS but the one space, a host name or IPv4 address, parameters in the form of
 # headers.parse_params' fast pattern), the shape of every Via a phone, SIPp or Kamailio sends. Its
-# classes are strict subsets of _VIA_RE's and its parameter part is headers._FAST_PARAMS, so what
-# it accepts the general pattern accepts with the same result (tests/test_parser_fastpath.py
-# compares both); anything else, and a port above 65535, takes the general way.
+# classes are strict subsets of _VIA_RE's and its parameter part is headers._FAST_PARAMS (a
+# leading ;branch= captured on its own), so what it accepts the general pattern accepts with the
+# same result (tests/test_parser_fastpath.py compares both); anything else, and a port above
+# 65535, takes the general way.
 _FAST_VIA = re.compile(
     r"SIP/2\.0/([A-Za-z]+) ([A-Za-z0-9_][A-Za-z0-9_\-.]*)(?::([0-9]{1,5}))?"
     r"(?:;branch=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?"  # the first parameter, nearly always: read without a loop
