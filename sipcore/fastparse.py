@@ -103,7 +103,7 @@ def _fast_headers(msg: Request | Response, lines: list[str]) -> Any:
         else:
             recipe = _fast_match(text) if "," not in text else None  # (a list: the general way)
             if recipe is not None:
-                contacts = [_fast_name_addr(recipe)]
+                contacts = [_fast_name_addr(recipe, text)]
             else:
                 contacts, star = _parse_contacts([text])
     except (KeyError, SipParseError):  # a required header missing, or something malformed

@@ -8,8 +8,9 @@ common shape, checked against the general parser by tests/test_sipcore_fastpath.
 the general parser of every other form, which also produces every error. The parser of the
 message (:mod:`sipcore.parser`) checks From and To with the fast pattern and leaves them as
 :class:`_Checked` text, built into a :class:`NameAddr` when first asked for. What the fast
-pattern found is memoized by the value's text (bounded; texts past 256 characters not kept):
-a client repeats its From, To and Contact, and each parse still hands out new objects.
+pattern found in the display name and URI is memoized by their text (bounded; texts past 256
+characters not kept): a client repeats its From, To and Contact URIs, and each parse still
+hands out new objects.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class NameAddr:
     def parse(cls, text: str) -> "NameAddr":
         recipe = _fast_match(text)
         if recipe is not None:
-            return _fast_name_addr(recipe)
+            return _fast_name_addr(recipe, text)
         return cls._parse_general(text)
 
     @classmethod
@@ -176,33 +177,44 @@ _FAST_NAME_ADDR = re.compile(
 
 
 _HOSTS: dict[str, str] = {}
-# What the fast pattern found in a value, by the value's text, read into the parts of a NameAddr
-# (a recipe): a client sends the same Contact, To and From in every request of a registration or
-# dialog. Recipes are tuples of strings, ints and pairs (immutable); each parse builds new
-# objects from one. Bounded: cleared when full.
-_Recipe = tuple  # (display, scheme, user, host, port, URI params, header params, URI text)
+# What the fast pattern found in the display name and URI of a value (its text up to the last
+# '>'), read into the parts of a NameAddr: a recipe. A client sends the same Contact, To and
+# From URIs in every request of a registration or dialog; the header parameters after the '>'
+# (a tag that changes with each call) are checked and read each time, so the memo holds one
+# entry per peer's URI, not one per call. Recipes are tuples of strings, ints and pairs
+# (immutable); each parse builds new objects from one. Bounded: cleared when full.
+_Recipe = tuple  # (display, scheme, user, host, port, URI params as pairs, URI text)
 _MATCHED: dict[str, _Recipe] = {}
+_MATCHED_MAX = 2048
+# the header parameters after the '>': group 7 of _FAST_NAME_ADDR, alone
+_FAST_TAIL = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)+\Z")
+_TAIL_PARAM = re.compile(r";([A-Za-z0-9\-.!%*_+`'~]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?")
 
 
 def _fast_match(text: str) -> "_Recipe | None":
-    """The recipe of the NameAddr ``text`` when the fast pattern accepts it, else None (the general parser's turn)."""
-    recipe = _MATCHED.get(text)
-    if recipe is None:
-        m = _FAST_NAME_ADDR.match(text)
-        if m is None:
+    """The recipe of the name-addr ``text`` when the fast pattern accepts all of it, else None
+    (the general parser's turn)."""
+    gt = text.rfind(">")
+    end = gt + 1
+    key = text if end == len(text) else text[:end]
+    recipe = _MATCHED.get(key)
+    if recipe is not None:
+        if end < len(text) and _FAST_TAIL.match(text, end) is None:
             return None
-        recipe = _recipe(m)
-        if recipe is None:
-            return None
-        if len(text) <= _MEMO_TEXT_MAX:
-            if len(_MATCHED) >= 4096:
-                _MATCHED.clear()
-            _MATCHED[text] = recipe
+        return recipe
+    m = _FAST_NAME_ADDR.match(text)
+    if m is None:
+        return None
+    recipe = _recipe(m)
+    if recipe is not None and len(key) <= _MEMO_TEXT_MAX:
+        if len(_MATCHED) >= _MATCHED_MAX:
+            _MATCHED.clear()
+        _MATCHED[key] = recipe  # (key: the text through the pattern's '>', the last one)
     return recipe
 
 
 def _recipe(m: "re.Match[str]") -> "_Recipe | None":
-    display, scheme, user, host, port, uparams, params = m.groups()
+    display, scheme, user, host, port, uparams, _ = m.groups()
     # a few hosts come back in every message: one string each (memory a phone keeps per request)
     known = _HOSTS.get(host)
     if known is None and len(host) > _MEMO_TEXT_MAX:
@@ -230,14 +242,13 @@ def _recipe(m: "re.Match[str]") -> "_Recipe | None":
             up[lower] = value if eq else None
         if len(up) != uparams.count(";"):
             text = None  # a parameter given twice: str(uri) writes it once
-    hp = parse_params(params, "name-addr") if params else None
     return (display, "sip" if scheme == "sip" else "sips", user, known, number,  # (the constants, not new strings)
-            tuple(up.items()) if up else None, tuple(hp.items()) if hp else None, text)
+            tuple(up.items()) if up else None, text)
 
 
-def _fast_name_addr(recipe: "_Recipe") -> "NameAddr":
-    """A new NameAddr of the recipe :func:`_fast_match` made."""
-    display, scheme, user, host, port, up, hp, text = recipe
+def _fast_name_addr(recipe: "_Recipe", text: str) -> "NameAddr":
+    """A new NameAddr of ``text``, which :func:`_fast_match` accepted with ``recipe``."""
+    display, scheme, user, host, port, up, uri_text = recipe
     uri = SipUri.__new__(SipUri)
     uri.scheme = scheme
     uri.user = user
@@ -250,8 +261,12 @@ def _fast_name_addr(recipe: "_Recipe") -> "NameAddr":
     na = NameAddr.__new__(NameAddr)
     na.display = display
     na.uri = uri
-    na.params = dict(hp) if hp else {}
-    na._uri_text = text
+    params: dict[str, str | None] = {}
+    if text[-1] != ">":  # header parameters (as headers.parse_params' fast path reads them)
+        for name, value in _TAIL_PARAM.findall(text, text.rfind(">") + 1):
+            params[name.lower()] = value or None
+    na.params = params
+    na._uri_text = uri_text
     return na
 
 
@@ -296,24 +311,9 @@ class _Checked:
         self.text = text
 
 
-# From / To values the fast pattern accepted, by text: a client sends the same ones in every
-# request of a registration or dialog. A _Checked is never changed (the message caches the
-# NameAddr built from it in its place), so one can be shared; the table is bounded.
-_CHECKED: dict[str, _Checked] = {}
-
-
 def _checked_name_addr(value: str) -> Any:
     """A From or To value checked: a :class:`_Checked` when the fast pattern accepts it, else
     the NameAddr of the general parser, which raises on anything malformed."""
-    checked = _CHECKED.get(value)
-    if checked is not None:
-        return checked
-    m = _FAST_NAME_ADDR.match(value)
-    if m is not None and (m.group(5) is None or int(m.group(5)) <= 65535):
-        checked = _Checked(value)
-        if len(value) <= _MEMO_TEXT_MAX:
-            if len(_CHECKED) >= 4096:
-                _CHECKED.clear()
-            _CHECKED[value] = checked
-        return checked
+    if _fast_match(value) is not None:
+        return _Checked(value)
     return NameAddr._parse_general(value)

@@ -37,12 +37,12 @@ class _Never:
 def _general_only():
     """parse() with every fast path and memo of the message stack off (the general code alone)."""
     saved = [(F, "_fast_headers"), (P, "_fast_headers"), (V, "_FAST_VIA"), (N, "_FAST_NAME_ADDR"),
-             (H, "_FAST_PARAMS"), (N, "_CHECKED"), (N, "_MATCHED"), (P, "_REQUEST_LINES"),
+             (H, "_FAST_PARAMS"), (N, "_MATCHED"), (P, "_REQUEST_LINES"),
              (P, "_STATUS_LINES"), (V, "_TAILS")]
     old = [getattr(mod, name) for mod, name in saved]
     P._fast_headers = F._fast_headers = lambda msg, lines: F.SLOW
     V._FAST_VIA = N._FAST_NAME_ADDR = H._FAST_PARAMS = _Never()
-    N._CHECKED, N._MATCHED, P._REQUEST_LINES, P._STATUS_LINES, V._TAILS = {}, {}, {}, {}, {}
+    N._MATCHED, P._REQUEST_LINES, P._STATUS_LINES, V._TAILS = {}, {}, {}, {}
     try:
         yield
     finally:
@@ -221,6 +221,6 @@ def test_the_memos_keep_no_long_text_whatever_a_peer_sends():
         m = parse(data)
         assert m.from_.uri.user == long and m.contacts[0].uri.user == long and m.uri.user == long
         assert m.headers.get(long) == "1" and m.vias[0].params["x"] == long
-    for table in (N._CHECKED, N._MATCHED, N._HOSTS, P._REQUEST_LINES, P._STATUS_LINES, F._NAMES, FL._CSEQS,
+    for table in (N._MATCHED, N._HOSTS, P._REQUEST_LINES, P._STATUS_LINES, F._NAMES, FL._CSEQS,
                   U._CACHE, V._TAILS):
         assert all(len(key) <= 256 for key in table), table
