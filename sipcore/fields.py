@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, TypeVar
 
-from sipharness.sipcore.uri import SipParseError
+from sipharness.sipcore.uri import _MEMO_TEXT_MAX, SipParseError
 
 __all__ = ["delta_seconds"]
 
@@ -27,6 +27,21 @@ _DIGITS = re.compile(r"[0-9]+\Z")
 _CSEQ_RE = re.compile(r"\s*([0-9]+)\s+([A-Za-z0-9\-.!%*_+`'~]+)\s*\Z")
 _EXPIRES_MAX = 2**32 - 1
 _T = TypeVar("_T")
+
+# the values that come back in every message ("1 REGISTER", "70", "0", "3600") parsed once:
+# a number written as 1 to 10 ASCII digits without a leading zero is that number for
+# Max-Forwards (when <= 255), Content-Length and Expires alike
+_NUMBERS: dict[str, int] = {str(n): n for n in (0, 1, 60, 70, 120, 300, 600, 1800, 3600, 7200)}
+_CSEQS: dict[str, tuple[int, str]] = {}  # CSeq text → (number, method): immutable, shared
+
+
+def _known(table: dict, value: str, parsed: Any) -> Any:
+    """Remember ``parsed`` for ``value`` (a bounded table: cleared when full; long texts not kept) and return it."""
+    if len(value) <= _MEMO_TEXT_MAX:
+        if len(table) >= 1024:
+            table.clear()
+        table[value] = parsed
+    return parsed
 
 
 def _where_header(name: str, line: int | None = None) -> str:

@@ -73,15 +73,17 @@ class Headers:
         self._items: list[tuple[str, str, str]] = []
         self.version = 0
         # the keys present, when known (a parsed block): a lookup of an absent header (Require,
-        # Authorization...) answers without walking the lines; any change forgets it
-        self._keys: frozenset[str] | set[str] | None = None
+        # Authorization...) answers without walking the lines; any change forgets it. A dict
+        # (from sipcore.fastparse, a block with no key twice) maps each key to its only value.
+        self._keys: frozenset[str] | set[str] | dict[str, str] | None = None
         if items:
             pairs = items.items() if isinstance(items, dict) else items
             for name, value in pairs:
                 self.add(name, value)
 
     @classmethod
-    def _from_parsed(cls, items: list[tuple[str, str, str]], keys: frozenset[str] | set[str] | None = None) -> "Headers":
+    def _from_parsed(cls, items: list[tuple[str, str, str]],
+                     keys: frozenset[str] | set[str] | dict[str, str] | None = None) -> "Headers":
         """Headers over ``items`` as they are (not copied); ``keys``: the keys of ``items``, if known."""
         h = cls.__new__(cls)
         h._items = items
@@ -94,8 +96,11 @@ class Headers:
         key = name.lower()
         key = _CANON.get(key, name).lower()
         keys = self._keys
-        if keys is not None and key not in keys:
-            return default
+        if keys is not None:
+            if type(keys) is dict:  # the parser's fast path: each key's only value
+                return keys.get(key, default)
+            if key not in keys:
+                return default
         for k, _, v in self._items:
             if k == key:
                 return v

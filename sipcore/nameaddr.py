@@ -7,7 +7,10 @@ parsing is the hottest code of the message stack: a fast path (one compiled patt
 common shape, checked against the general parser by tests/test_sipcore_fastpath.py) and
 the general parser of every other form, which also produces every error. The parser of the
 message (:mod:`sipcore.parser`) checks From and To with the fast pattern and leaves them as
-:class:`_Checked` text, built into a :class:`NameAddr` when first asked for.
+:class:`_Checked` text, built into a :class:`NameAddr` when first asked for. What the fast
+pattern found in the display name and URI is memoized by their text (bounded; texts past 256
+characters not kept): a client repeats its From, To and Contact URIs, and each parse still
+hands out new objects.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from sipharness.sipcore.fields import delta_seconds
 from sipharness.sipcore.headers import format_params, parse_params, quoted_string_end, split_list
-from sipharness.sipcore.uri import SipParseError, SipUri
+from sipharness.sipcore.uri import _MEMO_TEXT_MAX, SipParseError, SipUri
 
 __all__ = ["NameAddr"]
 
@@ -68,11 +71,9 @@ class NameAddr:
 
     @classmethod
     def parse(cls, text: str) -> "NameAddr":
-        m = _FAST_NAME_ADDR.match(text)
-        if m is not None:
-            na = _fast_name_addr(m)
-            if na is not None:
-                return na
+        recipe = _fast_match(text)
+        if recipe is not None:
+            return _fast_name_addr(recipe, text)
         return cls._parse_general(text)
 
     @classmethod
@@ -176,27 +177,58 @@ _FAST_NAME_ADDR = re.compile(
 
 
 _HOSTS: dict[str, str] = {}
+# What the fast pattern found in the display name and URI of a value (its text up to the last
+# '>'), read into the parts of a NameAddr: a recipe. A client sends the same Contact, To and
+# From URIs in every request of a registration or dialog; the header parameters after the '>'
+# (a tag that changes with each call) are checked and read each time, so the memo holds one
+# entry per peer's URI, not one per call. Recipes are tuples of strings, ints and pairs
+# (immutable); each parse builds new objects from one. Bounded: cleared when full.
+_Recipe = tuple  # (display, scheme, user, host, port, URI params as pairs, URI text)
+_MATCHED: dict[str, _Recipe] = {}
+_MATCHED_MAX = 2048
+# the header parameters after the '>': group 7 of _FAST_NAME_ADDR, alone
+_FAST_TAIL = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)+\Z")
+_TAIL_PARAM = re.compile(r";([A-Za-z0-9\-.!%*_+`'~]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?")
 
 
-def _fast_name_addr(m: "re.Match[str]") -> "NameAddr | None":
-    display, scheme, user, host, port, uparams, params = m.groups()
-    uri = SipUri.__new__(SipUri)
-    uri.scheme = "sip" if scheme == "sip" else "sips"  # the constants, not a new string each time
-    uri.user = user
-    uri.password = None
+def _fast_match(text: str) -> "_Recipe | None":
+    """The recipe of the name-addr ``text`` when the fast pattern accepts all of it, else None
+    (the general parser's turn)."""
+    gt = text.rfind(">")
+    end = gt + 1
+    key = text if end == len(text) else text[:end]
+    recipe = _MATCHED.get(key)
+    if recipe is not None:
+        if end < len(text) and _FAST_TAIL.match(text, end) is None:
+            return None
+        return recipe
+    m = _FAST_NAME_ADDR.match(text)
+    if m is None:
+        return None
+    recipe = _recipe(m)
+    if recipe is not None and len(key) <= _MEMO_TEXT_MAX:
+        if len(_MATCHED) >= _MATCHED_MAX:
+            _MATCHED.clear()
+        _MATCHED[key] = recipe  # (key: the text through the pattern's '>', the last one)
+    return recipe
+
+
+def _recipe(m: "re.Match[str]") -> "_Recipe | None":
+    display, scheme, user, host, port, uparams, _ = m.groups()
     # a few hosts come back in every message: one string each (memory a phone keeps per request)
     known = _HOSTS.get(host)
-    if known is None:
+    if known is None and len(host) > _MEMO_TEXT_MAX:
+        known = host
+    elif known is None:
         if len(_HOSTS) >= 4096:
             _HOSTS.clear()
         known = _HOSTS[host] = host
-    uri.host = known
-    text: str | None = m.string[m.start(2):m.end(6)]  # "sip:user@host:port;params" as received
-    if port is None:
-        uri.port = None
-    else:
-        uri.port = int(port)
-        if uri.port > 65535:
+    # text: "sip:user@host:port;params" as received, kept as uri_text when str(uri) gives it back
+    text: str | None = m.string[m.start(2):m.end(6)]
+    number = None
+    if port is not None:
+        number = int(port)
+        if number > 65535:
             return None  # the general parser says why
         if port[0] == "0" and len(port) > 1:
             text = None  # str(uri) writes the number without its leading zeros
@@ -210,14 +242,31 @@ def _fast_name_addr(m: "re.Match[str]") -> "NameAddr | None":
             up[lower] = value if eq else None
         if len(up) != uparams.count(";"):
             text = None  # a parameter given twice: str(uri) writes it once
-    uri.params = up
+    return (display, "sip" if scheme == "sip" else "sips", user, known, number,  # (the constants, not new strings)
+            tuple(up.items()) if up else None, text)
+
+
+def _fast_name_addr(recipe: "_Recipe", text: str) -> "NameAddr":
+    """A new NameAddr of ``text``, which :func:`_fast_match` accepted with ``recipe``."""
+    display, scheme, user, host, port, up, uri_text = recipe
+    uri = SipUri.__new__(SipUri)
+    uri.scheme = scheme
+    uri.user = user
+    uri.password = None
+    uri.host = host
+    uri.port = port
+    uri.params = dict(up) if up else {}
     uri.headers = {}
     uri.opaque = None
     na = NameAddr.__new__(NameAddr)
     na.display = display
     na.uri = uri
-    na.params = parse_params(params, "name-addr") if params else {}
-    na._uri_text = text
+    params: dict[str, str | None] = {}
+    if text[-1] != ">":  # header parameters (as headers.parse_params' fast path reads them)
+        for name, value in _TAIL_PARAM.findall(text, text.rfind(">") + 1):
+            params[name.lower()] = value or None
+    na.params = params
+    na._uri_text = uri_text
     return na
 
 
@@ -265,7 +314,6 @@ class _Checked:
 def _checked_name_addr(value: str) -> Any:
     """A From or To value checked: a :class:`_Checked` when the fast pattern accepts it, else
     the NameAddr of the general parser, which raises on anything malformed."""
-    m = _FAST_NAME_ADDR.match(value)
-    if m is not None and (m.group(5) is None or int(m.group(5)) <= 65535):
+    if _fast_match(value) is not None:
         return _Checked(value)
     return NameAddr._parse_general(value)

@@ -71,6 +71,10 @@ _MUST_MATCH = ("user", "ttl", "method", "maddr", "transport")
 # hands out fresh objects with copied dicts.
 _CACHE: dict[str, tuple[Any, ...]] = {}
 _CACHE_MAX = 4096
+#: The longest text a memo of parsed values keeps (this one and those of the message stack
+#: above it; longer texts are parsed each time): a memo holds a few thousand entries at most,
+#: so it stays under a few MB whatever a peer sends.
+_MEMO_TEXT_MAX = 256
 
 
 class SipUri:
@@ -114,6 +118,8 @@ class SipUri:
             hit = _CACHE.get(text)
             if hit is None:
                 uri = cls._parse_sip(scheme, rest, text)
+                if len(text) > _MEMO_TEXT_MAX:
+                    return uri
                 if len(_CACHE) >= _CACHE_MAX:
                     _CACHE.clear()
                 _CACHE[text] = (uri.user, uri.password, uri.host, uri.port, uri.params,
@@ -204,6 +210,19 @@ class SipUri:
     @property
     def is_sip(self) -> bool:
         return self.scheme in ("sip", "sips")
+
+    def _clone(self) -> "SipUri":
+        """A copy without the checks of ``__init__`` (the parts are already as parsed)."""
+        uri = SipUri.__new__(SipUri)
+        uri.scheme = self.scheme
+        uri.user = self.user
+        uri.password = self.password
+        uri.host = self.host
+        uri.port = self.port
+        uri.params = self.params.copy()
+        uri.headers = self.headers.copy() if self.headers else {}
+        uri.opaque = self.opaque
+        return uri
 
     def copy(self) -> "SipUri":
         return SipUri(self.scheme, self.user, self.host, self.port, self.params, self.headers,
