@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""What one digest registration costs our fake registrar, in process: CPU µs, or instructions.
+
+    python3 bench/registrar_cost.py [--registrations N] [--rounds 5] [--instructions]
+
+Why beside ``bench/registrar_rps.py``: the rate search against Kamailio is the figure issue 16
+asks for, but on a shared two-core box its runs swing by a fifth, so a change worth a tenth
+of the cost cannot be seen in it. Here the registrar the CLI runs (``FakeSipServer``, digest
+with MD5 only as for SIPp, every record made and counted by the CLI's ``Tally``) is fed
+REGISTER → 401 → REGISTER with credentials → 200 through its own UDP protocol object, a
+datagram at a time, answers read from a real loopback socket: what is measured is our code
+per registration, without SIPp, the reactor's turns or the scheduler.
+
+- default: the CPU time (``time.process_time``) of the server's part of each registration
+  (the two ``datagramReceived`` calls, the ``sendto`` of the answers included), the lowest of
+  ``--rounds`` rounds of ``--registrations``;
+- ``--instructions``: runs itself twice under valgrind's callgrind (``--registrations``, 300
+  by default, and twice as many; ~100 times slower than running free) and prints the instructions per registration from the difference (start-up
+  cancels out): the same number on every run, so a change of a few per cent is visible on a
+  noisy box. The driver's share is in it: reading the nonce and three MD5s per registration
+  (~1 % of the figure).
+
+Prints ``registrar_cost: cpu=… µs per registration`` or ``registrar_cost: instructions=… per
+registration``. Compare two checkouts by running each (``PYTHONPATH=<checkout>``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USER, PASSWORD = "u0", "secret"
+WARM_UP = 100  # registrations before the measured ones
+_NONCE = re.compile(rb'nonce="([^"]+)"')
+_OPAQUE = re.compile(rb'opaque="([^"]+)"')
+_REALM = re.compile(rb'realm="([^"]+)"')
+
+
+class Driver:
+    """One registrar and one client socket; :meth:`register` does one digest registration."""
+
+    def __init__(self) -> None:
+        from twisted.internet import reactor
+
+        from sipharness.fakes.jsonlines import StreamingRecorder
+        from sipharness.fakes.sip.server import FakeSipServer
+        from sipharness.fakes.tally import Tally
+        from sipharness.sipcore.clock import make_clock
+
+        clock = make_clock("real", reactor)
+        recorder = StreamingRecorder(clock)
+        recorder.subscribe(Tally().add)  # as `sipharness registrar --quiet` counts what it saw
+        self.server = FakeSipServer("registrar", clock=clock, recorder=recorder, reactor=reactor, host="127.0.0.1",
+                                    users={USER: PASSWORD})
+        self.server.logic.registrar.auth.algorithms = ("MD5",)
+        self.server.listen("udp", 0)
+        self.port = self.server.addresses["udp"][1]
+        self.udp = self.server._listeners["udp"]._udp  # the protocol object a datagram reaches
+        self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.client.bind(("127.0.0.1", 0))
+        self.peer = self.client.getsockname()
+        self.uri = f"sip:127.0.0.1:{self.port}"
+        self.cpu = 0.0
+
+    def _register(self, i: int, cseq: int, authorization: str | None) -> bytes:
+        auth = f"Authorization: {authorization}\r\n" if authorization else ""
+        p = self.peer[1]
+        return (f"REGISTER {self.uri} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK-{i}-{cseq}\r\n"
+                f"From: <sip:{USER}@127.0.0.1>;tag={i}SIPpTag00{i}\r\n"
+                f"To: <sip:{USER}@127.0.0.1>\r\n"
+                f"Call-ID: {i}-bench@127.0.0.1\r\n"
+                f"CSeq: {cseq} REGISTER\r\n"
+                f"Contact: <sip:{USER}@127.0.0.1:{p};transport=UDP>\r\n{auth}"
+                f"Max-Forwards: 70\r\nExpires: 3600\r\nContent-Length: 0\r\n\r\n").encode()
+
+    def _answer(self, challenge: bytes) -> str:
+        """The client's credentials, written directly (the driver's own cost kept small)."""
+        nonce, opaque, realm = (p.search(challenge).group(1).decode() for p in (_NONCE, _OPAQUE, _REALM))
+        md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
+        response = md5(f"{md5(f'{USER}:{realm}:{PASSWORD}')}:{nonce}:00000001:c0ffee:auth:{md5(f'REGISTER:{self.uri}')}")
+        return (f'Digest username="{USER}", realm="{realm}", nonce="{nonce}", uri="{self.uri}", '
+                f'response="{response}", algorithm=MD5, cnonce="c0ffee", opaque="{opaque}", qop=auth, nc=00000001')
+
+    def register(self, i: int) -> None:
+        first = self._register(i, 1, None)
+        t0 = time.process_time()
+        self.udp.datagramReceived(first, self.peer)
+        self.cpu += time.process_time() - t0
+        challenge = self.client.recv(65535)
+        if not challenge.startswith(b"SIP/2.0 401"):
+            raise SystemExit(f"registrar_cost: expected a 401, got {challenge[:60]!r}")
+        second = self._register(i, 2, self._answer(challenge))
+        t0 = time.process_time()
+        self.udp.datagramReceived(second, self.peer)
+        self.cpu += time.process_time() - t0
+        ok = self.client.recv(65535)
+        if not ok.startswith(b"SIP/2.0 200"):
+            raise SystemExit(f"registrar_cost: expected a 200, got {ok[:60]!r}")
+
+
+def cpu_per_registration(registrations: int, rounds: int) -> float:
+    """The lowest CPU µs per registration over ``rounds`` rounds (after a warm-up)."""
+    driver = Driver()
+    serial = 0
+    for _ in range(WARM_UP):  # memos, caches, the first nonces (the same in every run: callgrind subtracts it)
+        driver.register(serial)
+        serial += 1
+    best = float("inf")
+    for _ in range(rounds):
+        driver.cpu = 0.0
+        for _ in range(registrations):
+            driver.register(serial)
+            serial += 1
+        best = min(best, driver.cpu / registrations * 1e6)
+    return best
+
+
+def _instructions(n: int) -> int:
+    """Instructions (callgrind ``Collected``) of this script doing ``n`` registrations, start-up included."""
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts on every run
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, os.path.abspath(__file__),
+           "--registrations", str(n), "--rounds", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    m = re.search(r"Collected : (\d+)", proc.stderr)
+    if proc.returncode != 0 or m is None:
+        raise SystemExit(f"registrar_cost: valgrind failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return int(m.group(1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--registrations", type=int, default=None,
+                    help="per round (default 4000; with --instructions 300, then 600)")
+    ap.add_argument("--rounds", type=int, default=5, help="CPU: the lowest of this many rounds (default 5)")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions under valgrind's callgrind instead (deterministic; slow: ~100x)")
+    args = ap.parse_args(argv)
+    if args.registrations is None:
+        args.registrations = 300 if args.instructions else 4000
+    if args.registrations < 1 or args.rounds < 1:
+        ap.error("--registrations and --rounds must be >= 1")
+    if args.instructions:
+        if not shutil.which("valgrind"):
+            print("registrar_cost: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+            return 2
+        n = args.registrations
+        a, b = _instructions(n), _instructions(2 * n)
+        print(f"registrar_cost: instructions={(b - a) // n} per registration "
+              f"(callgrind, {n} and {2 * n} registrations, driver included)", flush=True)
+        return 0
+    cpu = cpu_per_registration(args.registrations, args.rounds)
+    print(f"registrar_cost: cpu={cpu:.1f} µs per registration (lowest of {args.rounds} rounds of "
+          f"{args.registrations}; Python {sys.version.split()[0]})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
