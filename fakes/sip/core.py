@@ -120,11 +120,11 @@ class ServerCore:
             return out
         try:
             if origin.transport != "udp":
-                self._sink(self._make_record("in", None, raw[:2048], origin, note=f"bad input: {error}; "
+                self._sink(self.make_record("in", None, raw[:2048], origin, note=f"bad input: {error}; "
                                              "connection closed", summary=f"bad input ({len(raw)} bytes)"))
                 out.append(Rejected(f"bad input: {error}; connection closed", origin))
             elif self.state is ServerState.BLACKHOLE:
-                self._sink(self._make_record("in", None, raw, origin, note="dropped: down (blackhole)",
+                self._sink(self.make_record("in", None, raw, origin, note="dropped: down (blackhole)",
                                              summary=f"garbage ({len(raw)} bytes)"))
             else:
                 self._malformed(raw, error, origin)
@@ -192,13 +192,9 @@ class ServerCore:
         self._out = []
         return self._out
 
-    # the AnswerHost of fakes.sip.answering (now, state and timers are attributes)
+    # the AnswerHost of fakes.sip.answering (now, state and timers are attributes; make_record below)
     def emit(self, action: Any) -> None:
         self._out.append(action)
-
-    def make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *,
-                    retransmission: bool = False, ids: tuple | None = None) -> SipRecord:
-        return self._make_record(direction, message, raw, origin, retransmission=retransmission, ids=ids)
 
     def is_proxied(self, request: Any) -> bool:
         return self.logic.proxy.knows(request)
@@ -236,7 +232,7 @@ class ServerCore:
     def _malformed(self, raw: bytes, error: Exception, origin: Origin) -> None:
         reply = reply_to_malformed(raw, str(error))
         note = f"bad input: {error}" + ("" if reply else "; dropped (no response can be formed)")
-        self._sink(self._make_record("in", None, raw, origin, note=note, summary=f"bad input ({len(raw)} bytes)"))
+        self._sink(self.make_record("in", None, raw, origin, note=note, summary=f"bad input ({len(raw)} bytes)"))
         self._out.append(Rejected(note, origin))
         if reply is not None and self.state is ServerState.UP:
             try:
@@ -245,7 +241,7 @@ class ServerCore:
                 resp = None
             summary = reply[8:reply.index(b"\r\n")].decode("latin-1")
             self._out.append(Transmit(reply, origin.transport, origin.peer, origin.flow,
-                                      self._make_record("out", resp, reply, origin, summary=summary)))
+                                      self.make_record("out", resp, reply, origin, summary=summary)))
 
     # ------------------------------------------------------------------ internals: requests
     def _request(self, request: Any, raw: bytes, origin: Origin) -> None:
@@ -255,11 +251,11 @@ class ServerCore:
         key = (method, request.call_id, request.cseq[0], via.params.get("branch") if via is not None else None)
         retx = self._seen.seen(key, now)
         if self.state is ServerState.BLACKHOLE:
-            self._sink(self._make_record("in", request, raw, origin, note="dropped: down (blackhole)",
+            self._sink(self.make_record("in", request, raw, origin, note="dropped: down (blackhole)",
                                          retransmission=retx, ids=key))
             return
         rule = self.script.decide(method, origin.transport, origin.peer[0], now)
-        self._sink(self._make_record("in", request, raw, origin, note=rule.note if rule else "",
+        self._sink(self.make_record("in", request, raw, origin, note=rule.note if rule else "",
                                      retransmission=retx, ids=key))
         if rule is None:
             self._process(request, origin, key)
@@ -346,16 +342,16 @@ class ServerCore:
         data = a.message.to_bytes()
         origin = Origin(a.transport, a.address, local, a.flow if stream else None)
         self._out.append(Transmit(data, a.transport, a.address, origin.flow,
-                                  self._make_record("out", a.message, data, origin)))
+                                  self.make_record("out", a.message, data, origin)))
 
     # ------------------------------------------------------------------ internals: responses
     def _response(self, response: Any, raw: bytes, origin: Origin) -> None:
         if self.state is ServerState.BLACKHOLE:
-            self._sink(self._make_record("in", response, raw, origin, note="dropped: down (blackhole)"))
+            self._sink(self.make_record("in", response, raw, origin, note="dropped: down (blackhole)"))
             return
         if self._calls and self._uac_response(response, raw, origin):
             return
-        self._sink(self._make_record("in", response, raw, origin))
+        self._sink(self.make_record("in", response, raw, origin))
         self._run(self.logic.handle_response(response, origin, self.now), None, origin)
 
     def _uac_response(self, response: Any, raw: bytes, origin: Origin) -> bool:
@@ -364,7 +360,7 @@ class ServerCore:
         retransmission = self._calls.response(response)
         if retransmission is None:
             return False
-        self._sink(self._make_record("in", response, raw, origin, retransmission=retransmission))
+        self._sink(self.make_record("in", response, raw, origin, retransmission=retransmission))
         return True
 
     def _send_uac(self, request: Any, call: UacCall, retransmission: bool) -> None:
@@ -374,11 +370,11 @@ class ServerCore:
         data = request.to_bytes()
         origin = Origin(t.transport, t.peer, t.local, t.flow)
         self._out.append(Transmit(data, t.transport, t.peer, t.flow,
-                                  self._make_record("out", request, data, origin, retransmission=retransmission)))
+                                  self.make_record("out", request, data, origin, retransmission=retransmission)))
 
     # ------------------------------------------------------------------ records
-    def _make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
-                     retransmission: bool = False, summary: str | None = None, ids: tuple | None = None) -> SipRecord:
+    def make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
+                    retransmission: bool = False, summary: str | None = None, ids: tuple | None = None) -> SipRecord:
         """A record of what was seen, at this core's time (:func:`fakes.sip.recording.sip_record`)."""
         return sip_record(self.now, self.name, direction, message, raw, origin, note=note,
                           retransmission=retransmission, summary=summary, ids=ids)
