@@ -249,15 +249,7 @@ def _recipe(m: "re.Match[str]") -> "_Recipe | None":
 def _fast_name_addr(recipe: "_Recipe", text: str) -> "NameAddr":
     """A new NameAddr of ``text``, which :func:`_fast_match` accepted with ``recipe``."""
     display, scheme, user, host, port, up, uri_text = recipe
-    uri = SipUri.__new__(SipUri)
-    uri.scheme = scheme
-    uri.user = user
-    uri.password = None
-    uri.host = host
-    uri.port = port
-    uri.params = dict(up) if up else {}
-    uri.headers = {}
-    uri.opaque = None
+    uri = SipUri._of(scheme, user, None, host, port, dict(up) if up else {}, {})
     na = NameAddr.__new__(NameAddr)
     na.display = display
     na.uri = uri

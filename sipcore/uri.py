@@ -127,13 +127,8 @@ class SipUri:
                 uri.params = dict(uri.params)
                 uri.headers = dict(uri.headers)
                 return uri
-            uri = cls.__new__(cls)
-            uri.scheme = scheme
-            uri.user, uri.password, uri.host, uri.port, params, headers = hit
-            uri.params = params.copy()
-            uri.headers = headers.copy() if headers else {}
-            uri.opaque = None
-            return uri
+            user, password, host, port, params, headers = hit
+            return cls._of(scheme, user, password, host, port, params.copy(), headers.copy() if headers else {})
         if scheme == "tel":
             number, _, ptext = rest.partition(";")
             if not _TEL.match(number):
@@ -190,15 +185,23 @@ class SipUri:
                 port = int(ptext)
         if port is not None and port > 65535:
             raise SipParseError(f"URI {text[:80]!r} has port {port} > 65535")
+        return cls._of(scheme, user, password, host, port, params if params is not None else {},
+                       headers if headers is not None else {})
+
+    @classmethod
+    def _of(cls, scheme: str, user: str | None, password: str | None, host: str, port: int | None,
+            params: dict, headers: dict, opaque: str | None = None) -> "SipUri":
+        """A SipUri of parts already checked and owned by it (the parsers, their memos, copies):
+        without ``__init__``'s checks and copies, which the hot paths pay per message otherwise."""
         uri = cls.__new__(cls)
         uri.scheme = scheme
         uri.user = user
         uri.password = password
         uri.host = host
         uri.port = port
-        uri.params = params if params is not None else {}
-        uri.headers = headers if headers is not None else {}
-        uri.opaque = None
+        uri.params = params
+        uri.headers = headers
+        uri.opaque = opaque
         return uri
 
     # -- conveniences --------------------------------------------------------------------
@@ -213,16 +216,8 @@ class SipUri:
 
     def _clone(self) -> "SipUri":
         """A copy without the checks of ``__init__`` (the parts are already as parsed)."""
-        uri = SipUri.__new__(SipUri)
-        uri.scheme = self.scheme
-        uri.user = self.user
-        uri.password = self.password
-        uri.host = self.host
-        uri.port = self.port
-        uri.params = self.params.copy()
-        uri.headers = self.headers.copy() if self.headers else {}
-        uri.opaque = self.opaque
-        return uri
+        return SipUri._of(self.scheme, self.user, self.password, self.host, self.port, self.params.copy(),
+                          self.headers.copy() if self.headers else {}, self.opaque)
 
     def copy(self) -> "SipUri":
         return SipUri(self.scheme, self.user, self.host, self.port, self.params, self.headers,
