@@ -90,21 +90,19 @@ class Driver:
         return (f'Digest username="{USER}", realm="{realm}", nonce="{nonce}", uri="{self.uri}", '
                 f'response="{response}", algorithm=MD5, cnonce="c0ffee", opaque="{opaque}", qop=auth, nc=00000001')
 
+    def _feed(self, datagram: bytes, status: bytes) -> bytes:
+        """The server's part (timed): ``datagram`` in, its answer out; the answer must be ``status``."""
+        t0 = time.process_time()
+        self.udp.datagramReceived(datagram, self.peer)
+        self.cpu += time.process_time() - t0
+        answer = self.client.recv(65535)
+        if not answer.startswith(b"SIP/2.0 " + status):
+            raise SystemExit(f"registrar_cost: expected a {status.decode()}, got {answer[:60]!r}")
+        return answer
+
     def register(self, i: int) -> None:
-        first = self._register(i, 1, None)
-        t0 = time.process_time()
-        self.udp.datagramReceived(first, self.peer)
-        self.cpu += time.process_time() - t0
-        challenge = self.client.recv(65535)
-        if not challenge.startswith(b"SIP/2.0 401"):
-            raise SystemExit(f"registrar_cost: expected a 401, got {challenge[:60]!r}")
-        second = self._register(i, 2, self._answer(challenge))
-        t0 = time.process_time()
-        self.udp.datagramReceived(second, self.peer)
-        self.cpu += time.process_time() - t0
-        ok = self.client.recv(65535)
-        if not ok.startswith(b"SIP/2.0 200"):
-            raise SystemExit(f"registrar_cost: expected a 200, got {ok[:60]!r}")
+        challenge = self._feed(self._register(i, 1, None), b"401")
+        self._feed(self._register(i, 2, self._answer(challenge)), b"200")
 
 
 def cpu_per_registration(registrations: int, rounds: int) -> float:
