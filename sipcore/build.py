@@ -24,6 +24,7 @@ _DIALOG_METHODS = ("INVITE", "SUBSCRIBE", "REFER", "NOTIFY")
 _COPY, _TO, _TIMESTAMP, _RECORD_ROUTE = "copy", "to", "timestamp", "record-route"
 _COPIED = {"via": _COPY, "from": _COPY, "call-id": _COPY, "cseq": _COPY, "to": _TO, "timestamp": _TIMESTAMP,
            "record-route": _RECORD_ROUTE}
+_PLAIN_OR_TO = frozenset(("via", "from", "call-id", "cseq", "to"))
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, str]]:
@@ -43,12 +44,36 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     ``to_tag`` added when the To has none), Call-ID, CSeq copied; Timestamp for 100;
     Record-Route for 101..299 to dialog-creating requests (§12.1.1). ``headers``: dict or
     pairs appended after those."""
+    src = request.headers._items
+    keys = request.headers._keys
+    if type(keys) is dict and "timestamp" not in keys and "record-route" not in keys:
+        # the parser's fast path (no key twice; see Headers._keys): the copied lines are
+        # picked in one comprehension, in the request's order, and only the To is rewritten
+        items = [entry for entry in src if entry[0] in _PLAIN_OR_TO]
+        if to_tag is not None and "to" in keys and request.to.tag is None:
+            for i, entry in enumerate(items):
+                if entry[0] == "to":
+                    items[i] = (entry[0], entry[1], f"{entry[2]};tag={to_tag}")
+                    break
+    else:
+        items = _copied(request, src, status, to_tag)
+    if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
+        append = items.append
+        for name, value in (headers.items() if isinstance(headers, (Headers, dict)) else headers):
+            canon = canonical_name(name)
+            append((canon.lower(), canon, value if type(value) is str else str(value)))
+    return Response._make(status, reason, Headers._from_parsed(items), body)
+
+
+def _copied(request: Request, src: list[tuple[str, str, str]], status: int,
+            to_tag: str | None) -> list[tuple[str, str, str]]:
+    """The request's lines a response copies (the general way: any header twice, Timestamp, Record-Route)."""
     items: list[tuple[str, str, str]] = []
     rr: list[tuple[str, str, str]] = []
     to_done = False
     append = items.append
     copied = _COPIED
-    for entry in request.headers._items:
+    for entry in src:
         what = copied.get(entry[0])
         if what is None:
             continue
@@ -68,11 +93,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
             rr.append(entry)
     if rr:
         items.extend(rr)
-    if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
-        for name, value in (headers.items() if isinstance(headers, (Headers, dict)) else headers):
-            canon = canonical_name(name)
-            append((canon.lower(), canon, value if type(value) is str else str(value)))
-    return Response(status, reason, Headers._from_parsed(items), body)
+    return items
 
 
 def make_request(method: str, uri: SipUri | str, *, from_: NameAddr | str, to: NameAddr | str,

@@ -271,6 +271,19 @@ class Response(Message):
         self.status = int(status)
         self.reason = REASONS.get(self.status, "") if reason is None else reason
 
+    @classmethod
+    def _make(cls, status: int, reason: str | None, headers: Headers, body: bytes = b"") -> "Response":
+        """What ``Response(status, reason, headers, body)`` makes, its fields set directly (as the
+        parser does for requests): :func:`sipcore.build.make_response` makes one per answer."""
+        r = cls.__new__(cls)
+        r.headers = headers
+        r.body = body if type(body) is bytes else bytes(body)
+        r.version = "SIP/2.0"
+        r._cache = {}
+        r.status = status = status if type(status) is int else int(status)
+        r.reason = REASONS.get(status, "") if reason is None else reason
+        return r
+
     @property
     def method(self) -> str:
         return self.cseq[1]
