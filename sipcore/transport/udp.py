@@ -18,7 +18,7 @@ from twisted.internet import protocol, udp
 
 from sipharness.sipcore.clock import note_activity
 from sipharness.sipcore.parser import is_keepalive, parse
-from sipharness.sipcore.transport.handler import Address, Source, _addr, _call
+from sipharness.sipcore.transport.handler import Address, Source, _addr, _call, _new_source
 from sipharness.sipcore.uri import SipParseError
 
 _IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z")
@@ -41,8 +41,8 @@ class _UdpProtocol(protocol.DatagramProtocol):
         if local is None:
             local = self._local = _addr(self.transport.getHost())
         if self.connected_peer is not None:
-            return Source("udp", local, peer, self._write_connected, raw)
-        return Source("udp", local, peer, lambda data: self._write_to(data, peer), raw)
+            return _new_source("udp", local, peer, self._write_connected, raw)
+        return _new_source("udp", local, peer, lambda data: self._write_to(data, peer), raw)
 
     def _write_connected(self, data: bytes) -> None:
         if self.transport is None or self.closing:
