@@ -25,6 +25,10 @@ _COPY, _TO, _TIMESTAMP, _RECORD_ROUTE = "copy", "to", "timestamp", "record-route
 _COPIED = {"via": _COPY, "from": _COPY, "call-id": _COPY, "cseq": _COPY, "to": _TO, "timestamp": _TIMESTAMP,
            "record-route": _RECORD_ROUTE}
 _PLAIN_OR_TO = frozenset(("via", "from", "call-id", "cseq", "to"))
+# a header name given to make_response -> (key, canonical name), remembered; bounded (emptied
+# when full): the names come from our code and the fakes' scripts, never from the wire
+_ENTRY_NAMES: dict[str, tuple[str, str]] = {}
+_ENTRY_NAMES_MAX = 256
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, str]]:
@@ -50,7 +54,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
         # the parser's fast path (no key twice; see Headers._keys): the copied lines are
         # picked in one comprehension, in the request's order, and only the To is rewritten
         items = [entry for entry in src if entry[0] in _PLAIN_OR_TO]
-        if to_tag is not None and "to" in keys and request.to.tag is None:
+        if to_tag is not None and "to" in keys and _to(request).tag is None:
             for i, entry in enumerate(items):
                 if entry[0] == "to":
                     items[i] = (entry[0], entry[1], f"{entry[2]};tag={to_tag}")
@@ -59,10 +63,26 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
         items = _copied(request, src, status, to_tag)
     if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
         append = items.append
+        names = _ENTRY_NAMES
         for name, value in (headers.items() if isinstance(headers, (Headers, dict)) else headers):
-            canon = canonical_name(name)
-            append((canon.lower(), canon, value if type(value) is str else str(value)))
+            entry = names.get(name) if type(name) is str else None
+            if entry is None:
+                canon = canonical_name(name)
+                entry = (canon.lower(), canon)
+                if type(name) is str:
+                    if len(names) >= _ENTRY_NAMES_MAX:
+                        names.clear()
+                    names[name] = entry
+            append((entry[0], entry[1], value if type(value) is str else str(value)))
     return Response._make(status, reason, Headers._from_parsed(items), body)
+
+
+def _to(request: Request) -> NameAddr:
+    """``request.to``, read from its cache when built (the property's two calls, saved)."""
+    hit = request._cache.get("to")
+    if hit is not None and type(hit[1]) is NameAddr and hit[0] == request.headers.version:
+        return hit[1]
+    return request.to
 
 
 def _copied(request: Request, src: list[tuple[str, str, str]], status: int,
