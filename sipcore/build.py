@@ -24,7 +24,6 @@ _DIALOG_METHODS = ("INVITE", "SUBSCRIBE", "REFER", "NOTIFY")
 _COPY, _TO, _TIMESTAMP, _RECORD_ROUTE = "copy", "to", "timestamp", "record-route"
 _COPIED = {"via": _COPY, "from": _COPY, "call-id": _COPY, "cseq": _COPY, "to": _TO, "timestamp": _TIMESTAMP,
            "record-route": _RECORD_ROUTE}
-_PLAIN_OR_TO = frozenset(("via", "from", "call-id", "cseq", "to"))
 # a header name given to make_response -> (key, canonical name), remembered; bounded (emptied
 # when full): the names come from our code and the fakes' scripts, never from the wire
 _ENTRY_NAMES: dict[str, tuple[str, str]] = {}
@@ -48,19 +47,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     ``to_tag`` added when the To has none), Call-ID, CSeq copied; Timestamp for 100;
     Record-Route for 101..299 to dialog-creating requests (§12.1.1). ``headers``: dict or
     pairs appended after those."""
-    src = request.headers._items
-    keys = request.headers._keys
-    if type(keys) is dict and "timestamp" not in keys and "record-route" not in keys:
-        # the parser's fast path (no key twice; see Headers._keys): the copied lines are
-        # picked in one comprehension, in the request's order, and only the To is rewritten
-        items = [entry for entry in src if entry[0] in _PLAIN_OR_TO]
-        if to_tag is not None and "to" in keys and _to(request).tag is None:
-            for i, entry in enumerate(items):
-                if entry[0] == "to":
-                    items[i] = (entry[0], entry[1], f"{entry[2]};tag={to_tag}")
-                    break
-    else:
-        items = _copied(request, src, status, to_tag)
+    items = _copied(request, request.headers._items, status, to_tag)
     if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
         append = items.append
         names = _ENTRY_NAMES
@@ -87,7 +74,7 @@ def _to(request: Request) -> NameAddr:
 
 def _copied(request: Request, src: list[tuple[str, str, str]], status: int,
             to_tag: str | None) -> list[tuple[str, str, str]]:
-    """The request's lines a response copies (the general way: any header twice, Timestamp, Record-Route)."""
+    """The request's lines a response copies (RFC 3261 §8.2.6.2, §12.1.1), in the request's order."""
     items: list[tuple[str, str, str]] = []
     rr: list[tuple[str, str, str]] = []
     to_done = False
@@ -103,7 +90,7 @@ def _copied(request: Request, src: list[tuple[str, str, str]], status: int,
             if not to_done:
                 to_done = True
                 value = entry[2]
-                if to_tag is not None and request.to.tag is None:
+                if to_tag is not None and _to(request).tag is None:
                     value = f"{value};tag={to_tag}"
                 append((entry[0], entry[1], value))
         elif what is _TIMESTAMP:
