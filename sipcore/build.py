@@ -24,6 +24,10 @@ _DIALOG_METHODS = ("INVITE", "SUBSCRIBE", "REFER", "NOTIFY")
 _COPY, _TO, _TIMESTAMP, _RECORD_ROUTE = "copy", "to", "timestamp", "record-route"
 _COPIED = {"via": _COPY, "from": _COPY, "call-id": _COPY, "cseq": _COPY, "to": _TO, "timestamp": _TIMESTAMP,
            "record-route": _RECORD_ROUTE}
+# a header name given to make_response -> (key, canonical name), remembered; bounded (emptied
+# when full): the names come from our code and the fakes' scripts, never from the wire
+_ENTRY_NAMES: dict[str, tuple[str, str]] = {}
+_ENTRY_NAMES_MAX = 256
 
 
 def _header_pairs(headers: Any) -> list[tuple[str, str]]:
@@ -43,12 +47,40 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     ``to_tag`` added when the To has none), Call-ID, CSeq copied; Timestamp for 100;
     Record-Route for 101..299 to dialog-creating requests (§12.1.1). ``headers``: dict or
     pairs appended after those."""
+    items = _copied(request, request.headers._items, status, to_tag)
+    if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
+        append = items.append
+        names = _ENTRY_NAMES
+        for name, value in (headers.items() if isinstance(headers, (Headers, dict)) else headers):
+            entry = names.get(name) if type(name) is str else None
+            if entry is None:
+                canon = canonical_name(name)
+                entry = (canon.lower(), canon)
+                if type(name) is str:
+                    if len(names) >= _ENTRY_NAMES_MAX:
+                        names.clear()
+                    names[name] = entry
+            append((entry[0], entry[1], value if type(value) is str else str(value)))
+    return Response._make(status, reason, Headers._from_parsed(items), body)
+
+
+def _to(request: Request) -> NameAddr:
+    """``request.to``, read from its cache when built (the property's two calls, saved)."""
+    hit = request._cache.get("to")
+    if hit is not None and type(hit[1]) is NameAddr and hit[0] == request.headers.version:
+        return hit[1]
+    return request.to
+
+
+def _copied(request: Request, src: list[tuple[str, str, str]], status: int,
+            to_tag: str | None) -> list[tuple[str, str, str]]:
+    """The request's lines a response copies (RFC 3261 §8.2.6.2, §12.1.1), in the request's order."""
     items: list[tuple[str, str, str]] = []
     rr: list[tuple[str, str, str]] = []
     to_done = False
     append = items.append
     copied = _COPIED
-    for entry in request.headers._items:
+    for entry in src:
         what = copied.get(entry[0])
         if what is None:
             continue
@@ -58,7 +90,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
             if not to_done:
                 to_done = True
                 value = entry[2]
-                if to_tag is not None and request.to.tag is None:
+                if to_tag is not None and _to(request).tag is None:
                     value = f"{value};tag={to_tag}"
                 append((entry[0], entry[1], value))
         elif what is _TIMESTAMP:
@@ -68,11 +100,7 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
             rr.append(entry)
     if rr:
         items.extend(rr)
-    if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
-        for name, value in (headers.items() if isinstance(headers, (Headers, dict)) else headers):
-            canon = canonical_name(name)
-            append((canon.lower(), canon, value if type(value) is str else str(value)))
-    return Response(status, reason, Headers._from_parsed(items), body)
+    return items
 
 
 def make_request(method: str, uri: SipUri | str, *, from_: NameAddr | str, to: NameAddr | str,

@@ -212,16 +212,20 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Wire form; Content-Length is written from the body (in place, or appended)."""
-        items = self.headers._items
         cl = f"Content-Length: {len(self.body)}"
-        lines = [f"{name}: {value}" if key != "content-length" else cl for key, name, value in items]
-        n = sum(1 for key, _, _ in items if key == "content-length") if cl in lines else 0
-        if n == 0:
-            lines.append(cl)
-        elif n > 1:  # several Content-Length lines: the first place only
-            first = lines.index(cl)
-            lines = lines[:first + 1] + [line for line in lines[first + 1:] if line is not cl]
-        return (self.start_line() + "\r\n" + "\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape") + self.body
+        lines = [self.start_line()]
+        append = lines.append
+        written = False
+        for key, name, value in self.headers._items:
+            if key != "content-length":
+                append(f"{name}: {value}")
+            elif not written:  # several Content-Length lines: the first place only
+                written = True
+                append(cl)
+        if not written:
+            append(cl)
+        append("\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
     __bytes__ = to_bytes
 
@@ -270,6 +274,19 @@ class Response(Message):
         super().__init__(headers, body, version)
         self.status = int(status)
         self.reason = REASONS.get(self.status, "") if reason is None else reason
+
+    @classmethod
+    def _make(cls, status: int, reason: str | None, headers: Headers, body: bytes = b"") -> "Response":
+        """What ``Response(status, reason, headers, body)`` makes, its fields set directly (as the
+        parser does for requests): :func:`sipcore.build.make_response` makes one per answer."""
+        r = cls.__new__(cls)
+        r.headers = headers
+        r.body = body if type(body) is bytes else bytes(body)
+        r.version = "SIP/2.0"
+        r._cache = {}
+        r.status = status = status if type(status) is int else int(status)
+        r.reason = REASONS.get(status, "") if reason is None else reason
+        return r
 
     @property
     def method(self) -> str:

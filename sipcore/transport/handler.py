@@ -50,6 +50,19 @@ class Source:
         self._reply(bytes(data))
 
 
+_new, _set = object.__new__, object.__setattr__
+
+
+def _new_source(transport: str, local: Address, peer: Address, reply: Callable[[bytes], None],
+                raw: bytes = b"") -> Source:
+    """``Source(transport, local, peer, reply, raw)``, its fields set in one step: the frozen
+    dataclass's ``__init__`` sets each through ``object.__setattr__``, and the UDP protocol
+    makes one Source per datagram (~4 000 instructions less each, callgrind)."""
+    source = _new(Source)
+    _set(source, "__dict__", {"transport": transport, "local": local, "peer": peer, "_reply": reply, "raw": raw})
+    return source
+
+
 def _reactor(reactor: Any) -> Any:
     if reactor is None:
         from twisted.internet import reactor as global_reactor

@@ -18,10 +18,14 @@ from twisted.internet import protocol, udp
 
 from sipharness.sipcore.clock import note_activity
 from sipharness.sipcore.parser import is_keepalive, parse
-from sipharness.sipcore.transport.handler import Address, Source, _addr, _call
+from sipharness.sipcore.transport.handler import Address, Source, _addr, _call, _new_source
 from sipharness.sipcore.uri import SipParseError
 
 _IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z")
+# peer host text -> is it an IPv4 literal (the _IPV4 match of every send, remembered); bounded:
+# emptied when full, so a flood of new peers costs a match each, never memory
+_IS_IPV4: dict[str, bool] = {}
+_IS_IPV4_MAX = 1024
 
 
 class _UdpProtocol(protocol.DatagramProtocol):
@@ -37,8 +41,8 @@ class _UdpProtocol(protocol.DatagramProtocol):
         if local is None:
             local = self._local = _addr(self.transport.getHost())
         if self.connected_peer is not None:
-            return Source("udp", local, peer, self._write_connected, raw)
-        return Source("udp", local, peer, lambda data: self._write_to(data, peer), raw)
+            return _new_source("udp", local, peer, self._write_connected, raw)
+        return _new_source("udp", local, peer, lambda data: self._write_to(data, peer), raw)
 
     def _write_connected(self, data: bytes) -> None:
         if self.transport is None or self.closing:
@@ -50,7 +54,15 @@ class _UdpProtocol(protocol.DatagramProtocol):
         if t is None or self.closing:
             return
         sock = getattr(t, "socket", None)
-        if sock is not None and _IPV4.match(peer[0]) is not None:
+        host = peer[0]
+        ipv4 = _IS_IPV4.get(host) if type(host) is str else None
+        if ipv4 is None:
+            ipv4 = _IPV4.match(host) is not None
+            if type(host) is str:
+                if len(_IS_IPV4) >= _IS_IPV4_MAX:
+                    _IS_IPV4.clear()
+                _IS_IPV4[host] = ipv4
+        if sock is not None and ipv4:
             # sendto() itself: Twisted's write() checks the address three ways per datagram
             # (isIPAddress, isIPv6Address), a tenth of a fake registrar's time under load;
             # an IPv4 literal needs none of it. Its error handling, kept: EINTR again,
@@ -73,7 +85,9 @@ class _UdpProtocol(protocol.DatagramProtocol):
             _call(self.handler, "sip_transport_error", peer, "udp", f"send failed: {e}")
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        note_activity(self.clock)
+        hook = getattr(self.clock, "activity", None)  # note_activity(self.clock), without its call
+        if hook is not None:
+            hook()
         peer = (addr[0], addr[1])
         if is_keepalive(data):
             return  # RFC 5626 keep-alive: nothing to parse, nothing to answer on UDP
