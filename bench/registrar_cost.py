@@ -15,10 +15,11 @@ per registration, without SIPp, the reactor's turns or the scheduler.
   (the two ``datagramReceived`` calls, the ``sendto`` of the answers included), the lowest of
   ``--rounds`` rounds of ``--registrations``;
 - ``--instructions``: runs itself twice under valgrind's callgrind (``--registrations``, 300
-  by default, and twice as many; ~100 times slower than running free) and prints the instructions per registration from the difference (start-up
-  cancels out): the same number on every run, so a change of a few per cent is visible on a
-  noisy box. The driver's share is in it: reading the nonce and three MD5s per registration
-  (~1 % of the figure).
+  by default, and twice as many; ~100 times slower than running free) and prints the
+  instructions per registration from the difference (start-up cancels out): runs of one
+  checkout agree within about ±1 % (random nonces and tags, memory layout) where timings on
+  this box swing by a fifth. The driver's share is in it: reading the nonce and three MD5s
+  per registration (~1 % of the figure).
 
 Prints ``registrar_cost: cpu=… µs per registration`` or ``registrar_cost: instructions=… per
 registration``. Compare two checkouts by running each (``PYTHONPATH=<checkout>``).
