@@ -23,9 +23,7 @@ from operator import itemgetter
 from typing import Any
 
 from sipharness.sipcore.fields import (
-    _CSEQS,
     _NUMBERS,
-    _known,
     _parse_call_id,
     _parse_content_length,
     _parse_cseq,
@@ -75,27 +73,13 @@ def _fast_headers(msg: Request | Response, lines: list[str]) -> Any:
         vias = [Via.parse(e) for e in split_list(via)] if "," in via else [Via.parse(via)]
         frm = _checked_name_addr(values["from"])
         to = _checked_name_addr(values["to"])
-        text = values["cseq"]
-        cseq = _CSEQS.get(text)
-        if cseq is None:
-            cseq = _known(_CSEQS, text, _parse_cseq(text))
+        cseq = _parse_cseq(values["cseq"])
         if msg.is_request and cseq[1] != msg.method:  # type: ignore[union-attr]
             return SLOW
         call_id = _parse_call_id(values["call-id"])
-        text = get("max-forwards")
-        if text is None:
-            mf = None
-        else:
-            mf = _NUMBERS.get(text)
-            if mf is None or mf > 255:
-                mf = _parse_max_forwards(text)
+        mf = _parse_max_forwards(get("max-forwards"))
         text = get("content-length")
-        if text is None:
-            cl = None
-        else:
-            cl = _NUMBERS.get(text)
-            if cl is None:
-                cl = _parse_content_length(text)
+        cl = None if text is None else _parse_content_length(text)
         text = get("contact")
         star = False
         if text is None:

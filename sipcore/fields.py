@@ -57,6 +57,9 @@ def _parse_call_id(value: str) -> str:
 
 
 def _parse_cseq(value: str) -> tuple[int, str]:
+    known = _CSEQS.get(value)  # ("1 REGISTER": read once)
+    if known is not None:
+        return known
     m = _CSEQ_RE.match(value)
     if m is None:
         raise SipParseError(f"bad CSeq {value.strip()[:80]!r}")
@@ -65,7 +68,7 @@ def _parse_cseq(value: str) -> tuple[int, str]:
     # digits long is refused here, not by int() (ValueError past sys.int_max_str_digits)
     if len(digits) > 10 or int(digits) >= 2**31:
         raise SipParseError(f"CSeq number {_clip(m.group(1))} is not below 2**31")
-    return int(digits), m.group(2)
+    return _known(_CSEQS, value, (int(digits), m.group(2)))
 
 
 def delta_seconds(value: str, what: str = "value") -> int:
@@ -104,6 +107,9 @@ def _in_header(name: str, parse_value: Callable[[Any], _T], value: Any) -> _T:
 def _parse_max_forwards(value: str | None) -> int | None:
     if value is None:
         return None
+    known = _NUMBERS.get(value)  # ("70")
+    if known is not None and known <= 255:
+        return known
     v = value.strip(" \t")
     digits = v.lstrip("0") or "0"
     # RFC 3261 §20.22: 0..255; length first (int() of thousands of digits raises ValueError)
@@ -118,6 +124,9 @@ def _clip(text: str, n: int = 40) -> str:
 
 
 def _parse_content_length(value: str) -> int:
+    known = _NUMBERS.get(value)  # ("0")
+    if known is not None:
+        return known
     v = value.strip()
     if not _DIGITS.match(v) or len(v) > 10:
         raise SipParseError(f"bad Content-Length {value[:40]!r}")

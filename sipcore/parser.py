@@ -33,7 +33,6 @@ import re
 
 from sipharness.sipcore.fastparse import _NAMES, _NAMES_MAX, SLOW, _fast_headers
 from sipharness.sipcore.fields import (
-    _CSEQS,
     _DIGITS,
     _NUMBERS,
     _known,
@@ -295,9 +294,7 @@ def _validate(msg: Request | Response, pairs: list[tuple[str, str]], where_line:
                 elif key == "cseq":
                     if cseq is not None:
                         raise SipParseError(f"{name} appears more than once")
-                    cseq = _CSEQS.get(value)
-                    if cseq is None:
-                        cseq = _known(_CSEQS, value, _parse_cseq(value))
+                    cseq = _parse_cseq(value)
                 elif key == "call-id":
                     if call_id is not None:
                         raise SipParseError(f"{name} appears more than once")
@@ -305,15 +302,11 @@ def _validate(msg: Request | Response, pairs: list[tuple[str, str]], where_line:
                 elif key == "max-forwards":
                     if mf is not None:
                         raise SipParseError(f"{name} appears more than once")
-                    mf = _NUMBERS.get(value)
-                    if mf is None or mf > 255:
-                        mf = _parse_max_forwards(value)
+                    mf = _parse_max_forwards(value)
                 else:  # content-length
                     if cl is not None:
                         raise SipParseError(f"{name} appears more than once")
-                    cl = _NUMBERS.get(value)
-                    if cl is None:
-                        cl = _parse_content_length(value)
+                    cl = _parse_content_length(value)
             elif key == "contact":
                 if first_contact < 0:
                     first_contact = len(items) - 1
