@@ -35,10 +35,12 @@ _NUMBERS: dict[str, int] = {str(n): n for n in (0, 1, 60, 70, 120, 300, 600, 180
 _CSEQS: dict[str, tuple[int, str]] = {}  # CSeq text → (number, method): immutable, shared
 
 
-def _known(table: dict, value: str, parsed: Any) -> Any:
-    """Remember ``parsed`` for ``value`` (a bounded table: cleared when full; long texts not kept) and return it."""
+def _known(table: dict, value: str, parsed: Any, limit: int = 1024) -> Any:
+    """Remember ``parsed`` for ``value`` (a table of ``limit`` entries at most: cleared when full;
+    texts past :data:`~sipcore.uri._MEMO_TEXT_MAX` not kept) and return it. Every memo of the
+    message stack that can use it does (CSeq, start lines, Via parameters, name-addr recipes, hosts)."""
     if len(value) <= _MEMO_TEXT_MAX:
-        if len(table) >= 1024:
+        if len(table) >= limit:
             table.clear()
         table[value] = parsed
     return parsed

@@ -261,10 +261,18 @@ def parse_params(text: str, what: str) -> dict[str, str | None]:
     if not text or text.isspace():
         return params
     if _FAST_PARAMS.match(text) is not None:
-        for name, value in _FAST_PARAM.findall(text):
-            params[name.lower()] = value or None  # the pattern wants 1+ characters after '='
-        return params
+        return _fast_params(text)
     return _parse_params_general(text, what)
+
+
+def _fast_params(text: str, pos: int = 0) -> dict[str, str | None]:
+    """The parameters of ``text[pos:]``, which :data:`_FAST_PARAMS` matched (names lower-cased;
+    a flag None: the pattern wants 1+ characters after '='). The fast paths of parameters in
+    Via and name-addr read theirs here too."""
+    params: dict[str, str | None] = {}
+    for name, value in _FAST_PARAM.findall(text, pos):  # (a loop: faster than a comprehension on 3.11)
+        params[name.lower()] = value or None
+    return params
 
 
 def _parse_params_general(text: str, what: str) -> dict[str, str | None]:

@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sipharness.sipcore.fields import delta_seconds
-from sipharness.sipcore.headers import format_params, parse_params, quoted_string_end, split_list
-from sipharness.sipcore.uri import _MEMO_TEXT_MAX, SipParseError, SipUri
+from sipharness.sipcore.fields import _known, delta_seconds
+from sipharness.sipcore.headers import _FAST_PARAMS, _fast_params, format_params, parse_params, quoted_string_end, split_list
+from sipharness.sipcore.uri import SipParseError, SipUri
 
 __all__ = ["NameAddr"]
 
@@ -186,9 +186,6 @@ _HOSTS: dict[str, str] = {}
 _Recipe = tuple  # (display, scheme, user, host, port, URI params as pairs, URI text)
 _MATCHED: dict[str, _Recipe] = {}
 _MATCHED_MAX = 2048
-# the header parameters after the '>': group 7 of _FAST_NAME_ADDR, alone
-_FAST_TAIL = re.compile(r"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)+\Z")
-_TAIL_PARAM = re.compile(r";([A-Za-z0-9\-.!%*_+`'~]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]:]+))?")
 
 
 def _fast_match(text: str) -> "_Recipe | None":
@@ -199,30 +196,24 @@ def _fast_match(text: str) -> "_Recipe | None":
     key = text if end == len(text) else text[:end]
     recipe = _MATCHED.get(key)
     if recipe is not None:
-        if end < len(text) and _FAST_TAIL.match(text, end) is None:
+        if end < len(text) and _FAST_PARAMS.match(text, end) is None:  # (group 7 of the pattern, alone)
             return None
         return recipe
     m = _FAST_NAME_ADDR.match(text)
     if m is None:
         return None
     recipe = _recipe(m)
-    if recipe is not None and len(key) <= _MEMO_TEXT_MAX:
-        if len(_MATCHED) >= _MATCHED_MAX:
-            _MATCHED.clear()
-        _MATCHED[key] = recipe  # (key: the text through the pattern's '>', the last one)
-    return recipe
+    if recipe is None:
+        return None
+    return _known(_MATCHED, key, recipe, _MATCHED_MAX)  # (key: the text through the pattern's '>', the last one)
 
 
 def _recipe(m: "re.Match[str]") -> "_Recipe | None":
     display, scheme, user, host, port, uparams, _ = m.groups()
     # a few hosts come back in every message: one string each (memory a phone keeps per request)
     known = _HOSTS.get(host)
-    if known is None and len(host) > _MEMO_TEXT_MAX:
-        known = host
-    elif known is None:
-        if len(_HOSTS) >= 4096:
-            _HOSTS.clear()
-        known = _HOSTS[host] = host
+    if known is None:
+        known = _known(_HOSTS, host, host, 4096)
     # text: "sip:user@host:port;params" as received, kept as uri_text when str(uri) gives it back
     text: str | None = m.string[m.start(2):m.end(6)]
     number = None
@@ -253,11 +244,7 @@ def _fast_name_addr(recipe: "_Recipe", text: str) -> "NameAddr":
     na = NameAddr.__new__(NameAddr)
     na.display = display
     na.uri = uri
-    params: dict[str, str | None] = {}
-    if text[-1] != ">":  # header parameters (as headers.parse_params' fast path reads them)
-        for name, value in _TAIL_PARAM.findall(text, text.rfind(">") + 1):
-            params[name.lower()] = value or None
-    na.params = params
+    na.params = _fast_params(text, text.rfind(">") + 1) if text[-1] != ">" else {}  # the header parameters
     na._uri_text = uri_text
     return na
 
