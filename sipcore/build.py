@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sipharness.sipcore.fields import _known
 from sipharness.sipcore.headers import Headers, canonical_name
 from sipharness.sipcore.message import Request, Response
 from sipharness.sipcore.nameaddr import NameAddr
@@ -50,26 +51,13 @@ def make_response(request: Request, status: int, reason: str | None = None, *,
     items = _copied(request, request.headers._items, status, to_tag)
     if headers:  # the entries Headers.add would write, without a Headers call (and version bump) per line
         append = items.append
-        names = _ENTRY_NAMES
-        for name, value in (headers.items() if isinstance(headers, (Headers, dict)) else headers):
-            entry = names.get(name) if type(name) is str else None
+        for name, value in _header_pairs(headers):
+            entry = _ENTRY_NAMES.get(name)
             if entry is None:
                 canon = canonical_name(name)
-                entry = (canon.lower(), canon)
-                if type(name) is str:
-                    if len(names) >= _ENTRY_NAMES_MAX:
-                        names.clear()
-                    names[name] = entry
-            append((entry[0], entry[1], value if type(value) is str else str(value)))
+                entry = _known(_ENTRY_NAMES, name, (canon.lower(), canon), _ENTRY_NAMES_MAX)
+            append((entry[0], entry[1], value))
     return Response._make(status, reason, Headers._from_parsed(items), body)
-
-
-def _to(request: Request) -> NameAddr:
-    """``request.to``, read from its cache when built (the property's two calls, saved)."""
-    hit = request._cache.get("to")
-    if hit is not None and type(hit[1]) is NameAddr and hit[0] == request.headers.version:
-        return hit[1]
-    return request.to
 
 
 def _copied(request: Request, src: list[tuple[str, str, str]], status: int,
@@ -90,7 +78,7 @@ def _copied(request: Request, src: list[tuple[str, str, str]], status: int,
             if not to_done:
                 to_done = True
                 value = entry[2]
-                if to_tag is not None and _to(request).tag is None:
+                if to_tag is not None and request.to.tag is None:
                     value = f"{value};tag={to_tag}"
                 append((entry[0], entry[1], value))
         elif what is _TIMESTAMP:
