@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from twisted.internet.interfaces import IReactorTime
 
-from sipharness.fakes.frozen import fast_init
+from sipharness.sipcore.frozen import fast_init
 from sipharness.sipcore.journal import Journal
 
 __all__ = ["RecordKind", "Direction", "Record", "SipRecord", "DnsRecord", "ErrorRecord", "Recorder"]

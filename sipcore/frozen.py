@@ -1,4 +1,4 @@
-"""Frozen dataclasses that construct as fast as mutable ones, for what the fakes make per message.
+"""Frozen dataclasses that construct as fast as mutable ones, for what is made per message.
 
 A frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__``
 (its own ``__setattr__`` refuses): about 5 µs for a record's 16 fields, and a fake SIP server
@@ -6,7 +6,9 @@ makes two records and one action per REGISTER, some 8 % of its time under load
 (bench/registrar_rps.py). With ``slots=True`` every field is a member descriptor whose
 ``__set__`` writes the slot directly; :func:`fast_init` replaces the generated ``__init__`` by
 one that calls those (1.7 µs), with the same keyword-only signature and defaults. The class
-stays frozen: assignment after construction still raises ``FrozenInstanceError``.
+stays frozen: assignment after construction still raises ``FrozenInstanceError``. In sipcore
+because the transports use it too (a :class:`~sipcore.transport.handler.Source` per datagram);
+the fakes' records and actions import it from here.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sipharness.fakes.frozen import fast_init
+from sipharness.sipcore.frozen import fast_init
 from sipharness.fakes.record import SipRecord
 
 __all__ = ["Origin", "Respond", "Relay", "Transmit", "ChangeSockets", "SocketOp", "ServingError", "Rejected"]
@@ -22,7 +22,7 @@ __all__ = ["Origin", "Respond", "Relay", "Transmit", "ChangeSockets", "SocketOp"
 Address = tuple[str, int]
 
 
-@fast_init  # made for every message a fake receives (fakes/frozen.py)
+@fast_init  # made for every message a fake receives (sipcore/frozen.py)
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a message came from: transport ("udp"/"tcp"/"tls"), the peer's and our address,

@@ -17,8 +17,9 @@ from typing import Any
 from twisted.internet import protocol, udp
 
 from sipharness.sipcore.clock import note_activity
+from sipharness.sipcore.fields import _known
 from sipharness.sipcore.parser import is_keepalive, parse
-from sipharness.sipcore.transport.handler import Address, Source, _addr, _call, _new_source
+from sipharness.sipcore.transport.handler import Address, Source, _addr, _call
 from sipharness.sipcore.uri import SipParseError
 
 _IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}\Z")
@@ -41,8 +42,8 @@ class _UdpProtocol(protocol.DatagramProtocol):
         if local is None:
             local = self._local = _addr(self.transport.getHost())
         if self.connected_peer is not None:
-            return _new_source("udp", local, peer, self._write_connected, raw)
-        return _new_source("udp", local, peer, lambda data: self._write_to(data, peer), raw)
+            return Source("udp", local, peer, self._write_connected, raw)
+        return Source("udp", local, peer, lambda data: self._write_to(data, peer), raw)
 
     def _write_connected(self, data: bytes) -> None:
         if self.transport is None or self.closing:
@@ -55,13 +56,9 @@ class _UdpProtocol(protocol.DatagramProtocol):
             return
         sock = getattr(t, "socket", None)
         host = peer[0]
-        ipv4 = _IS_IPV4.get(host) if type(host) is str else None
+        ipv4 = _IS_IPV4.get(host)
         if ipv4 is None:
-            ipv4 = _IPV4.match(host) is not None
-            if type(host) is str:
-                if len(_IS_IPV4) >= _IS_IPV4_MAX:
-                    _IS_IPV4.clear()
-                _IS_IPV4[host] = ipv4
+            ipv4 = _known(_IS_IPV4, host, _IPV4.match(host) is not None, _IS_IPV4_MAX)
         if sock is not None and ipv4:
             # sendto() itself: Twisted's write() checks the address three ways per datagram
             # (isIPAddress, isIPv6Address), a tenth of a fake registrar's time under load;
@@ -85,9 +82,7 @@ class _UdpProtocol(protocol.DatagramProtocol):
             _call(self.handler, "sip_transport_error", peer, "udp", f"send failed: {e}")
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        hook = getattr(self.clock, "activity", None)  # note_activity(self.clock), without its call
-        if hook is not None:
-            hook()
+        note_activity(self.clock)
         peer = (addr[0], addr[1])
         if is_keepalive(data):
             return  # RFC 5626 keep-alive: nothing to parse, nothing to answer on UDP
