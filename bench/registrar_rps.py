@@ -2,7 +2,7 @@
 """REGISTER throughput of our fake registrar against Kamailio, same process count, SIPp as the load.
 
     python3 bench/registrar_rps.py [--processes 1,2] [--modes digest,plain] [--seconds 5]
-                                   [--rates R1,R2,...] [--start 1000]
+                                   [--rates R1,R2,...] [--start 1000] [--servers ours,kamailio,floor]
 
 For each process count N and each mode, each server is measured in turn, started fresh for
 every run:
@@ -12,7 +12,12 @@ every run:
   chosen by its source port). Every message is still parsed, answered through the
   registrar logic and recorded as a ``fakes.record.SipRecord``; ``--quiet`` only skips
   printing the JSON lines;
-- Kamailio 5.6: ``bench/kamailio-registrar.cfg``, in-memory usrloc, ``-n N`` UDP workers.
+- Kamailio 5.6: ``bench/kamailio-registrar.cfg``, in-memory usrloc, ``-n N`` UDP workers;
+- the floor (``bench/registrar_floor.py``, started by this script with ``--serve-floor``): the
+  least a registrar in Python on Twisted does per REGISTER (split the lines, check the
+  digest, answer; no validation, no records, no retransmission memory), N processes on one
+  port as ours. Its ratio to Kamailio is the ceiling any CPython registrar could print on
+  this box: the yardstick that tells the platform's share of the gap from ours.
 
 The load is N SIPp instances (one per worker, on consecutive source ports, at rate / N each):
 
@@ -33,8 +38,9 @@ registrations per second (SIPp calls/s; with digest each is two REGISTER transac
 Each run also reads the server's CPU time (all its processes, /proc) and prints CPU µs per
 registration: a figure that other load on the box moves far less than the highest clean rate.
 
-Printed at the end, per process count and mode: both highest clean rates and the ratio
-ours / Kamailio (target >= 0.5 with digest), both CPU costs and their ratio Kamailio / ours.
+Printed at the end, per process count and mode, for ours and for the floor: the highest clean
+rates of it and Kamailio and their ratio (ours / Kamailio: target >= 0.5 with digest), both CPU
+costs and their ratio Kamailio / it.
 Same-box figures: SIPp, the servers and whatever else runs share the cores; compare ratios
 of one run, never absolutes across runs.
 """
@@ -200,7 +206,30 @@ def start_kamailio(n: int, mode: str) -> Server:
     raise RuntimeError("kamailio did not come up")
 
 
-STARTERS = {"ours": start_ours, "kamailio": start_kamailio}
+def start_floor(n: int, mode: str) -> Server:
+    """bench/registrar_floor.py: the least a Python registrar on Twisted does (the yardstick),
+    one process per worker on one ``SO_REUSEPORT`` port as ours."""
+    port = free_port()
+    args = [sys.executable, os.path.abspath(__file__), "--serve-floor", str(port), "--floor-workers", str(n)]
+    if mode == "digest":
+        args += ["--floor-users", str(n)]
+    procs: list[subprocess.Popen] = []
+    try:
+        for _ in range(n):
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
+                                    start_new_session=True)
+            procs.append(proc)
+            line = proc.stdout.readline().decode()
+            if "listening" not in line:
+                raise RuntimeError(f"the floor registrar did not start: {line!r}")
+    except BaseException:
+        for p in procs:
+            stop(p)
+        raise
+    return Server("floor", procs, port)
+
+
+STARTERS = {"ours": start_ours, "kamailio": start_kamailio, "floor": start_floor}
 
 # --------------------------------------------------------------------------- load
 
@@ -309,7 +338,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="", help="a ladder of rates instead of the search (registrations/s)")
     ap.add_argument("--start", type=int, default=1000, help="first rate of the search (default 1000/s)")
     ap.add_argument("--max-rate", type=int, default=60000, help="the search stops there (default 60000/s)")
+    ap.add_argument("--servers", default="ours,kamailio,floor",
+                    help="which to measure: ours, kamailio (always, the reference), floor (default all three)")
+    # how this script starts the floor (bench/registrar_floor.py) as a server process of its own
+    ap.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    ap.add_argument("--floor-workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--floor-users", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve_floor is not None:
+        from registrar_floor import serve
+        users = {f"u{i}": PASSWORD for i in range(args.floor_users)} if args.floor_users else None
+        serve(args.serve_floor, users, args.floor_workers)
+        return 0
+    servers = [x.strip() for x in args.servers.split(",") if x.strip()]
+    for x in servers:
+        if x not in STARTERS:
+            ap.error(f"--servers: {x!r} is not ours, kamailio or floor")
+    if "kamailio" not in servers:
+        servers.append("kamailio")  # every ratio is against it, in the same run
     args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
     counts = [int(n) for n in args.processes.split(",") if n.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -325,20 +371,30 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for n in counts:
         for mode in modes:
-            ours, ours_top = ceiling("ours", n, mode, args)
-            kam, kam_top = ceiling("kamailio", n, mode, args)
-            results.append((n, mode, ours, ours_top, kam, kam_top))
+            results.append((n, mode, {name: ceiling(name, n, mode, args) for name in servers}))
     print(flush=True)
-    for n, mode, ours, ours_top, kam, kam_top in results:
-        o, k = (ours.rate if ours else 0), (kam.rate if kam else 0)
-        ratio = f"{o / k:.2f}" if k else "n/a"
-        bound = "" if ours_top and kam_top else " (a bound: a server never failed)"
-        cpu = (f"; server CPU per registration ours {ours.cpu_us:.0f} µs, kamailio {kam.cpu_us:.0f} µs, "
-               f"kamailio/ours = {kam.cpu_us / ours.cpu_us:.2f}") if ours and kam else ""
-        target = " (target >= 0.5)" if mode == "digest" else ""
-        print(f"processes={n} {mode}: highest clean rate ours {'' if ours_top else '>= '}{o}/s, kamailio "
-              f"{'' if kam_top else '>= '}{k}/s, ratio ours/kamailio = {ratio}{target}{bound}{cpu}", flush=True)
+    for n, mode, found in results:
+        kam, kam_top = found["kamailio"]
+        k = kam.rate if kam else 0
+        for name in servers:
+            if name != "kamailio":
+                print(_summary(n, mode, name, *found[name], kam, kam_top), flush=True)
+        if len(servers) == 1:
+            print(f"processes={n} {mode}: highest clean rate kamailio {'' if kam_top else '>= '}{k}/s", flush=True)
     return 0
+
+
+def _summary(n: int, mode: str, name: str, run: Run | None, top: bool, kam: Run | None, kam_top: bool) -> str:
+    """One line: the highest clean rates of ``name`` and Kamailio, their ratio and CPU costs."""
+    o, k = (run.rate if run else 0), (kam.rate if kam else 0)
+    ratio = f"{o / k:.2f}" if k else "n/a"
+    bound = "" if top and kam_top else " (a bound: a server never failed)"
+    cpu = (f"; server CPU per registration {name} {run.cpu_us:.0f} µs, kamailio {kam.cpu_us:.0f} µs, "
+           f"kamailio/{name} = {kam.cpu_us / run.cpu_us:.2f}") if run and kam else ""
+    target = " (target >= 0.5)" if mode == "digest" and name == "ours" else (
+        " (the ceiling of a Python registrar on Twisted here)" if name == "floor" else "")
+    return (f"processes={n} {mode}: highest clean rate {name} {'' if top else '>= '}{o}/s, kamailio "
+            f"{'' if kam_top else '>= '}{k}/s, ratio {name}/kamailio = {ratio}{target}{bound}{cpu}")
 
 
 if __name__ == "__main__":
