@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What one digest registration costs our fake registrar, in process: CPU µs, or instructions.
 
-    python3 bench/registrar_cost.py [--registrations N] [--rounds 5] [--instructions]
+    python3 bench/registrar_cost.py [--registrations N] [--rounds 5] [--instructions | --breakdown]
 
 Why beside ``bench/registrar_rps.py``: the rate search against Kamailio is the figure issue 16
 asks for, but on a shared two-core box its runs swing by a fifth, so a change worth a tenth
@@ -21,8 +21,20 @@ per registration, without SIPp, the reactor's turns or the scheduler.
   this box swing by a fifth. The driver's share is in it: reading the nonce and three MD5s
   per registration (~1 % of the figure).
 
+- ``--breakdown``: where the time of a registration goes, by stage of the path, each timed
+  around the function the server itself calls (wall µs, in process): ``parse`` (the UDP
+  adapter's ``sipcore.parser.parse``), ``logic`` (the role's ``handle_request``: the digest
+  check, the bindings, building the answer), of which ``digest`` (the gate's ``check``),
+  ``records`` (the core's ``make_record``), ``recorder`` (handing records to the ``Tally``),
+  ``send`` (the listener's ``send_raw``, ``sendto`` included) and ``the rest`` (the total less
+  those: the adapters, the core, the script check, transactions and retransmission memories).
+  The timers add a little to each stage; the shares are what to read. This is the budget any
+  change to the path is measured against (bench/registrar_floor.py is the same work without
+  the rest, the records and the checks).
+
 Prints ``registrar_cost: cpu=… µs per registration`` or ``registrar_cost: instructions=… per
-registration``. Compare two checkouts by running each (``PYTHONPATH=<checkout>``).
+registration``, or one ``registrar_cost: <stage> … µs (… %)`` line per stage. Compare two
+checkouts by running each (``PYTHONPATH=<checkout>``).
 """
 
 from __future__ import annotations
@@ -123,6 +135,48 @@ def cpu_per_registration(registrations: int, rounds: int) -> float:
     return best
 
 
+def breakdown(registrations: int) -> list[tuple[str, float]]:
+    """(stage, µs per registration) for ``registrations`` registrations after a warm-up, the
+    stages timed around the functions the server calls (module docstring); last: the total."""
+    import sipharness.sipcore.transport.udp as udp_module
+
+    driver = Driver()
+    spent: dict[str, int] = {}
+    clock = time.perf_counter_ns
+
+    def timed(stage: str, fn):
+        def run(*args, **kwargs):
+            t0 = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[stage] = spent.get(stage, 0) + clock() - t0
+        return run
+
+    server = driver.server
+    gate = server.logic.registrar.auth
+    udp_module.parse = timed("parse", udp_module.parse)
+    server.logic.handle_request = timed("logic", server.logic.handle_request)
+    gate.check = timed("digest", gate.check)
+    server.core.make_record = timed("records", server.core.make_record)
+    server.recorder.extend = timed("recorder", server.recorder.extend)
+    listener = server._listeners["udp"]
+    listener.send_raw = timed("send", listener.send_raw)
+    driver.udp.datagramReceived = timed("total", driver.udp.datagramReceived)
+    serial = 0
+    for _ in range(WARM_UP):
+        driver.register(serial)
+        serial += 1
+    spent.clear()
+    for _ in range(registrations):
+        driver.register(serial)
+        serial += 1
+    us = {stage: ns / registrations / 1000 for stage, ns in spent.items()}
+    rest = us["total"] - sum(v for k, v in us.items() if k not in ("total", "digest"))
+    return [(k, us.get(k, 0.0)) for k in ("parse", "logic", "digest", "records", "recorder", "send")] + [
+        ("the rest", rest), ("total", us["total"])]
+
+
 def _instructions(n: int) -> int:
     """Instructions (callgrind ``Collected``) of this script doing ``n`` registrations, start-up included."""
     env = dict(os.environ, PYTHONHASHSEED="0")  # the same dict layouts on every run
@@ -142,7 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="CPU: the lowest of this many rounds (default 5)")
     ap.add_argument("--instructions", action="store_true",
                     help="count instructions under valgrind's callgrind instead (deterministic; slow: ~100x)")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="µs per registration by stage of the path (parse, logic, digest, records, ...)")
     args = ap.parse_args(argv)
+    if args.breakdown:
+        stages = breakdown(args.registrations or 4000)
+        total = stages[-1][1]
+        for stage, us in stages:
+            note = " (part of logic)" if stage == "digest" else ""
+            print(f"registrar_cost: {stage:<9} {us:7.1f} µs ({us / total * 100:4.1f} %){note}", flush=True)
+        return 0
     if args.registrations is None:
         args.registrations = 300 if args.instructions else 4000
     if args.registrations < 1 or args.rounds < 1:

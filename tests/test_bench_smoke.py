@@ -76,3 +76,14 @@ def test_the_script_runs_small_and_prints_its_figures(script):
     assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{out[-2000:]}\n{proc.stderr[-3000:]}"
     missing = [f for f in figures if not re.search(f, out, re.M)]
     assert not missing, f"{script} did not print {missing}:\n{out[-3000:]}\n{proc.stderr[-2000:]}"
+
+
+def test_registrar_cost_breakdown_names_every_stage():
+    """The per-stage budget of a registration (issue 16's measure for the next change) still runs."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, str(BENCH / "registrar_cost.py"), "--breakdown", "--registrations", "50"],
+                          cwd=BENCH, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for stage in ("parse", "logic", "digest", "records", "recorder", "send", "the rest", "total"):
+        assert re.search(rf"^registrar_cost: {stage}\s+{NUMBER} µs \(\s*{NUMBER} %\)", proc.stdout, re.M), \
+            f"no {stage!r} line in:\n{proc.stdout}"
