@@ -172,20 +172,27 @@ def start_ours(n: int, mode: str) -> Server:
     if mode == "digest":
         env["SIPHARNESS_USERS"] = "\n".join(f"u{i}:{PASSWORD}" for i in range(n))  # not on the command line
         args += ["--digest", "MD5"]
+    # ready at its first JSON line, "listening" (fakes/jsonlines.py)
+    return Server("ours", _workers(n, args, env, '"kind": "listening"', "our registrar"), port)
+
+
+def _workers(n: int, args: list[str], env: dict[str, str] | None, ready: str, what: str) -> list[subprocess.Popen]:
+    """``n`` processes of ``args``, started one after the other (worker i joins the port's
+    group i-th), each ready when its first line holds ``ready``; all stopped if one fails."""
     procs: list[subprocess.Popen] = []
     try:
-        for _ in range(n):  # one after the other: worker i joins the port's group i-th
+        for _ in range(n):
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
                                     start_new_session=True)
             procs.append(proc)
             line = proc.stdout.readline().decode()
-            if '"kind": "listening"' not in line:  # the first JSON line (fakes/jsonlines.py)
-                raise RuntimeError(f"our registrar did not start: {line!r}")
+            if ready not in line:
+                raise RuntimeError(f"{what} did not start: {line!r}")
     except BaseException:
         for p in procs:
             stop(p)
         raise
-    return Server("ours", procs, port)
+    return procs
 
 
 def start_kamailio(n: int, mode: str) -> Server:
@@ -213,20 +220,7 @@ def start_floor(n: int, mode: str) -> Server:
     args = [sys.executable, os.path.abspath(__file__), "--serve-floor", str(port), "--floor-workers", str(n)]
     if mode == "digest":
         args += ["--floor-users", str(n)]
-    procs: list[subprocess.Popen] = []
-    try:
-        for _ in range(n):
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT,
-                                    start_new_session=True)
-            procs.append(proc)
-            line = proc.stdout.readline().decode()
-            if "listening" not in line:
-                raise RuntimeError(f"the floor registrar did not start: {line!r}")
-    except BaseException:
-        for p in procs:
-            stop(p)
-        raise
-    return Server("floor", procs, port)
+    return Server("floor", _workers(n, args, None, "listening", "the floor registrar"), port)
 
 
 STARTERS = {"ours": start_ours, "kamailio": start_kamailio, "floor": start_floor}
