@@ -30,6 +30,7 @@ Errors: everything malformed raises :class:`SipParseError` (a ``ValueError``) wi
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sipharness.sipcore.fastparse import _NAMES, _NAMES_MAX, SLOW, _fast_headers
 from sipharness.sipcore.fields import (
@@ -55,7 +56,9 @@ MAX_SIZE = 65535
 
 _TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _HEADER_NAME = _TOKEN
-_SINGLE = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length"))
+# the headers a message carries at most once (RFC 3261 §7.3.1 / §20) → the reader of its value
+_SINGLE = {"from": _checked_name_addr, "to": _checked_name_addr, "cseq": _parse_cseq, "call-id": _parse_call_id,
+           "max-forwards": _parse_max_forwards, "content-length": _parse_content_length}
 _EXPIRES_LATER = object()
 # start lines already read: a client sends the same few (REGISTER sip:registrar, SIP/2.0 200 OK)
 # again and again; each entry is immutable (the Request-URI a prototype handed out as a copy)
@@ -264,7 +267,8 @@ def _validate(msg: Request | Response, pairs: list[tuple[str, str]], where_line:
     contacts: list[NameAddr] = []
     contact_lines: list[str] = []
     first_contact = -1
-    frm = to = cseq = call_id = mf = cl = expires = None
+    single: dict[str, Any] = {}  # key of a _SINGLE header → its value, read
+    expires = None
     star = False
     name = ""
     try:
@@ -283,30 +287,9 @@ def _validate(msg: Request | Response, pairs: list[tuple[str, str]], where_line:
                 else:
                     vias.append(Via.parse(value))
             elif key in _SINGLE:
-                if key == "from":
-                    if frm is not None:
-                        raise SipParseError(f"{name} appears more than once")
-                    frm = _checked_name_addr(value)
-                elif key == "to":
-                    if to is not None:
-                        raise SipParseError(f"{name} appears more than once")
-                    to = _checked_name_addr(value)
-                elif key == "cseq":
-                    if cseq is not None:
-                        raise SipParseError(f"{name} appears more than once")
-                    cseq = _parse_cseq(value)
-                elif key == "call-id":
-                    if call_id is not None:
-                        raise SipParseError(f"{name} appears more than once")
-                    call_id = _parse_call_id(value)
-                elif key == "max-forwards":
-                    if mf is not None:
-                        raise SipParseError(f"{name} appears more than once")
-                    mf = _parse_max_forwards(value)
-                else:  # content-length
-                    if cl is not None:
-                        raise SipParseError(f"{name} appears more than once")
-                    cl = _parse_content_length(value)
+                if key in single:
+                    raise SipParseError(f"{name} appears more than once")
+                single[key] = _SINGLE[key](value)
             elif key == "contact":
                 if first_contact < 0:
                     first_contact = len(items) - 1
@@ -321,6 +304,8 @@ def _validate(msg: Request | Response, pairs: list[tuple[str, str]], where_line:
             raise
         _check_names(pairs, where_line)  # a bad name anywhere is said first (one pass used to check them first)
         raise SipParseError(e.what, _where_header(name, _line_of(len(items) - 1, where_line))) from None
+    frm, to, cseq, call_id, mf, cl = map(single.get, ("from", "to", "cseq", "call-id", "max-forwards",
+                                                      "content-length"))
     headers = msg.headers = Headers._from_parsed(items, {item[0] for item in items})
     version = headers.version
     cache = msg._cache
