@@ -66,6 +66,12 @@ def serve(port: int, users: dict[str, str] | None, workers: int = 1) -> None:
 
     class Floor(protocol.DatagramProtocol):
         def datagramReceived(self, data: bytes, addr: tuple) -> None:
+            try:
+                self._answer(data, addr)
+            except (ValueError, KeyError, IndexError):  # malformed: no answer, and no traceback per datagram
+                pass
+
+        def _answer(self, data: bytes, addr: tuple) -> None:
             lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
             method, uri, _ = lines[0].split(" ", 2)
             if method != "REGISTER":
