@@ -82,6 +82,8 @@ def test_udp_register_retransmission_gets_the_same_answer_without_a_transaction(
     outs = [r for r in s.records if r.direction == "out"]
     assert [(r.status, r.retransmission) for r in outs] == [(200, False), (200, True)]
     assert outs[1].method == "REGISTER" and outs[1].call_id == req.call_id and outs[1].branch == req.top_via.branch
+    assert (outs[1].summary, outs[1].cseq, outs[1].raw) == (outs[0].summary, outs[0].cseq, outs[0].raw)
+    assert outs[1].summary == "200 OK"
     ins = [r for r in s.records if r.direction == "in"]
     assert [r.retransmission for r in ins] == [False, True]
     # past Timer J (64·T1 = 32 s) the request is new again: the logic answers it afresh

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from sipharness.sipcore.parser import parse
 from sipharness.sipcore.transaction import Send, ServerTransaction, Terminated, TransactionTable, TwoXXRetransmitter, server_key
 
 from sipharness.fakes.record import SipRecord
@@ -49,7 +48,8 @@ class AnswerHost(Protocol):
         """Queue ``action`` among the actions of the current feed."""
 
     def make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *,
-                    retransmission: bool = False, ids: tuple | None = None) -> SipRecord:
+                    retransmission: bool = False, summary: str | None = None, ids: tuple | None = None,
+                    status: int | None = None) -> SipRecord:
         """A record of a message sent, at the core's time."""
 
     def is_proxied(self, request: Any) -> bool:
@@ -105,7 +105,7 @@ class Answering:
         """Whether ``request`` (server transaction ``key``) was answered or is being answered:
         then its last response went out again (or its transaction absorbed it). ``lean``: a
         UDP non-INVITE, which may have been answered statelessly."""
-        if lean and self._absorb(key, origin):
+        if lean and self._absorb(key, request, origin):
             return True
         tx = self._table.match_key(key, request)
         if tx is None:  # (terminated transactions leave the table)
@@ -140,7 +140,7 @@ class Answering:
             return
         if origin.transport == "udp" and request.method not in ("INVITE", "ACK"):
             key = server_key(request)
-            if not self._absorb(key, origin):
+            if not self._absorb(key, request, origin):
                 self.stateless(key, request, response, origin)
             return
         tx = self._table.match_request(request)
@@ -183,14 +183,21 @@ class Answering:
             host.timers.watch(r, lambda events, r=r, o=origin: self._twoxx_events(r, o, events), origin)
 
     # ------------------------------------------------------------------ internals
-    def _absorb(self, key: tuple, origin: Origin) -> bool:
+    def _absorb(self, key: tuple, request: Any, origin: Origin) -> bool:
+        """Whether ``request`` (UDP non-INVITE) was answered statelessly: then the answer goes again."""
         host = self._host
         data = self._answered.get(key, host.now)
         if data is None:
             return False
         if host.state is ServerState.UP:
+            # its record says what the answer is from the status line and the request's ids, not
+            # from our own answer parsed back: that made each retransmission cost as much as a new
+            # request, the spiral of a registrar under more load than it takes
+            status_line = data[8:data.index(b"\r\n")].decode("latin-1")  # "200 OK" (we wrote it)
+            ids = (request.method, request.call_id, request.cseq[0], request.top_via.branch)
             host.emit(Transmit(data, origin.transport, origin.peer, origin.flow,
-                               host.make_record("out", parse(data), data, origin, retransmission=True)))
+                               host.make_record("out", None, data, origin, retransmission=True, summary=status_line,
+                                                ids=ids, status=int(status_line[:3]))))
         return True
 
     def _twoxx_events(self, r: TwoXXRetransmitter, origin: Origin, events: list) -> None:

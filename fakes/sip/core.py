@@ -374,7 +374,8 @@ class ServerCore:
 
     # ------------------------------------------------------------------ records
     def make_record(self, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
-                    retransmission: bool = False, summary: str | None = None, ids: tuple | None = None) -> SipRecord:
+                    retransmission: bool = False, summary: str | None = None, ids: tuple | None = None,
+                    status: int | None = None) -> SipRecord:
         """A record of what was seen, at this core's time (:func:`fakes.sip.recording.sip_record`)."""
         return sip_record(self.now, self.name, direction, message, raw, origin, note=note,
-                          retransmission=retransmission, summary=summary, ids=ids)
+                          retransmission=retransmission, summary=summary, ids=ids, status=status)

@@ -21,13 +21,20 @@ __all__ = ["sip_record"]
 
 
 def sip_record(now: float, server: str, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
-               retransmission: bool = False, summary: str | None = None, ids: tuple | None = None) -> SipRecord:
+               retransmission: bool = False, summary: str | None = None, ids: tuple | None = None,
+               status: int | None = None) -> SipRecord:
     """A record of what server ``server`` saw or sent at ``now`` (``direction``: "in" or "out").
     ``ids``: (method, Call-ID, CSeq number, branch) when the caller has them already (a
     request's, for its own response): a response we built has no parsed headers yet, and
-    parsing them back only to record them was a third of a REGISTER's cost."""
-    method = status = call_id = cseq = branch = None
-    if message is not None:
+    parsing them back only to record them was a third of a REGISTER's cost. Without a parsed
+    ``message`` (an answer sent again from its bytes), ``ids``, ``status`` and ``summary`` say
+    what it is."""
+    method = call_id = cseq = branch = None
+    if message is None:
+        if ids is not None:
+            method, call_id, cseq, branch = ids
+    else:
+        status = None
         try:
             if message.is_request:
                 summary = summary or _request_summary(message, raw)
