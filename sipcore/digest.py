@@ -30,7 +30,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from sipharness.sipcore.uri import SipParseError
 
@@ -57,6 +57,7 @@ _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
 #: What a server offers by default, preferred first: RFC 8760 SHA-256 (what current phones
 #: answer), then MD5 for the phones that know nothing else (RFC 8760 §2.4 / RFC 7616 §3.7).
 ALGORITHMS = ("SHA-256", "MD5")
+_V = TypeVar("_V")
 _HEX_LENGTH = {"MD5": 32, "SHA-256": 64}
 # a parameter value must be text a hash can take: no surrogate escapes (bytes that were not
 # UTF-8 on the wire), no control characters (RFC 3261 quoted-string / token exclude them)
@@ -149,10 +150,17 @@ def _hexer(h: Callable[..., Any]) -> Callable[[str], str]:
 _HEXERS = {name: _hexer(h) for name, h in _HASHES.items()}
 
 
+def _by_algorithm(table: dict[str, _V], algorithm: str) -> _V | None:
+    """``table``'s entry of ``algorithm`` as usually spelled ("MD5"), else of its base name
+    upper-cased ("md5-sess" → "MD5"); None when it has none."""
+    known = table.get(algorithm)
+    return known if known is not None else table.get(algorithm.upper().removesuffix("-SESS"))
+
+
 def hash_for(algorithm: str) -> Callable[[str], str]:
     """The text → hex digest function of ``algorithm`` (``-sess`` variants: their base's);
     ValueError for one we cannot compute."""
-    h = _HEXERS.get(algorithm) or _HEXERS.get(algorithm.upper().removesuffix("-SESS"))
+    h = _by_algorithm(_HEXERS, algorithm)
     if h is None:
         raise ValueError(f"unsupported digest algorithm {algorithm!r}")
     return h
@@ -232,9 +240,7 @@ class Credentials:
         if nc is not None and not _NC.match(nc):
             raise SipParseError(f"bad nonce count {nc[:20]!r}")
         algorithm = get("algorithm", "MD5")
-        want = _HEX_LENGTH.get(algorithm)  # the usual spelling, else by the base name
-        if want is None:
-            want = _HEX_LENGTH.get(algorithm.upper().removesuffix("-SESS"))
+        want = _by_algorithm(_HEX_LENGTH, algorithm)
         if (want is not None and len(response) != want) or not _HEX.match(response):
             size = f"{want} " if want else ""
             raise SipParseError(f"parameter 'response' is not {size}hex digits (algorithm {algorithm[:20]!r})")
@@ -274,8 +280,7 @@ def _response_from_ha1(H: Callable[[str], str], algorithm: str, ha1: str, *, met
     if algorithm.upper().endswith("-SESS"):
         ha1 = H(f"{ha1}:{nonce}:{cnonce}")
     if qop == "auth-int":
-        base = algorithm.upper().removesuffix("-SESS")
-        ha2 = H(f"{method}:{uri}:{_HASHES[base](body).hexdigest()}")
+        ha2 = H(f"{method}:{uri}:{_by_algorithm(_HASHES, algorithm)(body).hexdigest()}")
     else:
         ha2 = H(f"{method}:{uri}")
     if qop:
@@ -321,7 +326,7 @@ def select_challenge(values: list[str]) -> Challenge:
         except SipParseError as e:
             offered.append(f"unreadable ({e})")
             continue
-        if ch.algorithm.upper().removesuffix("-SESS") in _HASHES:
+        if _by_algorithm(_HASHES, ch.algorithm) is not None:
             return ch
         offered.append(ch.algorithm)
     raise SipParseError(f"no usable Digest challenge (offered: {', '.join(offered) or 'none'})")

@@ -21,7 +21,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from sipharness.sipcore.digest import _HEXERS, ALGORITHMS, Challenge, Credentials, _response_from_ha1, hash_for
+from sipharness.sipcore.digest import ALGORITHMS, Challenge, Credentials, _response_from_ha1, hash_for
 from sipharness.sipcore.ids import _random_hex
 from sipharness.sipcore.uri import SipParseError, SipUri
 
@@ -122,7 +122,7 @@ class DigestServer:
             # forget the oldest half (dicts keep insertion order)
             for key in list(self._nonces)[: self.max_nonces // 2]:
                 del self._nonces[key]
-        self._nonces[nonce] = _NonceState(0.0 if self.clock is None else float(self.clock.seconds()))
+        self._nonces[nonce] = _NonceState(self._now())
         return nonce
 
     def make_challenges(self, *, stale: bool = False, nonce: str | None = None) -> list[str]:
@@ -176,7 +176,7 @@ class DigestServer:
         password = password_for(username)
         if password is None:
             return DigestResult(UNKNOWN_USER, username, "no such user")
-        H = _HEXERS.get(algorithm) or hash_for(algorithm)  # (offered, so computable)
+        H = hash_for(algorithm)  # (offered, so computable)
         key = (algorithm, username, cr.realm, password)
         ha1 = self._ha1.get(key)
         if ha1 is None:
@@ -191,7 +191,7 @@ class DigestServer:
         state = self._nonces.get(cr.nonce)
         if state is None:
             return DigestResult(STALE, username, "nonce not issued by this server")
-        if self.clock is not None and float(self.clock.seconds()) - state.issued > self.nonce_ttl:
+        if self.clock is not None and self._now() - state.issued > self.nonce_ttl:
             del self._nonces[cr.nonce]
             return DigestResult(STALE, username, "nonce expired")
         if cr.opaque is not None and cr.opaque != self.opaque:
