@@ -266,9 +266,12 @@ class Registrar:
             return make_response(request, 200, "OK", to_tag=new_tag())
         if len(table) == 1:  # the common case, without the sort and the join
             b, = table.values()
-            contact = f"<{b.contact}>;expires={max(0, math.ceil(b.expires_at - now))}"
+            contact = _listed(b, now)
         else:
-            contact = ", ".join(f"<{b.contact}>;expires={max(0, math.ceil(b.expires_at - now))}"
-                                for b in sorted(table.values(), key=lambda b: -b.expires_at))
+            contact = ", ".join(_listed(b, now) for b in sorted(table.values(), key=lambda b: -b.expires_at))
         return make_response(request, 200, "OK", to_tag=new_tag(), headers=(("Contact", contact),))
 
+
+def _listed(b: Binding, now: float) -> str:
+    """A binding as the 200's Contact lists it: ``<uri>;expires=<seconds left>``."""
+    return f"<{b.contact}>;expires={max(0, math.ceil(b.expires_at - now))}"
