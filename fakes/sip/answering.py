@@ -28,6 +28,7 @@ from sipharness.sipcore.transaction import Send, ServerTransaction, Terminated, 
 from sipharness.fakes.record import SipRecord
 from sipharness.fakes.sip.actions import Origin, Transmit
 from sipharness.fakes.sip.recent import RecentMap
+from sipharness.fakes.sip.recording import status_line
 from sipharness.fakes.sip.state import ServerState
 from sipharness.fakes.sip.timers import Timers
 
@@ -54,6 +55,11 @@ class AnswerHost(Protocol):
 
     def is_proxied(self, request: Any) -> bool:
         """Whether ``request`` is one the proxy role relayed (its 2xx is the callee's)."""
+
+
+def _ids(request: Any) -> tuple:
+    """The (method, Call-ID, CSeq number, branch) a record of the answer to ``request`` names."""
+    return (request.method, request.call_id, request.cseq[0], request.top_via.branch)
 
 
 def _open(tx: ServerTransaction) -> bool:
@@ -128,7 +134,7 @@ class Answering:
         data = response.to_bytes()
         self._answered.put(key, data, host.now)
         if ids is None:
-            ids = (request.method, request.call_id, request.cseq[0], request.top_via.branch)
+            ids = _ids(request)
         host.emit(Transmit(data, origin.transport, origin.peer, origin.flow,
                            host.make_record("out", response, data, origin, ids=ids)))
 
@@ -193,11 +199,10 @@ class Answering:
             # its record says what the answer is from the status line and the request's ids, not
             # from our own answer parsed back: that made each retransmission cost as much as a new
             # request, the spiral of a registrar under more load than it takes
-            status_line = data[8:data.index(b"\r\n")].decode("latin-1")  # "200 OK" (we wrote it)
-            ids = (request.method, request.call_id, request.cseq[0], request.top_via.branch)
+            summary = status_line(data)  # "200 OK"
             host.emit(Transmit(data, origin.transport, origin.peer, origin.flow,
-                               host.make_record("out", None, data, origin, retransmission=True, summary=status_line,
-                                                ids=ids, status=int(status_line[:3]))))
+                               host.make_record("out", None, data, origin, retransmission=True, summary=summary,
+                                                ids=_ids(request), status=int(summary[:3]))))
         return True
 
     def _twoxx_events(self, r: TwoXXRetransmitter, origin: Origin, events: list) -> None:

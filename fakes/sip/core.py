@@ -45,7 +45,7 @@ from sipharness.fakes.sip.answering import MAX_RECENT, WINDOW, Answering
 from sipharness.fakes.sip.malformed import reply_to_malformed
 from sipharness.fakes.sip.pbx import Pbx
 from sipharness.fakes.sip.recent import RecentMap
-from sipharness.fakes.sip.recording import sip_record
+from sipharness.fakes.sip.recording import sip_record, status_line
 from sipharness.fakes.sip.script import REFUSE_STATUS, Script
 from sipharness.fakes.sip.state import TRANSITIONS, ServerState
 from sipharness.fakes.sip.originator import Originator
@@ -239,9 +239,8 @@ class ServerCore:
                 resp = parse(reply)
             except SipParseError:  # e.g. no From: the peer's own fault, sent as it is
                 resp = None
-            summary = reply[8:reply.index(b"\r\n")].decode("latin-1")
             self._out.append(Transmit(reply, origin.transport, origin.peer, origin.flow,
-                                      self.make_record("out", resp, reply, origin, summary=summary)))
+                                      self.make_record("out", resp, reply, origin, summary=status_line(reply))))
 
     # ------------------------------------------------------------------ internals: requests
     def _request(self, request: Any, raw: bytes, origin: Origin) -> None:

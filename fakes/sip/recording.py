@@ -17,7 +17,7 @@ from sipharness.fakes.record import SipRecord
 from sipharness.fakes.sip.actions import Origin
 from sipharness.sipcore.uri import SipParseError
 
-__all__ = ["sip_record"]
+__all__ = ["sip_record", "status_line"]
 
 
 def sip_record(now: float, server: str, direction: str, message: Any, raw: bytes, origin: Origin, *, note: str = "",
@@ -52,6 +52,12 @@ def sip_record(now: float, server: str, direction: str, message: Any, raw: bytes
                      local=origin.local, peer=origin.peer, summary=summary or "", method=method, status=status,
                      retransmission=retransmission, call_id=call_id, cseq=cseq, branch=branch, message=message,
                      raw=bytes(raw), note=note)
+
+
+def status_line(answer: bytes) -> str:
+    """What the status line of an answer we wrote says after "SIP/2.0 " ("200 OK"): the summary
+    of its record, read without parsing the answer."""
+    return answer[8:answer.index(b"\r\n")].decode("latin-1")
 
 
 def _request_summary(request: Any, raw: bytes) -> str:
