@@ -59,6 +59,7 @@ from sipharness.phone.console import COMMANDS, FIELDS, Console, event_json, pars
 
 __all__ = ["main", "event_json", "parse_command", "COMMANDS"]
 
+
 class _Daemon:
     def __init__(self, args: argparse.Namespace, config: Any, reactor: Any, clock: Any, dns: tuple[str, int] | None,
                  tls_context: Any = None):
