@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What one digest registration costs our fake registrar, in process: CPU µs, or instructions.
 
-    python3 bench/registrar_cost.py [--registrations N] [--rounds 5] [--instructions | --breakdown]
+    python3 bench/registrar_cost.py [--registrations N] [--rounds 5] [--floor | --instructions | --breakdown]
 
 Why beside ``bench/registrar_rps.py``: the rate search against Kamailio is the figure issue 16
 asks for, but on a shared two-core box its runs swing by a fifth, so a change worth a tenth
@@ -14,6 +14,10 @@ per registration, without SIPp, the reactor's turns or the scheduler.
 - default: the CPU time (``time.process_time``) of the server's part of each registration
   (the two ``datagramReceived`` calls, the ``sendto`` of the answers included), the lowest of
   ``--rounds`` rounds of ``--registrations``;
+- ``--floor``: the same for bench/registrar_floor.py's protocol (the least a Python registrar
+  on Twisted does per REGISTER) on a UDP port of its own, the two taking turns round by round,
+  and ours / floor: how many floors our path costs, a ratio one run gives within a few per cent
+  where the SIPp rate search swings by a fifth (what a change to the path is judged by);
 - ``--instructions``: runs itself twice under valgrind's callgrind (``--registrations``, 300
   by default, and twice as many; ~100 times slower than running free) and prints the
   instructions per registration from the difference (start-up cancels out): runs of one
@@ -32,7 +36,8 @@ per registration, without SIPp, the reactor's turns or the scheduler.
   change to the path is measured against (bench/registrar_floor.py is the same work without
   the rest, the records and the checks).
 
-Prints ``registrar_cost: cpu=… µs per registration`` or ``registrar_cost: instructions=… per
+Prints ``registrar_cost: cpu=… µs per registration`` (with ``--floor`` also ``registrar_cost:
+floor cpu=… µs per registration; ours / floor = …``) or ``registrar_cost: instructions=… per
 registration``, or one ``registrar_cost: <stage> … µs (… %)`` line per stage. Compare two
 checkouts by running each (``PYTHONPATH=<checkout>``).
 """
@@ -58,25 +63,34 @@ _REALM = re.compile(rb'realm="([^"]+)"')
 
 
 class Driver:
-    """One registrar and one client socket; :meth:`register` does one digest registration."""
+    """One registrar and one client socket; :meth:`register` does one digest registration.
+    ``server``: "ours" (the CLI's ``FakeSipServer``) or "floor" (bench/registrar_floor.py's
+    protocol on a Twisted UDP port of its own, fed the same way)."""
 
-    def __init__(self) -> None:
+    def __init__(self, server: str = "ours") -> None:
         from twisted.internet import reactor
 
-        from sipharness.fakes.jsonlines import StreamingRecorder
-        from sipharness.fakes.sip.server import FakeSipServer
-        from sipharness.fakes.tally import Tally
-        from sipharness.sipcore.clock import make_clock
+        if server == "floor":
+            sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+            import registrar_floor
 
-        clock = make_clock("real", reactor)
-        recorder = StreamingRecorder(clock)
-        recorder.subscribe(Tally().add)  # as `sipharness registrar --quiet` counts what it saw
-        self.server = FakeSipServer("registrar", clock=clock, recorder=recorder, reactor=reactor, host="127.0.0.1",
-                                    users={USER: PASSWORD})
-        self.server.logic.registrar.auth.algorithms = ("MD5",)
-        self.server.listen("udp", 0)
-        self.port = self.server.addresses["udp"][1]
-        self.udp = self.server._listeners["udp"]._udp  # the protocol object a datagram reaches
+            self.udp = registrar_floor.protocol({USER: PASSWORD}, reactor.seconds)
+            self.port = reactor.listenUDP(0, self.udp, interface="127.0.0.1").getHost().port
+        else:
+            from sipharness.fakes.jsonlines import StreamingRecorder
+            from sipharness.fakes.sip.server import FakeSipServer
+            from sipharness.fakes.tally import Tally
+            from sipharness.sipcore.clock import make_clock
+
+            clock = make_clock("real", reactor)
+            recorder = StreamingRecorder(clock)
+            recorder.subscribe(Tally().add)  # as `sipharness registrar --quiet` counts what it saw
+            self.server = FakeSipServer("registrar", clock=clock, recorder=recorder, reactor=reactor,
+                                        host="127.0.0.1", users={USER: PASSWORD})
+            self.server.logic.registrar.auth.algorithms = ("MD5",)
+            self.server.listen("udp", 0)
+            self.port = self.server.addresses["udp"][1]
+            self.udp = self.server._listeners["udp"]._udp  # the protocol object a datagram reaches
         self.client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.client.bind(("127.0.0.1", 0))
         self.peer = self.client.getsockname()
@@ -97,11 +111,13 @@ class Driver:
 
     def _answer(self, challenge: bytes) -> str:
         """The client's credentials, written directly (the driver's own cost kept small)."""
-        nonce, opaque, realm = (p.search(challenge).group(1).decode() for p in (_NONCE, _OPAQUE, _REALM))
+        nonce, opaque, realm = (m.group(1).decode() if m else None
+                                for m in (p.search(challenge) for p in (_NONCE, _OPAQUE, _REALM)))
         md5 = lambda text: hashlib.md5(text.encode()).hexdigest()  # noqa: E731
         response = md5(f"{md5(f'{USER}:{realm}:{PASSWORD}')}:{nonce}:00000001:c0ffee:auth:{md5(f'REGISTER:{self.uri}')}")
         return (f'Digest username="{USER}", realm="{realm}", nonce="{nonce}", uri="{self.uri}", '
-                f'response="{response}", algorithm=MD5, cnonce="c0ffee", opaque="{opaque}", qop=auth, nc=00000001')
+                f'response="{response}", algorithm=MD5, cnonce="c0ffee", qop=auth, nc=00000001'
+                + (f', opaque="{opaque}"' if opaque is not None else ""))
 
     def _feed(self, datagram: bytes, status: bytes) -> bytes:
         """The server's part (timed): ``datagram`` in, its answer out; the answer must be ``status``."""
@@ -118,20 +134,23 @@ class Driver:
         self._feed(self._register(i, 2, self._answer(challenge)), b"200")
 
 
-def cpu_per_registration(registrations: int, rounds: int) -> float:
-    """The lowest CPU µs per registration over ``rounds`` rounds (after a warm-up)."""
-    driver = Driver()
+def cpu_per_registration(registrations: int, rounds: int, servers: tuple[str, ...] = ("ours",)) -> list[float]:
+    """The lowest CPU µs per registration of each of ``servers`` over ``rounds`` rounds (after a
+    warm-up); the servers take turns round by round, so a slow spell of the box hits each alike."""
+    drivers = [Driver(server) for server in servers]
     serial = 0
-    for _ in range(WARM_UP):  # memos, caches, the first nonces (the same in every run: callgrind subtracts it)
-        driver.register(serial)
-        serial += 1
-    best = float("inf")
-    for _ in range(rounds):
-        driver.cpu = 0.0
-        for _ in range(registrations):
+    for driver in drivers:
+        for _ in range(WARM_UP):  # memos, caches, the first nonces (the same in every run: callgrind subtracts it)
             driver.register(serial)
             serial += 1
-        best = min(best, driver.cpu / registrations * 1e6)
+    best = [float("inf")] * len(drivers)
+    for _ in range(rounds):
+        for i, driver in enumerate(drivers):
+            driver.cpu = 0.0
+            for _ in range(registrations):
+                driver.register(serial)
+                serial += 1
+            best[i] = min(best[i], driver.cpu / registrations * 1e6)
     return best
 
 
@@ -196,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="CPU: the lowest of this many rounds (default 5)")
     ap.add_argument("--instructions", action="store_true",
                     help="count instructions under valgrind's callgrind instead (deterministic; slow: ~100x)")
+    ap.add_argument("--floor", action="store_true",
+                    help="also the floor's CPU per registration (bench/registrar_floor.py), rounds taking turns, "
+                         "and ours / floor")
     ap.add_argument("--breakdown", action="store_true",
                     help="µs per registration by stage of the path (parse, logic, digest, records, ...)")
     args = ap.parse_args(argv)
+    if args.floor and (args.instructions or args.breakdown):
+        ap.error("--floor goes with the CPU figure only, not with --instructions or --breakdown")
     if args.breakdown:
         stages = breakdown(args.registrations or 4000)
         total = stages[-1][1]
@@ -219,9 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"registrar_cost: instructions={(b - a) // n} per registration "
               f"(callgrind, {n} and {2 * n} registrations, driver included)", flush=True)
         return 0
-    cpu = cpu_per_registration(args.registrations, args.rounds)
-    print(f"registrar_cost: cpu={cpu:.1f} µs per registration (lowest of {args.rounds} rounds of "
+    cpu = cpu_per_registration(args.registrations, args.rounds, ("ours", "floor") if args.floor else ("ours",))
+    print(f"registrar_cost: cpu={cpu[0]:.1f} µs per registration (lowest of {args.rounds} rounds of "
           f"{args.registrations}; Python {sys.version.split()[0]})", flush=True)
+    if args.floor:
+        print(f"registrar_cost: floor cpu={cpu[1]:.1f} µs per registration; ours / floor = {cpu[0] / cpu[1]:.2f}",
+              flush=True)
     return 0
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from typing import Any, Callable
 
-__all__ = ["serve"]
+__all__ = ["protocol", "serve"]
 
 REALM = "floor"
 MAX_NONCES = 100_000  # forgotten all at once when full (a bench run issues a few hundred thousand at most)
@@ -33,13 +34,11 @@ def _md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-def serve(port: int, users: dict[str, str] | None, workers: int = 1) -> None:
-    """Answer REGISTERs on 127.0.0.1:``port`` until killed (``users``: name → password for
-    digest; None: no authentication; ``workers``: processes sharing the port, steered by
-    source port as ours are, sipcore/reuseport.py). Prints one line when listening."""
-    from twisted.internet import protocol, reactor
-
-    from sipharness.sipcore.reuseport import ReusePortUdp
+def protocol(users: dict[str, str] | None, seconds: Callable[[], float]) -> Any:
+    """The floor's ``DatagramProtocol`` (``users``: name → password for digest; None: no
+    authentication; ``seconds``: the clock a binding's expiry is read from). ``serve`` listens
+    with it; ``bench/registrar_cost.py --floor`` feeds it in process, beside ours."""
+    from twisted.internet import protocol as tprotocol
 
     nonces: set[str] = set()
     bindings: dict[str, tuple[str, float]] = {}
@@ -64,7 +63,7 @@ def serve(port: int, users: dict[str, str] | None, workers: int = 1) -> None:
         expected = _md5(f"{ha1}:{p['nonce']}:{p.get('nc')}:{p.get('cnonce')}:auth:{_md5('REGISTER:' + p.get('uri', uri))}")
         return expected == p.get("response")
 
-    class Floor(protocol.DatagramProtocol):
+    class Floor(tprotocol.DatagramProtocol):
         def datagramReceived(self, data: bytes, addr: tuple) -> None:
             try:
                 self._answer(data, addr)
@@ -91,9 +90,20 @@ def serve(port: int, users: dict[str, str] | None, workers: int = 1) -> None:
             contact = h["contact"].split(">", 1)[0].lstrip("<")
             expires = int(h.get("expires", "3600"))
             user = h["to"].split("sip:", 1)[1].split("@", 1)[0]
-            bindings[user] = (contact, reactor.seconds() + expires)
+            bindings[user] = (contact, seconds() + expires)
             self.transport.write(answer(h, "200 OK", f"Contact: <{contact}>;expires={expires}\r\n"), addr)
 
-    ReusePortUdp(port, Floor(), "127.0.0.1", 65535, reactor, workers).startListening()
+    return Floor()
+
+
+def serve(port: int, users: dict[str, str] | None, workers: int = 1) -> None:
+    """Answer REGISTERs on 127.0.0.1:``port`` until killed (``users``: name → password for
+    digest; None: no authentication; ``workers``: processes sharing the port, steered by
+    source port as ours are, sipcore/reuseport.py). Prints one line when listening."""
+    from twisted.internet import reactor
+
+    from sipharness.sipcore.reuseport import ReusePortUdp
+
+    ReusePortUdp(port, protocol(users, reactor.seconds), "127.0.0.1", 65535, reactor, workers).startListening()
     print(f"registrar_floor: listening on udp 127.0.0.1:{port}", flush=True)
     reactor.run()
