@@ -62,7 +62,7 @@ __all__ = ["main", "event_json", "parse_command", "COMMANDS"]
 
 class _Daemon:
     def __init__(self, args: argparse.Namespace, config: Any, reactor: Any, clock: Any, dns: tuple[str, int] | None,
-                 tls_context: Any = None):
+                 tls_context: Any = None, https_context: Any = None):
         from sipharness.phone.phone import Phone
 
         self.args, self.reactor, self.clock = args, reactor, clock
@@ -75,10 +75,12 @@ class _Daemon:
             from sipharness.phone.emulation import Fault, VendorEmulation
 
             allow = tuple(a for a in (args.action_uri_allow or "").split(",") if a)
-            https, https_context = None, None
-            if not args.no_https:
+            https = None
+            if args.no_https:
+                https_context = None
+            else:
                 https = args.https or (args.http[0], 0)
-                https_context = _device_certificate(args.local_host, args.https_cert, args.https_key)
+                https_context = https_context or _device_certificate(args.local_host)
             self.emulation = VendorEmulation(
                 reactor=reactor, clock=clock, provision_url=args.provision, mac=args.mac, http=args.http,
                 emit=self.emit, on_phone=self._attach, local_host=args.local_host, tls_context=tls_context,
@@ -271,6 +273,14 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
         except Exception as e:  # noqa: BLE001 - any unreadable CA file is a bad command line
             print(f"sipharness phone: --ca-file {args.ca_file}: {e}", file=sys.stderr)
             return 2
+    https_context = None
+    if args.https_cert and args.https_key:
+        try:
+            https_context = _device_certificate(args.local_host, args.https_cert, args.https_key)
+        except (OSError, ValueError) as e:  # unreadable, not PEM, or a key that is not the certificate's
+            print(f"sipharness phone: --https-cert {args.https_cert} --https-key {args.https_key}: {e}",
+                  file=sys.stderr)
+            return 2
     config = None
     if args.config:
         try:
@@ -294,7 +304,7 @@ def main(argv: list[str] | None = None, reactor: Any = None) -> int:
     _log_warnings_to_stderr()
     start = 0.0 if epoch is None else (reactor.seconds() - epoch) * speed
     clock = ScaledClock(reactor, speed, start=start)
-    daemon = _Daemon(args, config, reactor, clock, dns, tls_context)
+    daemon = _Daemon(args, config, reactor, clock, dns, tls_context, https_context)
     stdio.StandardIO(daemon.console, reactor=reactor)
     reactor.addSystemEventTrigger("before", "shutdown", daemon.shutdown)
     reactor.callWhenRunning(daemon.start)
@@ -343,20 +353,20 @@ def _vendor_args_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _device_certificate(host: str, cert: str | None, key: str | None) -> Any:
+def _device_certificate(host: str, cert: str | None = None, key: str | None = None) -> Any:
     """The emulated phone's HTTPS server context: the given chain and key, else one made up for ``host``
     (a lab phone's certificate is its vendor's; the harness does not check it)."""
-    from twisted.internet import ssl
+    from sipharness.sipcore.tls import server_options
 
     if cert and key:
         with open(cert, "rb") as c, open(key, "rb") as k:
-            return ssl.PrivateCertificate.loadPEM(c.read() + k.read()).options()
+            return server_options(c.read(), k.read())
     import trustme
 
     # an ECDSA key: a handshake costs the phone a fraction of an RSA one (its SIP timers share the process)
     leaf = trustme.CA(key_type=trustme.KeyType.ECDSA, organization_name="emulated phone vendor CA").issue_cert(host)
     chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
-    return ssl.PrivateCertificate.loadPEM(chain + leaf.private_key_pem.bytes()).options()
+    return server_options(chain, leaf.private_key_pem.bytes())
 
 
 def _client_tls(ca_file: str) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TestPKI"]
+__all__ = ["TestPKI", "server_options"]
 
 
 def _trustme() -> Any:
@@ -50,17 +50,8 @@ class TestPKI:
 
     def server_context(self) -> Any:
         """``twisted.internet.ssl.CertificateOptions`` presenting the server certificate."""
-        from twisted.internet import ssl
-
         chain = b"".join(blob.bytes() for blob in self.server_cert.cert_chain_pems)
-        key = self.server_cert.private_key_pem.bytes()
-        private = ssl.PrivateCertificate.loadPEM(chain + key)
-        extra = [ssl.Certificate.loadPEM(b.bytes()).original for b in self.server_cert.cert_chain_pems[1:]]
-        return ssl.CertificateOptions(
-            privateKey=private.privateKey.original,
-            certificate=private.original,
-            extraCertChain=extra,
-        )
+        return server_options(chain, self.server_cert.private_key_pem.bytes())
 
     def client_context(self, hostname: str = "127.0.0.1") -> Any:
         """Client TLS options trusting only this CA and checking ``hostname`` (IP or DNS name)."""
@@ -81,3 +72,43 @@ class TestPKI:
         key_path.write_bytes(self.server_cert.private_key_pem.bytes())
         key_path.chmod(0o600)
         return cert_path, key_path
+
+
+def server_options(chain_pem: bytes, key_pem: bytes) -> Any:
+    """``twisted.internet.ssl.CertificateOptions`` presenting the first certificate of
+    ``chain_pem`` (PEM, leaf first, then its intermediates) with the key ``key_pem`` (PEM,
+    unencrypted); ValueError when either cannot be read or the key is not the leaf's."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from twisted.internet import ssl
+
+    chain = x509.load_pem_x509_certificates(chain_pem)
+    key = load_pem_private_key(key_pem, None)
+    if key.public_key() != chain[0].public_key():
+        raise ValueError("the private key is not the one of the chain's first certificate")
+    if not _context_takes(chain[0]):  # an older pyOpenSSL: its own objects
+        from OpenSSL import crypto
+
+        return ssl.CertificateOptions(privateKey=crypto.PKey.from_cryptography_key(key),
+                                      certificate=crypto.X509.from_cryptography(chain[0]),
+                                      extraCertChain=[crypto.X509.from_cryptography(c) for c in chain[1:]])
+    return ssl.CertificateOptions(privateKey=key, certificate=chain[0], extraCertChain=chain[1:])
+
+
+_TAKES_CRYPTOGRAPHY: list[bool] = []  # the answer of _context_takes, once known
+
+
+def _context_takes(certificate: Any) -> bool:
+    """Whether this pyOpenSSL's ``Context`` takes cryptography's certificate and key objects
+    (since 24.3; its own X509 and PKey are deprecated there, a DeprecationWarning for every TLS
+    listener a test opens): asked once, by trying ``certificate``, so an older pyOpenSSL keeps working."""
+    if not _TAKES_CRYPTOGRAPHY:
+        from OpenSSL import SSL
+
+        try:
+            SSL.Context(SSL.TLS_METHOD).use_certificate(certificate)
+        except TypeError:
+            _TAKES_CRYPTOGRAPHY.append(False)
+        else:
+            _TAKES_CRYPTOGRAPHY.append(True)
+    return _TAKES_CRYPTOGRAPHY[0]

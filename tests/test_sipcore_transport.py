@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
@@ -282,6 +284,14 @@ def test_tls_round_trip(clock, pki, tmp_path):
     finally:
         yield conn.close()
         yield listener.stop()
+
+
+def test_tls_server_context_builds_without_deprecation_warnings(pki):
+    # pyOpenSSL >= 24.3 deprecates its own X509/PKey: every TLS listener of `pytest suites/` printed two warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        context = pki.server_context().getContext()
+    context.check_privatekey()  # the key that was loaded is the certificate's
 
 
 @pytest_twisted.inlineCallbacks

@@ -249,6 +249,29 @@ def test_daemon_refuses_an_incomplete_vendor_command_line(capsys):
     assert "--https-cert and --https-key go together" in capsys.readouterr().err
 
 
+def test_daemon_names_an_unusable_web_certificate_and_starts_nothing(capsys, tmp_path):
+    from sipharness.phone.daemon import main
+    from sipharness.sipcore.tls import TestPKI
+
+    line = ["--provision", "http://127.0.0.1:1/", "--mac", "001565000001", "--http", "127.0.0.1:0"]
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate")
+    key.write_text("not a key")
+    assert main(line + ["--https-cert", str(cert), "--https-key", str(key)]) == 2
+    assert f"--https-cert {cert} --https-key {key}:" in capsys.readouterr().err
+    assert main(line + ["--https-cert", str(tmp_path / "absent.pem"), "--https-key", str(key)]) == 2
+    assert "No such file" in capsys.readouterr().err
+    one, other = TestPKI(), TestPKI()
+    one.export_server(cert, tmp_path / "unused.pem")
+    other.export_server(tmp_path / "other.pem", key)  # a key of another certificate
+    assert main(line + ["--https-cert", str(cert), "--https-key", str(key)]) == 2
+    assert "the private key is not the one of the chain's first certificate" in capsys.readouterr().err
+    from sipharness.phone.daemon import _device_certificate
+
+    good = one.export_server(tmp_path / "good.pem", tmp_path / "good.key")
+    _device_certificate("127.0.0.1", *map(str, good)).getContext().check_privatekey()  # a lab's own pair is taken
+
+
 def test_no_emulation_left_running():
     from sipharness.harness.child import running
 
