@@ -1,5 +1,7 @@
 """sipcore.digest and sipcore.digestserver: RFC 2617 / RFC 7616 vectors, parsing, client/server round trip."""
 
+import gc
+
 import pytest
 from twisted.internet.task import Clock
 
@@ -125,6 +127,19 @@ def test_server_without_clock_and_nonce_cap():
     # RFC 7616 §3.3 reads it case-insensitively; its ABNF writes "true" (and peers send that)
     assert "stale=true" in srv.make_challenge(stale=True)
     assert Challenge.parse('Digest realm="r", nonce="n", stale=TRUE').stale
+
+
+def test_issued_nonces_do_not_load_the_garbage_collector():
+    # a registrar issues a nonce per REGISTER and keeps up to max_nonces of them: an object each
+    # was one more for every full collection to walk (pauses under load, bench/registrar_rps.py)
+    ds = DigestServer("x", Clock(), max_nonces=10000)
+    gc.collect()
+    before = len(gc.get_objects())
+    for _ in range(5000):
+        ds.make_challenges()
+    gc.collect()
+    assert len(ds._nonces) == 5000
+    assert len(gc.get_objects()) - before < 100
 
 
 def test_select_challenge_takes_the_first_supported_algorithm():
