@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import random as _random
+import sys
 from typing import Any, Generator, NamedTuple, Sequence
 
 from sipharness.sipcore.uri import default_port
@@ -186,13 +187,22 @@ class Resolution:
         except StopIteration:
             self._pending = None
             self.done = True
-            self._gen = None  # a finished plan lets go of its frame (a phone keeps its last lookups)
+            # a finished plan lets go of what only the lookup needed: its frame, the answers it
+            # memoized per query, the expiry of each record (their minimum is what is left to
+            # read); a phone keeps its last lookups for the log, 10 000 phones in a process
+            self._gen = None
+            self._answered.clear()
+            if len(self._expiries) > 1:
+                self._expiries = [min(self._expiries)]
             return
         self._pending = q
         self.queries.append(q)
 
     def _note(self, text: str) -> None:
-        self.log.append(text)
+        # interned: a fleet of phones resolving one domain writes the same notes and target
+        # sources, each a copy per phone otherwise (a phone keeps its last lookups for the log);
+        # an interned string lives only as long as something refers to it
+        self.log.append(sys.intern(text))
 
     def _ask(self, name: str, qtype: str) -> Generator[Query, Any, list[Any]]:
         """One query; returns the usable records of the answer ([] on a fault, logged).
@@ -398,7 +408,7 @@ class Resolution:
                 ip = str(ipaddress.ip_address(r.address))
                 step = f"{qtype} {ip}"
                 source = " → ".join(chain.text + (step,)) if chain.text else f"{qtype} {host} → {ip}"
-                t = Target(ip, port, transport, r.ttl, self.now + r.ttl, source)
+                t = Target(ip, port, transport, r.ttl, self.now + r.ttl, sys.intern(source))
                 if any(x.key == t.key for x in self.targets):
                     self._note(f"{t} again (from {source}): kept once")
                     continue
