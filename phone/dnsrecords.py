@@ -14,8 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence, Union
 
+from sipharness.sipcore.fields import _known
+
 __all__ = ["Target", "Naptr", "Srv", "Address", "Cname", "Fault", "Query", "Answer", "is_ip_literal", "hostname",
-           "invalid", "names_answering", "brief", "u16"]
+           "invalid", "names_answering", "brief", "shared_text", "u16"]
 
 CNAME_GUARD = 8  # CNAME links followed inside one answer
 
@@ -158,6 +160,19 @@ def names_answering(name: str, answer: list[Any]) -> set[str]:
             break
         names.add(current)
     return names
+
+
+# the texts lookups wrote lately (log notes, target sources), each once: a fleet of phones
+# resolving one domain writes the same ones, and each phone keeps its last lookups for the log
+# (10 000 phones in a process, bench/phone_scale.py). Bounded (emptied when full), not
+# sys.intern: the texts come from DNS answers, and interned strings are immortal on Python 3.12.
+_TEXTS: dict[str, str] = {}
+_TEXTS_MAX = 4096
+
+
+def shared_text(text: str) -> str:
+    """``text``, as the one object every lookup that wrote it lately shares."""
+    return _TEXTS.get(text) or _known(_TEXTS, text, text, _TEXTS_MAX)
 
 
 def brief(rec: Any) -> str:

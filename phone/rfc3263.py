@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import ipaddress
 import random as _random
-import sys
 from typing import Any, Generator, NamedTuple, Sequence
 
 from sipharness.sipcore.uri import default_port
 
 from sipharness.phone.srvorder import SRV_SELECT, order_srv
 from sipharness.phone.dnsrecords import (Answer, Cname, Fault, Naptr, Query, Srv, Target, brief, hostname, invalid,
-                                         is_ip_literal, names_answering, u16)
+                                         is_ip_literal, names_answering, shared_text, u16)
 
 __all__ = [
     "Resolution",
@@ -199,10 +198,7 @@ class Resolution:
         self.queries.append(q)
 
     def _note(self, text: str) -> None:
-        # interned: a fleet of phones resolving one domain writes the same notes and target
-        # sources, each a copy per phone otherwise (a phone keeps its last lookups for the log);
-        # an interned string lives only as long as something refers to it
-        self.log.append(sys.intern(text))
+        self.log.append(shared_text(text))
 
     def _ask(self, name: str, qtype: str) -> Generator[Query, Any, list[Any]]:
         """One query; returns the usable records of the answer ([] on a fault, logged).
@@ -408,7 +404,7 @@ class Resolution:
                 ip = str(ipaddress.ip_address(r.address))
                 step = f"{qtype} {ip}"
                 source = " → ".join(chain.text + (step,)) if chain.text else f"{qtype} {host} → {ip}"
-                t = Target(ip, port, transport, r.ttl, self.now + r.ttl, sys.intern(source))
+                t = Target(ip, port, transport, r.ttl, self.now + r.ttl, shared_text(source))
                 if any(x.key == t.key for x in self.targets):
                     self._note(f"{t} again (from {source}): kept once")
                     continue

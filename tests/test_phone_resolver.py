@@ -288,6 +288,14 @@ def test_a_fleet_resolving_one_domain_shares_its_texts_and_keeps_no_plan():
     assert per_lookup < 5500  # ~4 650 bytes here (Python 3.11); ~6 600 when the plan's memo stayed
 
 
+def test_the_shared_texts_stay_bounded_whatever_dns_answers():
+    from sipharness.phone import dnsrecords
+
+    for i in range(3 * dnsrecords._TEXTS_MAX):  # a hostile server answering every lookup with new names
+        assert dnsrecords.shared_text(f"SRV 0 0 5060 h{i}.example → A 10.0.0.1") == f"SRV 0 0 5060 h{i}.example → A 10.0.0.1"
+    assert len(dnsrecords._TEXTS) <= dnsrecords._TEXTS_MAX
+
+
 def test_srv_ttl_bounds_result_expiry():
     zone = guide_zone()
     zone[("_sip._tcp." + D, "SRV")] = [Srv(0, 2, 5060, "server2." + D, 10)]
