@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What one digest registration costs our fake registrar, in process: CPU µs, or instructions.
 
-    python3 bench/registrar_cost.py [--registrations N] [--rounds 5] [--floor | --instructions | --breakdown]
+    python3 bench/registrar_cost.py [--registrations N] [--rounds 5] [--floor] [--lane] [--instructions | --breakdown]
 
 Why beside ``bench/registrar_rps.py``: the rate search against Kamailio is the figure issue 16
 asks for, but on a shared two-core box its runs swing by a fifth, so a change worth a tenth
@@ -18,6 +18,8 @@ per registration, without SIPp, the reactor's turns or the scheduler.
   on Twisted does per REGISTER) on a UDP port of its own, the two taking turns round by round,
   and ours / floor: how many floors our path costs, a ratio one run gives within a few per cent
   where the SIPp rate search swings by a fifth (what a change to the path is judged by);
+  ``--lane`` likewise for bench/registrar_lane.py (the least a registrar that checks and records
+  what ours does costs: the ceiling of a redesign), and lane / floor;
 - ``--instructions``: runs itself twice under valgrind's callgrind (``--registrations``, 300
   by default, and twice as many; ~100 times slower than running free) and prints the
   instructions per registration from the difference (start-up cancels out): runs of one
@@ -37,7 +39,8 @@ per registration, without SIPp, the reactor's turns or the scheduler.
   the rest, the records and the checks).
 
 Prints ``registrar_cost: cpu=… µs per registration`` (with ``--floor`` also ``registrar_cost:
-floor cpu=… µs per registration; ours / floor = …``) or ``registrar_cost: instructions=… per
+floor cpu=… µs per registration; ours / floor = …``, with ``--lane`` ``registrar_cost: lane cpu=… µs
+per registration; ours / lane = …`` and, with both, ``lane / floor = …``) or ``registrar_cost: instructions=… per
 registration``, or one ``registrar_cost: <stage> … µs (… %)`` line per stage. Compare two
 checkouts by running each (``PYTHONPATH=<checkout>``).
 """
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib
 import os
 import re
 import shutil
@@ -60,21 +64,22 @@ WARM_UP = 100  # registrations before the measured ones
 _NONCE = re.compile(rb'nonce="([^"]+)"')
 _OPAQUE = re.compile(rb'opaque="([^"]+)"')
 _REALM = re.compile(rb'realm="([^"]+)"')
+# the registrars ours is measured against, in process (their modules, beside this script)
+YARDSTICKS = {"floor": "registrar_floor", "lane": "registrar_lane"}
 
 
 class Driver:
     """One registrar and one client socket; :meth:`register` does one digest registration.
-    ``server``: "ours" (the CLI's ``FakeSipServer``) or "floor" (bench/registrar_floor.py's
+    ``server``: "ours" (the CLI's ``FakeSipServer``), or one of :data:`YARDSTICKS` (its
     protocol on a Twisted UDP port of its own, fed the same way)."""
 
     def __init__(self, server: str = "ours") -> None:
         from twisted.internet import reactor
 
-        if server == "floor":
+        if server in YARDSTICKS:
             sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-            import registrar_floor
-
-            self.udp = registrar_floor.protocol({USER: PASSWORD}, reactor.seconds)
+            yardstick = importlib.import_module(YARDSTICKS[server])
+            self.udp = yardstick.protocol({USER: PASSWORD}, reactor.seconds)
             self.port = reactor.listenUDP(0, self.udp, interface="127.0.0.1").getHost().port
         else:
             from sipharness.fakes.jsonlines import StreamingRecorder
@@ -218,11 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--floor", action="store_true",
                     help="also the floor's CPU per registration (bench/registrar_floor.py), rounds taking turns, "
                          "and ours / floor")
+    ap.add_argument("--lane", action="store_true",
+                    help="also the lane's CPU per registration (bench/registrar_lane.py), rounds taking turns, "
+                         "and ours / lane")
     ap.add_argument("--breakdown", action="store_true",
                     help="µs per registration by stage of the path (parse, logic, digest, records, ...)")
     args = ap.parse_args(argv)
-    if args.floor and (args.instructions or args.breakdown):
-        ap.error("--floor goes with the CPU figure only, not with --instructions or --breakdown")
+    if (args.floor or args.lane) and (args.instructions or args.breakdown):
+        ap.error("--floor and --lane go with the CPU figure only, not with --instructions or --breakdown")
     if args.breakdown:
         stages = breakdown(args.registrations or 4000)
         total = stages[-1][1]
@@ -243,12 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"registrar_cost: instructions={(b - a) // n} per registration "
               f"(callgrind, {n} and {2 * n} registrations, driver included)", flush=True)
         return 0
-    cpu = cpu_per_registration(args.registrations, args.rounds, ("ours", "floor") if args.floor else ("ours",))
-    print(f"registrar_cost: cpu={cpu[0]:.1f} µs per registration (lowest of {args.rounds} rounds of "
+    servers = ("ours",) + tuple(name for name in YARDSTICKS if getattr(args, name))
+    cpu = dict(zip(servers, cpu_per_registration(args.registrations, args.rounds, servers)))
+    print(f"registrar_cost: cpu={cpu['ours']:.1f} µs per registration (lowest of {args.rounds} rounds of "
           f"{args.registrations}; Python {sys.version.split()[0]})", flush=True)
-    if args.floor:
-        print(f"registrar_cost: floor cpu={cpu[1]:.1f} µs per registration; ours / floor = {cpu[0] / cpu[1]:.2f}",
-              flush=True)
+    for name in servers[1:]:
+        also = f"; lane / floor = {cpu['lane'] / cpu['floor']:.2f}" if name == "lane" and "floor" in cpu else ""
+        print(f"registrar_cost: {name} cpu={cpu[name]:.1f} µs per registration; ours / {name} = "
+              f"{cpu['ours'] / cpu[name]:.2f}{also}", flush=True)
     return 0
 
 

@@ -2,7 +2,7 @@
 """REGISTER throughput of our fake registrar against Kamailio, same process count, SIPp as the load.
 
     python3 bench/registrar_rps.py [--processes 1,2] [--modes digest,plain] [--seconds 5]
-                                   [--rates R1,R2,...] [--start 1000] [--servers ours,kamailio,floor]
+                                   [--rates R1,R2,...] [--start 1000] [--servers ours,kamailio,floor,lane]
 
 For each process count N and each mode, each server is measured in turn, started fresh for
 every run:
@@ -13,11 +13,15 @@ every run:
   registrar logic and recorded as a ``fakes.record.SipRecord``; ``--quiet`` only skips
   printing the JSON lines;
 - Kamailio 5.6: ``bench/kamailio-registrar.cfg``, in-memory usrloc, ``-n N`` UDP workers;
-- the floor (``bench/registrar_floor.py``, started by this script with ``--serve-floor``): the
+- the floor (``bench/registrar_floor.py``, started by this script with ``--serve floor``): the
   least a registrar in Python on Twisted does per REGISTER (split the lines, check the
   digest, answer; no validation, no records, no retransmission memory), N processes on one
   port as ours. Its ratio to Kamailio is the ceiling any CPython registrar could print on
-  this box: the yardstick that tells the platform's share of the gap from ours.
+  this box: the yardstick that tells the platform's share of the gap from ours;
+- the lane (``bench/registrar_lane.py``, ``--servers ...,lane``): the least a registrar that
+  checks what ours checks (every header line against its grammar, the digest by sipcore's
+  DigestServer) and keeps what ours keeps (retransmission memory, two records per message
+  counted by a Tally) does, in one function: the ceiling of a redesign of our request path.
 
 The load is N SIPp instances (one per worker, on consecutive source ports, at rate / N each):
 
@@ -38,7 +42,7 @@ registrations per second (SIPp calls/s; with digest each is two REGISTER transac
 Each run also reads the server's CPU time (all its processes, /proc) and prints CPU µs per
 registration: a figure that other load on the box moves far less than the highest clean rate.
 
-Printed at the end, per process count and mode, for ours and for the floor: the highest clean
+Printed at the end, per process count and mode, for ours and each yardstick: the highest clean
 rates of it and Kamailio and their ratio (ours / Kamailio: target >= 0.5 with digest), both CPU
 costs and their ratio Kamailio / it.
 Same-box figures: SIPp, the servers and whatever else runs share the cores; compare ratios
@@ -48,6 +52,7 @@ of one run, never absolutes across runs.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import random
 import re
@@ -58,6 +63,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIOS = {"digest": os.path.join(ROOT, "bench", "sipp", "register_digest.xml"),
@@ -213,17 +219,23 @@ def start_kamailio(n: int, mode: str) -> Server:
     raise RuntimeError("kamailio did not come up")
 
 
-def start_floor(n: int, mode: str) -> Server:
-    """bench/registrar_floor.py: the least a Python registrar on Twisted does (the yardstick),
-    one process per worker on one ``SO_REUSEPORT`` port as ours."""
-    port = free_port()
-    args = [sys.executable, os.path.abspath(__file__), "--serve-floor", str(port), "--floor-workers", str(n)]
-    if mode == "digest":
-        args += ["--floor-users", str(n)]
-    return Server("floor", _workers(n, args, None, "listening", "the floor registrar"), port)
+# the yardsticks beside ours, each a module of bench/ with serve(port, users, workers)
+YARDSTICKS = {"floor": "registrar_floor", "lane": "registrar_lane"}
 
 
-STARTERS = {"ours": start_ours, "kamailio": start_kamailio, "floor": start_floor}
+def _yardstick(name: str) -> Callable[[int, str], Server]:
+    """The starter of yardstick ``name``: this script again with ``--serve NAME PORT``, one process
+    per worker on one ``SO_REUSEPORT`` port as ours."""
+    def start(n: int, mode: str) -> Server:
+        port = free_port()
+        args = [sys.executable, os.path.abspath(__file__), "--serve", name, str(port), "--serve-workers", str(n)]
+        if mode == "digest":
+            args += ["--serve-users", str(n)]
+        return Server(name, _workers(n, args, None, "listening", f"the {name} registrar"), port)
+    return start
+
+
+STARTERS = {"ours": start_ours, "kamailio": start_kamailio, **{name: _yardstick(name) for name in YARDSTICKS}}
 
 # --------------------------------------------------------------------------- load
 
@@ -333,21 +345,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=1000, help="first rate of the search (default 1000/s)")
     ap.add_argument("--max-rate", type=int, default=60000, help="the search stops there (default 60000/s)")
     ap.add_argument("--servers", default="ours,kamailio,floor",
-                    help="which to measure: ours, kamailio (always, the reference), floor (default all three)")
-    # how this script starts the floor (bench/registrar_floor.py) as a server process of its own
-    ap.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    ap.add_argument("--floor-workers", type=int, default=1, help=argparse.SUPPRESS)
-    ap.add_argument("--floor-users", type=int, default=0, help=argparse.SUPPRESS)
+                    help="which to measure: ours, kamailio (always, the reference), floor, lane "
+                         "(default ours,kamailio,floor)")
+    # how this script starts a yardstick (bench/registrar_floor.py, bench/registrar_lane.py) as a server of its own
+    ap.add_argument("--serve", nargs=2, metavar=("NAME", "PORT"), help=argparse.SUPPRESS)
+    ap.add_argument("--serve-workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--serve-users", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.serve_floor is not None:
-        from registrar_floor import serve
-        users = {f"u{i}": PASSWORD for i in range(args.floor_users)} if args.floor_users else None
-        serve(args.serve_floor, users, args.floor_workers)
+    if args.serve is not None:
+        serve = importlib.import_module(YARDSTICKS[args.serve[0]]).serve
+        users = {f"u{i}": PASSWORD for i in range(args.serve_users)} if args.serve_users else None
+        serve(int(args.serve[1]), users, args.serve_workers)
         return 0
     servers = [x.strip() for x in args.servers.split(",") if x.strip()]
     for x in servers:
         if x not in STARTERS:
-            ap.error(f"--servers: {x!r} is not ours, kamailio or floor")
+            ap.error(f"--servers: {x!r} is not ours, kamailio, floor or lane")
     if "kamailio" not in servers:
         servers.append("kamailio")  # every ratio is against it, in the same run
     args.rates = [int(r) for r in args.rates.split(",") if r.strip()]
@@ -385,8 +398,9 @@ def _summary(n: int, mode: str, name: str, run: Run | None, top: bool, kam: Run 
     bound = "" if top and kam_top else " (a bound: a server never failed)"
     cpu = (f"; server CPU per registration {name} {run.cpu_us:.0f} µs, kamailio {kam.cpu_us:.0f} µs, "
            f"kamailio/{name} = {kam.cpu_us / run.cpu_us:.2f}") if run and kam else ""
-    target = " (target >= 0.5)" if mode == "digest" and name == "ours" else (
-        " (the ceiling of a Python registrar on Twisted here)" if name == "floor" else "")
+    target = {"ours": " (target >= 0.5)" if mode == "digest" else "",
+              "floor": " (the ceiling of a Python registrar on Twisted here)",
+              "lane": " (the ceiling of one that checks and records what ours does)"}.get(name, "")
     return (f"processes={n} {mode}: highest clean rate {name} {'' if top else '>= '}{o}/s, kamailio "
             f"{'' if kam_top else '>= '}{k}/s, ratio {name}/kamailio = {ratio}{target}{bound}{cpu}")
 
