@@ -23,7 +23,7 @@ import os
 import re
 from typing import Any, Callable
 
-__all__ = ["protocol", "serve"]
+__all__ = ["protocol"]
 
 REALM = "floor"
 MAX_NONCES = 100_000  # forgotten all at once when full (a bench run issues a few hundred thousand at most)
@@ -36,8 +36,9 @@ def _md5(text: str) -> str:
 
 def protocol(users: dict[str, str] | None, seconds: Callable[[], float]) -> Any:
     """The floor's ``DatagramProtocol`` (``users``: name → password for digest; None: no
-    authentication; ``seconds``: the clock a binding's expiry is read from). ``serve`` listens
-    with it; ``bench/registrar_cost.py --floor`` feeds it in process, beside ours."""
+    authentication; ``seconds``: the clock a binding's expiry is read from).
+    ``bench/registrar_rps.py --serve floor PORT`` listens with it; ``bench/registrar_cost.py
+    --floor`` feeds it in process, beside ours."""
     from twisted.internet import protocol as tprotocol
 
     nonces: set[str] = set()
@@ -95,15 +96,3 @@ def protocol(users: dict[str, str] | None, seconds: Callable[[], float]) -> Any:
 
     return Floor()
 
-
-def serve(port: int, users: dict[str, str] | None, workers: int = 1) -> None:
-    """Answer REGISTERs on 127.0.0.1:``port`` until killed (``users``: name → password for
-    digest; None: no authentication; ``workers``: processes sharing the port, steered by
-    source port as ours are, sipcore/reuseport.py). Prints one line when listening."""
-    from twisted.internet import reactor
-
-    from sipharness.sipcore.reuseport import ReusePortUdp
-
-    ReusePortUdp(port, protocol(users, reactor.seconds), "127.0.0.1", 65535, reactor, workers).startListening()
-    print(f"registrar_floor: listening on udp 127.0.0.1:{port}", flush=True)
-    reactor.run()

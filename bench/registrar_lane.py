@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-__all__ = ["protocol", "serve"]
+__all__ = ["protocol"]
 
 REALM = "lane"
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
@@ -57,8 +57,8 @@ _BRANCH = re.compile(rf";branch=(z9hG4bK{_TOKEN})").search
 
 def protocol(users: dict[str, str] | None, seconds: Callable[[], float]) -> Any:
     """The lane's ``DatagramProtocol`` (``users``: name → password for digest, MD5; None: no
-    authentication; ``seconds``: its clock). ``serve`` listens with it; ``bench/registrar_cost.py
-    --lane`` feeds it in process, beside ours."""
+    authentication; ``seconds``: its clock). ``bench/registrar_rps.py --serve lane PORT`` listens
+    with it; ``bench/registrar_cost.py --lane`` feeds it in process, beside ours."""
     from twisted.internet import protocol as tprotocol
 
     from sipharness.fakes.record import SipRecord
@@ -164,15 +164,3 @@ def protocol(users: dict[str, str] | None, seconds: Callable[[], float]) -> Any:
 
     return Lane()
 
-
-def serve(port: int, users: dict[str, str] | None, workers: int = 1) -> None:
-    """Answer REGISTERs on 127.0.0.1:``port`` until killed (``users``: name → password for
-    digest; None: no authentication; ``workers``: processes sharing the port, steered by
-    source port as ours are, sipcore/reuseport.py). Prints one line when listening."""
-    from twisted.internet import reactor
-
-    from sipharness.sipcore.reuseport import ReusePortUdp
-
-    ReusePortUdp(port, protocol(users, reactor.seconds), "127.0.0.1", 65535, reactor, workers).startListening()
-    print(f"registrar_lane: listening on udp 127.0.0.1:{port}", flush=True)
-    reactor.run()

@@ -235,6 +235,20 @@ def _yardstick(name: str) -> Callable[[int, str], Server]:
     return start
 
 
+def _serve(name: str, port: int, users: dict[str, str] | None, workers: int) -> None:
+    """Yardstick ``name`` answering REGISTERs on 127.0.0.1:``port`` until killed (``users``: name →
+    password for digest, None: no authentication; ``workers``: processes sharing the port, steered
+    by source port as ours are, sipcore/reuseport.py). Prints one line when listening."""
+    from twisted.internet import reactor
+
+    from sipharness.sipcore.reuseport import ReusePortUdp
+
+    registrar = importlib.import_module(YARDSTICKS[name]).protocol(users, reactor.seconds)
+    ReusePortUdp(port, registrar, "127.0.0.1", 65535, reactor, workers).startListening()
+    print(f"registrar_{name}: listening on udp 127.0.0.1:{port}", flush=True)
+    reactor.run()
+
+
 STARTERS = {"ours": start_ours, "kamailio": start_kamailio, **{name: _yardstick(name) for name in YARDSTICKS}}
 
 # --------------------------------------------------------------------------- load
@@ -353,9 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--serve-users", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve is not None:
-        serve = importlib.import_module(YARDSTICKS[args.serve[0]]).serve
         users = {f"u{i}": PASSWORD for i in range(args.serve_users)} if args.serve_users else None
-        serve(int(args.serve[1]), users, args.serve_workers)
+        _serve(args.serve[0], int(args.serve[1]), users, args.serve_workers)
         return 0
     servers = [x.strip() for x in args.servers.split(",") if x.strip()]
     for x in servers:
