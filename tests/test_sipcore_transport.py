@@ -294,6 +294,17 @@ def test_tls_server_context_builds_without_deprecation_warnings(pki):
     context.check_privatekey()  # the key that was loaded is the certificate's
 
 
+def test_tls_server_context_on_a_pyopenssl_that_takes_only_its_own_objects(pki, monkeypatch):
+    # before pyOpenSSL 24.3 a Context took only its X509 and PKey: the same chain and key, converted
+    from sipharness.sipcore import tls
+
+    monkeypatch.setattr(tls, "_TAKES_CRYPTOGRAPHY", [False])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # (this pyOpenSSL deprecates them)
+        context = pki.server_context().getContext()
+    context.check_privatekey()
+
+
 @pytest_twisted.inlineCallbacks
 def test_tls_handshake_failure_with_untrusted_certificate(clock, pki):
     server, phone = Recorder(clock), Recorder(clock)
