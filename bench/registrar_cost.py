@@ -64,7 +64,8 @@ WARM_UP = 100  # registrations before the measured ones
 _NONCE = re.compile(rb'nonce="([^"]+)"')
 _OPAQUE = re.compile(rb'opaque="([^"]+)"')
 _REALM = re.compile(rb'realm="([^"]+)"')
-# the registrars ours is measured against, in process (their modules, beside this script)
+# the registrars ours is measured against (their modules, beside this script, each with protocol(users,
+# seconds)): in process here, under SIPp by bench/registrar_rps.py
 YARDSTICKS = {"floor": "registrar_floor", "lane": "registrar_lane"}
 
 

@@ -65,6 +65,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from registrar_cost import YARDSTICKS  # the yardsticks beside ours: name → module of bench/ with protocol()
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIOS = {"digest": os.path.join(ROOT, "bench", "sipp", "register_digest.xml"),
              "plain": os.path.join(ROOT, "bench", "sipp", "register.xml")}
@@ -219,8 +221,6 @@ def start_kamailio(n: int, mode: str) -> Server:
     raise RuntimeError("kamailio did not come up")
 
 
-# the yardsticks beside ours, each a module of bench/ with serve(port, users, workers)
-YARDSTICKS = {"floor": "registrar_floor", "lane": "registrar_lane"}
 
 
 def _yardstick(name: str) -> Callable[[int, str], Server]:
